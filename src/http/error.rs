@@ -1,0 +1,80 @@
+//! The one table from domain errors to HTTP statuses and JSON bodies.
+//!
+//! Domain modules know nothing of HTTP; each error has a stable code (`carte.expired`), and
+//! this file decides its status. A 500 tells the client only "internal error"; the detail goes
+//! to the log.
+
+use hyper::StatusCode;
+
+use crate::carte::CarteError;
+use crate::name::NameError;
+use crate::scope::ScopeError;
+
+/// An error on its way to the client: status, stable code, human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
+    }
+
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "this resource does not support that method",
+        )
+    }
+
+    /// An internal failure: logged in full, reported as nothing more than "internal error".
+    pub fn internal(detail: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%detail, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+    }
+
+    /// The JSON body: `{"error": code, "message": message}`.
+    pub fn body(&self) -> String {
+        serde_json::json!({ "error": self.code, "message": self.message }).to_string()
+    }
+}
+
+impl From<CarteError> for ApiError {
+    fn from(e: CarteError) -> ApiError {
+        // Every carte failure is an authentication failure (401) except an unreachable
+        // registry, which is the node's problem, not the caller's (503).
+        let status = match e {
+            CarteError::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
+    }
+}
+
+impl From<ScopeError> for ApiError {
+    fn from(e: ScopeError) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
+    }
+}

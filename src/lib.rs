@@ -1,0 +1,22 @@
+//! grant-node: a node that records what applications may do for its owners.
+//!
+//! Applications register a name in a signed registry and prove themselves with a *carte*, a
+//! short-lived token they sign themselves; owners approve requests on the node's `/grant` page
+//! and the node records the granted scopes against the application's name. No access, refresh
+//! or code token is ever minted.
+//!
+//! Modules, from the pure core outwards:
+//!
+//! - [`name`]: the canonical name type and its Unicode rules.
+//! - [`scope`]: scope bitmasks and the catalogue of scope names.
+//! - [`carte`]: the carte format (encode/decode) and its verifier, pure with an injected clock.
+//! - [`http`]: the accept loop and router; the only place that speaks HTTP.
+//! - [`cli`]: the raw command-line flags.
+//! - [`config`]: the node's validated configuration.
+
+pub mod carte;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod name;
+pub mod scope;
