@@ -1,1 +1,69 @@
-fn main() {}
+//! `carte_verify`: the cost of verifying a carte, against its floor in the same run.
+//!
+//! The floor (`raw_verify_strict`) is a bare `VerifyingKey::verify_strict` over the very bytes a
+//! carte signature covers; `cold` is the full `carte::verify` (base64, CBOR decode, canonical
+//! re-encode, time, audience and address checks, key look-up, signature). The gap between them
+//! is everything grant-node adds; the target is at most 10%.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use ed25519_dalek::SigningKey;
+use grant_node::carte::codec::{decode, signed_message};
+use grant_node::carte::{verify, Carte, Expectations, KeyEntry, KeyTable};
+use grant_node::name::Name;
+use grant_node::scope::Scope;
+
+const NOW: u64 = 1_800_000_000;
+
+fn accepts(n: &Name) -> bool {
+    n.as_str() == "alice"
+}
+
+fn bench(c: &mut Criterion) {
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let app = Name::parse("photo-app").expect("a valid name");
+    let mut table = KeyTable::new();
+    table.add(
+        app.clone(),
+        KeyEntry {
+            key: key.verifying_key(),
+            valid_from: 0,
+            compromised: false,
+        },
+    );
+    let mut carte = Carte::new(app, NOW - 5, NOW + 600, [9; 16]);
+    carte.audience = Some(Name::parse("alice").expect("a valid name"));
+    carte.admin_scope = Scope::from_bits(0x80000 | 0x100000);
+    let wire = carte.sign(&key);
+    let expect = Expectations {
+        accepts_audience: &accepts,
+        peer: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        skew: 60,
+        max_lifetime: 3600,
+    };
+    verify(&wire, NOW, &expect, &table).expect("the bench carte verifies");
+
+    let decoded = decode(&wire).expect("the bench carte decodes");
+    let message = signed_message(&decoded.payload);
+    let vk = key.verifying_key();
+
+    let mut group = c.benchmark_group("carte_verify");
+    group.bench_function("raw_verify_strict", |b| {
+        b.iter(|| {
+            vk.verify_strict(black_box(&message), black_box(&decoded.signature))
+                .expect("verifies")
+        })
+    });
+    group.bench_function("cold", |b| {
+        b.iter(|| verify(black_box(&wire), NOW, &expect, &table).expect("verifies"))
+    });
+    group.bench_function("decode_only", |b| {
+        b.iter(|| decode(black_box(&wire)).expect("decodes"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
