@@ -9,12 +9,14 @@
 //!
 //! - [`name`]: the canonical name type and its Unicode rules.
 //! - [`scope`]: scope bitmasks and the catalogue of scope names.
+//! - [`cbor`]: canonical CBOR helpers shared by every signed format.
 //! - [`carte`]: the carte format (encode/decode) and its verifier, pure with an injected clock.
 //! - [`http`]: the accept loop and router; the only place that speaks HTTP.
 //! - [`cli`]: the raw command-line flags.
 //! - [`config`]: the node's validated configuration.
 
 pub mod carte;
+pub mod cbor;
 pub mod cli;
 pub mod config;
 pub mod http;

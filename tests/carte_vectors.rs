@@ -5,6 +5,9 @@
 //! the file (it sets `GRANT_NODE_BLESS=1`). `every_vector_verifies_as_recorded` then reads the
 //! file alone, as an independent implementation would, and checks each expected result.
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::net::IpAddr;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

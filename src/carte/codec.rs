@@ -13,6 +13,7 @@ use ciborium::Value;
 use ed25519_dalek::{Signature, Signer, SigningKey};
 
 use super::{Carte, CarteError, GrantRequest, KIND, SIGNATURE_PREFIX, VERSION};
+use crate::cbor;
 use crate::name::Name;
 use crate::scope::Scope;
 
@@ -45,19 +46,12 @@ pub fn sign(carte: &Carte, key: &SigningKey) -> String {
 
 /// The wire form of a payload and its signature.
 pub fn wire(payload: &[u8], signature: &Signature) -> String {
-    let outer = Value::Array(vec![
-        Value::Bytes(payload.to_vec()),
-        Value::Bytes(signature.to_bytes().to_vec()),
-    ]);
-    URL_SAFE_NO_PAD.encode(to_cbor(&outer))
+    URL_SAFE_NO_PAD.encode(cbor::envelope(payload, &signature.to_bytes()))
 }
 
 /// The exact bytes a carte signature covers.
 pub fn signed_message(payload: &[u8]) -> Vec<u8> {
-    let mut message = Vec::with_capacity(SIGNATURE_PREFIX.len() + payload.len());
-    message.extend_from_slice(SIGNATURE_PREFIX);
-    message.extend_from_slice(payload);
-    message
+    cbor::signed_message(SIGNATURE_PREFIX, payload)
 }
 
 /// Decodes a carte's wire form, refusing anything but the one canonical encoding.
@@ -69,30 +63,9 @@ pub fn decode(wire_form: &str) -> Result<DecodedCarte, CarteError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(wire_form)
         .map_err(|_| Malformed("not unpadded base64url"))?;
-    let outer: Value = from_cbor(&bytes)?;
-    let (payload, signature) = match outer {
-        Value::Array(items) if items.len() == 2 => {
-            let mut items = items.into_iter();
-            match (items.next(), items.next()) {
-                (Some(Value::Bytes(p)), Some(Value::Bytes(s))) => (p, s),
-                _ => return Err(Malformed("envelope must hold two byte strings")),
-            }
-        }
-        _ => return Err(Malformed("envelope must be an array of two items")),
-    };
-    let signature: [u8; 64] = signature
-        .as_slice()
-        .try_into()
-        .map_err(|_| Malformed("signature must be 64 bytes"))?;
+    let (payload, signature) = cbor::open_envelope(&bytes).map_err(Malformed)?;
     let signature = Signature::from_bytes(&signature);
-    if URL_SAFE_NO_PAD.encode(to_cbor(&Value::Array(vec![
-        Value::Bytes(payload.clone()),
-        Value::Bytes(signature.to_bytes().to_vec()),
-    ]))) != wire_form
-    {
-        return Err(Malformed("envelope is not canonical CBOR"));
-    }
-    let carte = parse_payload(from_cbor(&payload)?)?;
+    let carte = parse_payload(cbor::decode_lax(&payload).map_err(Malformed)?)?;
     if encode_payload(&carte) != payload {
         return Err(Malformed("payload is not canonical CBOR"));
     }
@@ -212,17 +185,11 @@ fn parse_payload(value: Value) -> Result<Carte, CarteError> {
 }
 
 fn uint(value: &Value, what: &'static str) -> Result<u64, CarteError> {
-    match value {
-        Value::Integer(i) => u64::try_from(*i).map_err(|_| CarteError::Malformed(what)),
-        _ => Err(CarteError::Malformed(what)),
-    }
+    cbor::uint(value, what).map_err(CarteError::Malformed)
 }
 
 fn text(value: &Value, what: &'static str) -> Result<String, CarteError> {
-    match value {
-        Value::Text(t) => Ok(t.clone()),
-        _ => Err(CarteError::Malformed(what)),
-    }
+    cbor::text(value, what).map_err(CarteError::Malformed)
 }
 
 fn name(value: &Value) -> Result<Option<Name>, CarteError> {
@@ -250,13 +217,7 @@ fn address(value: &Value) -> Result<IpAddr, CarteError> {
 }
 
 fn to_cbor(value: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    ciborium::ser::into_writer(value, &mut out).expect("writing CBOR to a Vec cannot fail");
-    out
-}
-
-fn from_cbor(bytes: &[u8]) -> Result<Value, CarteError> {
-    ciborium::de::from_reader(bytes).map_err(|_| CarteError::Malformed("not valid CBOR"))
+    cbor::encode(value)
 }
 
 #[cfg(test)]
