@@ -1,10 +1,10 @@
-//! The command tree, as raw flags. [`crate::config::Config`] is built from these once; no
-//! other code reads flags.
+//! The command tree, as raw flags. A validated [`crate::config::Config`] is built from these
+//! once; no other code reads flags.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,9 +31,12 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the node.
     Serve(ServeArgs),
+    /// Register and manage names in the registry.
+    #[command(subcommand)]
+    Name(NameCommand),
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "GRANT_NODE_LISTEN", default_value = crate::config::DEFAULT_LISTEN)]
@@ -42,4 +45,93 @@ pub struct ServeArgs {
     /// Directory for the database and key files.
     #[arg(long, env = "GRANT_NODE_DATA_DIR", default_value = "grant-node-data")]
     pub data_dir: PathBuf,
+
+    /// Mirror this registry instead of running one inside the node.
+    #[arg(long, env = "GRANT_NODE_REGISTRY", requires = "registry_key")]
+    pub registry: Option<String>,
+
+    /// The registry's public key (hex), against which every checkpoint is verified.
+    #[arg(long, env = "GRANT_NODE_REGISTRY_KEY")]
+    pub registry_key: Option<String>,
+
+    /// Proof-of-work difficulty of the embedded registry, in bits.
+    #[arg(long, env = "GRANT_NODE_POW_BITS")]
+    pub pow_bits: Option<u32>,
+
+    /// This node's registered name (the audience of node-level cartes).
+    #[arg(long, env = "GRANT_NODE_NAME")]
+    pub node_name: Option<String>,
+
+    /// Seconds between background registry syncs.
+    #[arg(long, env = "GRANT_NODE_SYNC_INTERVAL", default_value_t = 5)]
+    pub sync_interval: u64,
+
+    /// Shift this node's clock by this many seconds (for testing skew handling).
+    #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
+    pub clock_offset: i64,
+}
+
+/// Flags every `name` command takes.
+#[derive(Debug, Args, Clone)]
+pub struct RegistryArgs {
+    /// The registry (or a node with an embedded registry) to talk to.
+    #[arg(
+        long,
+        env = "GRANT_NODE_REGISTRY",
+        default_value = "http://127.0.0.1:8650"
+    )]
+    pub registry: String,
+
+    /// Where the name's keys live (one folder per name, files with mode 0600).
+    #[arg(long, env = "GRANT_NODE_KEY_DIR")]
+    pub key_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NameCommand {
+    /// Register a name: creates its keys if missing, solves the proof of work, submits.
+    Register {
+        name: String,
+        /// Where the name's node or application lives.
+        #[arg(long)]
+        node_uri: String,
+        /// A redirect URI grants may return to (repeat for several; at most 16).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Start signing with a new key from now on; cartes signed earlier stay valid.
+    RotateKey {
+        name: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Mark the current signing key compromised (everything it signed stops working at once)
+    /// and switch to a new key.
+    RevokeKey {
+        name: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Change a name's node URI or redirect URIs.
+    Update {
+        name: String,
+        #[arg(long)]
+        node_uri: Option<String>,
+        /// The new list of redirect URIs (replaces the old one).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Remove every redirect URI.
+        #[arg(long, conflicts_with = "redirect_uris")]
+        clear_redirect_uris: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Show a name's record.
+    Show {
+        name: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
 }

@@ -11,6 +11,7 @@
 //! - [`scope`]: scope bitmasks and the catalogue of scope names.
 //! - [`cbor`]: canonical CBOR helpers shared by every signed format.
 //! - [`carte`]: the carte format (encode/decode) and its verifier, pure with an injected clock.
+//! - [`uri`]: the rules for registered URIs and the exact redirect match.
 //! - [`http`]: the accept loop and router; the only place that speaks HTTP.
 //! - [`cli`]: the raw command-line flags.
 //! - [`config`]: the node's validated configuration.
@@ -18,7 +19,14 @@
 pub mod carte;
 pub mod cbor;
 pub mod cli;
+pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod http;
+pub mod keyfile;
 pub mod name;
+pub mod node;
+pub mod registry;
 pub mod scope;
+pub mod store;
+pub mod uri;

@@ -1,10 +1,90 @@
-//! `registry-stub`: the naming registry as a standalone server.
+//! `registry-stub`: the naming registry as a standalone HTTP server.
 //!
-//! Until the registry issue lands this binary only reports that it is a placeholder; the
-//! registry rules themselves will live in the `grant-node` library so that the node can embed
-//! the very same service.
+//! A thin binary over the registry code in the `grant-node` library ([`Authority`] and the
+//! `/registry/*` routes), the same code a node embeds. On first start it creates its signing
+//! key (`registry.key`, mode 0600) in the data directory and prints the public key, which
+//! nodes need to verify its checkpoints.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("registry-stub: not implemented yet");
-    std::process::ExitCode::from(2)
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use grant_node::clock::Clock;
+use grant_node::http::registry_api;
+use grant_node::registry::authority::{Authority, AuthorityConfig, DEFAULT_POW_BITS};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "registry-stub",
+    version,
+    about = "The grant-node naming registry"
+)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "REGISTRY_LISTEN", default_value = "127.0.0.1:8651")]
+    listen: SocketAddr,
+    /// Directory for the registry database and key.
+    #[arg(long, env = "REGISTRY_DATA_DIR", default_value = "registry-data")]
+    data_dir: PathBuf,
+    /// Proof-of-work difficulty for registrations, in leading zero bits (0 disables it).
+    #[arg(long, env = "REGISTRY_POW_BITS", default_value_t = DEFAULT_POW_BITS)]
+    pow_bits: u32,
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("registry-stub: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    if args.pow_bits > 40 {
+        anyhow::bail!("--pow-bits {}: at most 40", args.pow_bits);
+    }
+    let authority = Authority::open(
+        &args.data_dir,
+        AuthorityConfig {
+            pow_bits: args.pow_bits,
+            ..AuthorityConfig::default()
+        },
+        Clock::system(),
+    )
+    .with_context(|| format!("opening the registry in {}", args.data_dir.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        println!("registry-stub listening on http://{addr}");
+        println!(
+            "registry public key {}",
+            hex_key(authority.public_key().as_bytes())
+        );
+        registry_api::serve_standalone(listener, authority, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn hex_key(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn shutdown_signal() {
+    grant_node::commands::serve::shutdown_signal().await
 }

@@ -8,7 +8,9 @@ use hyper::StatusCode;
 
 use crate::carte::CarteError;
 use crate::name::NameError;
+use crate::registry::RegistryError;
 use crate::scope::ScopeError;
+use crate::store::StoreError;
 
 /// An error on its way to the client: status, stable code, human message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,10 @@ impl ApiError {
             code,
             message: message.into(),
         }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     pub fn not_found() -> ApiError {
@@ -76,5 +82,32 @@ impl From<NameError> for ApiError {
 impl From<ScopeError> for ApiError {
     fn from(e: ScopeError) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> ApiError {
+        let status = match e {
+            RegistryError::NameInvalid(_)
+            | RegistryError::Malformed(_)
+            | RegistryError::BadUri(_)
+            | RegistryError::PowInsufficient { .. }
+            | RegistryError::ValidFromInPast => StatusCode::BAD_REQUEST,
+            RegistryError::BadSignature => StatusCode::FORBIDDEN,
+            RegistryError::NameTaken
+            | RegistryError::NameConfusable(_)
+            | RegistryError::StaleDigest => StatusCode::CONFLICT,
+            RegistryError::NameUnknown => StatusCode::NOT_FOUND,
+            RegistryError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RegistryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RegistryError::Untrusted(_) => StatusCode::BAD_GATEWAY,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        ApiError::internal(e)
     }
 }

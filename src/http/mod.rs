@@ -1,41 +1,48 @@
-//! HTTP: the accept loop, the router and the one table that maps errors to statuses.
+//! HTTP: the accept loop, the routers and the one table that maps errors to statuses.
 //!
-//! [`run`] takes its listener and a shutdown future as arguments, so tests start a node
-//! in-process on `127.0.0.1:0` and stop it when they like. Routing is a single `match` on
-//! method and path in [`router`]; there is no framework.
+//! [`run`] takes its listener, a request handler and a shutdown future as arguments, so tests
+//! start a node or a registry in-process on `127.0.0.1:0` and stop it when they like. Routing is
+//! a `match` on method and path (see [`node`] and [`registry_api`]); there is no framework.
 
+pub mod client;
 mod error;
-mod router;
+pub mod node;
+pub mod registry_api;
+pub mod response;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::Response;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 pub use error::ApiError;
+pub use response::Body;
 
-use crate::config::Config;
-use crate::scope::Catalogue;
-
-/// What every request handler can see.
-pub struct AppState {
-    pub config: Config,
-    pub scopes: Catalogue,
-}
+/// An incoming request, as handlers receive it.
+pub type Request = hyper::Request<Incoming>;
 
 /// How long in-flight connections get to finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (request line and headers) accepted; hyper answers 431 beyond it.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// Serves HTTP on `listener` until `shutdown` resolves, then lets in-flight requests finish.
-pub async fn run(
+/// Serves HTTP/1.1 on `listener` with `handler` until `shutdown` resolves, then stops
+/// accepting and lets in-flight requests finish (up to a drain timeout).
+pub async fn run<H, F>(
     listener: TcpListener,
-    state: Arc<AppState>,
+    handler: H,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    H: Fn(Request, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
     let mut connections = JoinSet::new();
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
@@ -52,14 +59,18 @@ pub async fn run(
                         continue;
                     }
                 };
-                let state = state.clone();
+                let _ = stream.set_nodelay(true);
+                let handler = handler.clone();
                 let mut closing = closing_rx.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
-                        router::route(state.clone(), peer, req)
+                        let fut = handler(req, peer);
+                        async move { Ok::<_, std::convert::Infallible>(fut.await) }
                     });
                     let conn = http1::Builder::new()
-                        .max_buf_size(64 * 1024)
+                        .max_buf_size(MAX_HEAD_BYTES)
+                        .header_read_timeout(Duration::from_secs(30))
+                        .timer(hyper_util::rt::TokioTimer::new())
                         .serve_connection(TokioIo::new(stream), service);
                     tokio::pin!(conn);
                     tokio::select! {

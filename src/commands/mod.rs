@@ -1,0 +1,4 @@
+//! The subcommands' implementations: each turns parsed flags into calls on the library.
+
+pub mod name;
+pub mod serve;

@@ -1,0 +1,270 @@
+//! `grant-node name …`: register and manage a name from the shell.
+//!
+//! Keys live in `KEY_DIR/NAME/`: `updating.key` (authorises registry changes) and `signing.key`
+//! (signs cartes); retired signing keys are kept as `signing-<valid_from>.key`. Every file is
+//! created with mode 0600.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use ed25519_dalek::SigningKey;
+
+use crate::cli::{NameCommand, RegistryArgs};
+use crate::clock::Clock;
+use crate::keyfile;
+use crate::name::Name;
+use crate::registry::client::{RegistryClient, RemoteError};
+use crate::registry::op::{solve_pow, Operation, Register, Update};
+use crate::registry::RecordJson;
+use crate::uri::CheckedUri;
+
+/// The default key directory: `$HOME/.grant-node/keys`.
+pub fn default_key_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join(".grant-node")
+        .join("keys")
+}
+
+/// The key folder of `name` under `key_dir`.
+pub fn name_dir(key_dir: Option<&Path>, name: &Name) -> PathBuf {
+    key_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(default_key_dir)
+        .join(name.as_str())
+}
+
+pub fn run(command: NameCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(dispatch(command))
+}
+
+async fn dispatch(command: NameCommand) -> anyhow::Result<()> {
+    match command {
+        NameCommand::Register {
+            name,
+            node_uri,
+            redirect_uris,
+            registry,
+        } => register(&name, node_uri, redirect_uris, &registry).await,
+        NameCommand::RotateKey { name, registry } => rotate(&name, false, &registry).await,
+        NameCommand::RevokeKey { name, registry } => rotate(&name, true, &registry).await,
+        NameCommand::Update {
+            name,
+            node_uri,
+            redirect_uris,
+            clear_redirect_uris,
+            registry,
+        } => {
+            let uris = if clear_redirect_uris {
+                Some(Vec::new())
+            } else if redirect_uris.is_empty() {
+                None
+            } else {
+                Some(redirect_uris)
+            };
+            update(&name, node_uri, uris, &registry).await
+        }
+        NameCommand::Show { name, registry } => {
+            let name = parse_name(&name)?;
+            let client = RegistryClient::new(&registry.registry);
+            match client.record(&name).await.map_err(explain)? {
+                Some(record) => print_record(&record),
+                None => bail!("{name} is not registered in {}", client.base()),
+            }
+        }
+    }
+}
+
+fn parse_name(raw: &str) -> anyhow::Result<Name> {
+    Name::parse(raw).with_context(|| format!("{raw:?} is not a valid name"))
+}
+
+fn check_uris(node_uri: Option<&str>, redirect_uris: &[String]) -> anyhow::Result<()> {
+    if let Some(uri) = node_uri {
+        CheckedUri::parse_node(uri).with_context(|| format!("--node-uri {uri:?}"))?;
+    }
+    for uri in redirect_uris {
+        CheckedUri::parse_redirect(uri).with_context(|| format!("--redirect-uri {uri:?}"))?;
+    }
+    Ok(())
+}
+
+async fn register(
+    raw: &str,
+    node_uri: String,
+    redirect_uris: Vec<String>,
+    args: &RegistryArgs,
+) -> anyhow::Result<()> {
+    let name = parse_name(raw)?;
+    check_uris(Some(&node_uri), &redirect_uris)?;
+    let dir = name_dir(args.key_dir.as_deref(), &name);
+    let updating = keyfile::load_or_create(&dir.join("updating.key"))?;
+    let signing = keyfile::load_or_create(&dir.join("signing.key"))?;
+    let client = RegistryClient::new(&args.registry);
+    let metadata = client.metadata().await.map_err(explain)?;
+    let mut op = Register {
+        name: name.clone(),
+        updating_key: updating.verifying_key(),
+        signing_key: signing.verifying_key(),
+        valid_from: Clock::system().now(),
+        node_uri,
+        redirect_uris,
+        pow_nonce: [0; 8],
+    };
+    let bits = metadata.pow_bits;
+    eprint!("solving the proof of work ({bits} bits)…");
+    let started = std::time::Instant::now();
+    let op = tokio::task::spawn_blocking(move || {
+        solve_pow(&mut op, bits, |attempts| {
+            if attempts % (1 << 20) == 0 {
+                eprint!(
+                    "\rsolving the proof of work ({bits} bits)… {}M attempts",
+                    attempts >> 20
+                );
+                let _ = std::io::stderr().flush();
+            }
+        });
+        op
+    })
+    .await
+    .context("solving the proof of work")?;
+    eprintln!(" done in {:.1?}", started.elapsed());
+    let envelope = Operation::Register(op).sign(&updating);
+    let record = client.submit(envelope).await.map_err(explain)?;
+    eprintln!("registered {name}; keys in {}", dir.display());
+    print_record(&record)
+}
+
+async fn current(client: &RegistryClient, name: &Name) -> anyhow::Result<RecordJson> {
+    client
+        .record(name)
+        .await
+        .map_err(explain)?
+        .with_context(|| format!("{name} is not registered in {}", client.base()))
+}
+
+fn digest(record: &RecordJson) -> anyhow::Result<[u8; 32]> {
+    hex::decode(&record.digest)
+        .ok()
+        .and_then(|d| d.try_into().ok())
+        .context("the registry sent a malformed digest")
+}
+
+fn empty_update(name: &Name, record: &RecordJson) -> anyhow::Result<Update> {
+    Ok(Update {
+        name: name.clone(),
+        previous_digest: digest(record)?,
+        new_signing_key: None,
+        node_uri: None,
+        redirect_uris: None,
+        new_updating_key: None,
+        compromised_key: None,
+    })
+}
+
+async fn rotate(raw: &str, compromised: bool, args: &RegistryArgs) -> anyhow::Result<()> {
+    let name = parse_name(raw)?;
+    let dir = name_dir(args.key_dir.as_deref(), &name);
+    let updating = keyfile::load(&dir.join("updating.key"))
+        .context("the updating key is needed to change a name")?;
+    let signing_path = dir.join("signing.key");
+    let old = keyfile::load(&signing_path)?;
+    let client = RegistryClient::new(&args.registry);
+    let record = current(&client, &name).await?;
+    let new = keyfile::generate()?;
+    // A new key must start after every earlier one; two rotations within a second still work.
+    let latest = record.keys.iter().map(|k| k.valid_from).max().unwrap_or(0);
+    let now = Clock::system().now().max(latest + 1);
+    let mut update = empty_update(&name, &record)?;
+    update.new_signing_key = Some((new.verifying_key(), now));
+    if compromised {
+        update.compromised_key = Some(old.verifying_key());
+    }
+    let next_path = dir.join("signing.next.key");
+    let _ = std::fs::remove_file(&next_path);
+    keyfile::save(&next_path, &new)?;
+    let result = client
+        .submit(Operation::Update(update).sign(&updating))
+        .await;
+    let record = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_file(&next_path);
+            return Err(explain(e));
+        }
+    };
+    let old_valid_from = record
+        .keys
+        .iter()
+        .find(|k| k.key == hex::encode(old.verifying_key().as_bytes()))
+        .map(|k| k.valid_from)
+        .unwrap_or(0);
+    let retired = dir.join(format!("signing-{old_valid_from}.key"));
+    std::fs::rename(&signing_path, &retired)
+        .with_context(|| format!("keeping the old key as {}", retired.display()))?;
+    std::fs::rename(&next_path, &signing_path)
+        .with_context(|| format!("installing the new key as {}", signing_path.display()))?;
+    if compromised {
+        eprintln!("marked the old signing key compromised; signing with a new key from now on");
+    } else {
+        eprintln!("signing with a new key from now on; cartes signed earlier stay valid");
+    }
+    print_record(&record)
+}
+
+async fn update(
+    raw: &str,
+    node_uri: Option<String>,
+    redirect_uris: Option<Vec<String>>,
+    args: &RegistryArgs,
+) -> anyhow::Result<()> {
+    let name = parse_name(raw)?;
+    if node_uri.is_none() && redirect_uris.is_none() {
+        bail!("nothing to change: give --node-uri, --redirect-uri or --clear-redirect-uris");
+    }
+    check_uris(node_uri.as_deref(), redirect_uris.as_deref().unwrap_or(&[]))?;
+    let dir = name_dir(args.key_dir.as_deref(), &name);
+    let updating: SigningKey = keyfile::load(&dir.join("updating.key"))
+        .context("the updating key is needed to change a name")?;
+    let client = RegistryClient::new(&args.registry);
+    let record = current(&client, &name).await?;
+    let mut update = empty_update(&name, &record)?;
+    update.node_uri = node_uri;
+    update.redirect_uris = redirect_uris;
+    let record = client
+        .submit(Operation::Update(update).sign(&updating))
+        .await
+        .map_err(explain)?;
+    print_record(&record)
+}
+
+fn print_record(record: &RecordJson) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(record)?);
+    Ok(())
+}
+
+/// A registry refusal with advice on what to do about it.
+fn explain(e: RemoteError) -> anyhow::Error {
+    let hint = match e.code() {
+        "name.taken" => "choose another name",
+        "name.confusable" => "choose a name that does not look like an existing one",
+        "name.invalid" => "names are letters of one script, digits, '-' and '.'",
+        "op.stale-digest" => "the name changed meanwhile; run the command again",
+        "op.pow-insufficient" => "the registry raised its difficulty; run the command again",
+        "op.valid-from-in-past" => "check this machine's clock",
+        "op.bad-signature" => "the key in the key directory is not this name's updating key",
+        "registry.unavailable" => "check --registry and that the registry is running",
+        _ => "",
+    };
+    if hint.is_empty() {
+        anyhow::anyhow!("{e}")
+    } else {
+        anyhow::anyhow!("{e} ({hint})")
+    }
+}

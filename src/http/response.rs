@@ -1,0 +1,96 @@
+//! Response building and request reading helpers shared by the routers.
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+
+use super::ApiError;
+
+pub type Body = Full<Bytes>;
+
+/// A JSON response that no cache keeps.
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// A serializable value as a JSON response.
+pub fn json_value<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(body) => json(status, body),
+        Err(e) => error(ApiError::internal(e)),
+    }
+}
+
+/// An error as its JSON response.
+pub fn error(e: ApiError) -> Response<Body> {
+    json(e.status, e.body())
+}
+
+/// Reads a request body of at most `max` bytes; a larger one is refused with 413 and `code`.
+pub async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+    code: &'static str,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            code,
+            format!("the request body is larger than {max} bytes"),
+        )
+    };
+    if let Some(len) = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > max as u64 {
+            return Err(too_large());
+        }
+    }
+    Limited::new(req.into_body(), max)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|_| too_large())
+}
+
+/// The query string's parameters, decoded. A parameter given twice is an error: which one
+/// counts would otherwise depend on who reads it.
+pub fn query_params(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if out.iter().any(|(name, _)| *name == k) {
+            return Err(ApiError::bad_request(
+                "request.duplicate-parameter",
+                format!("parameter {k:?} is given more than once"),
+            ));
+        }
+        out.push((k.into_owned(), v.into_owned()));
+    }
+    Ok(out)
+}
+
+/// One parameter from [`query_params`]' output.
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A percent-decoded path segment.
+pub fn path_segment(raw: &str) -> Result<String, ApiError> {
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::bad_request("request.bad-path", "the path is not valid UTF-8"))
+}

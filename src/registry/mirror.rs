@@ -1,0 +1,340 @@
+//! A node's verified mirror of the registry: the only registry I/O a node does.
+//!
+//! The mirror syncs the log from a [`Source`], re-checks every operation with the same
+//! [`rules`] the registry applies, checks the hash chain, and accepts the new entries only if
+//! they end exactly at the head of a checkpoint signed by the registry key in the node's
+//! config. A sync is one SQLite transaction: either the mirror moves to a signed checkpoint or
+//! it stays where it was. A checkpoint that contradicts entries already verified (a fork) or a
+//! log that does not match its checkpoint (a forged entry) is refused, recorded as evidence, and
+//! reported as degraded on `/healthz`; the verified state keeps serving look-ups.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use rusqlite::Connection;
+
+use super::log::{entry_hash, Checkpoint, LogEntry};
+use super::op::SignedOp;
+use super::resolver::DbKeys;
+use super::rules::{self, Params};
+use super::source::{Source, MAX_LOG_PAGE};
+use super::{NameRecord, RegistryError};
+use crate::clock::Clock;
+use crate::name::Name;
+use crate::store::{self, Db, StoreError};
+
+/// What `/healthz` and `/metrics` report about the mirror.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MirrorStatus {
+    /// Verified log size.
+    pub size: u64,
+    /// Size of the latest signed checkpoint seen.
+    pub registry_size: u64,
+    /// Unix time of the last successful sync.
+    pub last_sync: Option<u64>,
+    /// The last sync error (cleared by a successful sync).
+    pub last_error: Option<String>,
+    /// Evidence of registry misbehaviour; once set, stays set.
+    pub degraded: Option<String>,
+}
+
+/// The mirror.
+pub struct Mirror {
+    db: Db,
+    registry_key: VerifyingKey,
+    source: Source,
+    clock: Clock,
+    params: Params,
+    keys: Arc<DbKeys>,
+    status: Mutex<MirrorStatus>,
+    /// Held while syncing; holds when the last sync started.
+    sync_lock: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl Mirror {
+    pub fn new(
+        db: Db,
+        registry_key: VerifyingKey,
+        source: Source,
+        clock: Clock,
+    ) -> Result<Mirror, StoreError> {
+        let (size, degraded) = {
+            let conn = db.lock();
+            let size = store::registry::log_size(&conn)?;
+            let fault = store::registry::latest_fault(&conn)?;
+            (size, fault.map(|(_, reason)| reason))
+        };
+        Ok(Mirror {
+            keys: Arc::new(DbKeys::new(db.clone())),
+            db,
+            registry_key,
+            source,
+            clock,
+            params: Params::default(),
+            status: Mutex::new(MirrorStatus {
+                size,
+                degraded,
+                ..MirrorStatus::default()
+            }),
+            sync_lock: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The key resolver backed by this mirror.
+    pub fn keys(&self) -> &Arc<DbKeys> {
+        &self.keys
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn registry_key(&self) -> VerifyingKey {
+        self.registry_key
+    }
+
+    pub fn status(&self) -> MirrorStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A verified record.
+    pub async fn record(&self, name: &Name) -> Result<Option<NameRecord>, RegistryError> {
+        let name = name.clone();
+        self.db
+            .run(move |c| store::registry::record(c, &name).map_err(RegistryError::from))
+            .await
+    }
+
+    /// A record, syncing first if the name is not known yet.
+    pub async fn record_or_sync(
+        self: &Arc<Self>,
+        name: &Name,
+    ) -> Result<Option<NameRecord>, RegistryError> {
+        if let Some(r) = self.record(name).await? {
+            return Ok(Some(r));
+        }
+        self.sync_for_unknown().await?;
+        self.record(name).await
+    }
+
+    /// Makes sure `name` is known if the registry knows it: syncs when it is not known
+    /// locally. Returns whether it is known afterwards.
+    pub async fn ensure_known(self: &Arc<Self>, name: &Name) -> Result<bool, RegistryError> {
+        if self.keys.knows(name) {
+            return Ok(true);
+        }
+        self.sync_for_unknown().await?;
+        Ok(self.keys.knows(name))
+    }
+
+    /// A sync on behalf of an unknown name, coalesced: a caller that queued behind a sync
+    /// which *started* after the caller asked shares that sync's result instead of starting
+    /// another, so a burst of look-ups costs at most one sync in flight and one queued.
+    async fn sync_for_unknown(self: &Arc<Self>) -> Result<(), RegistryError> {
+        let asked = Instant::now();
+        let last_started = self.sync_lock.lock().await;
+        if last_started.is_some_and(|at| at >= asked) {
+            return Ok(());
+        }
+        self.sync_holding(last_started).await.map(|_| ())
+    }
+
+    /// Brings the mirror up to the registry's latest signed checkpoint. Returns the number of
+    /// entries applied.
+    pub async fn sync(self: &Arc<Self>) -> Result<u64, RegistryError> {
+        let guard = self.sync_lock.lock().await;
+        self.sync_holding(guard).await
+    }
+
+    async fn sync_holding(
+        self: &Arc<Self>,
+        mut last_started: tokio::sync::MutexGuard<'_, Option<Instant>>,
+    ) -> Result<u64, RegistryError> {
+        *last_started = Some(Instant::now());
+        let result = self.sync_locked().await;
+        drop(last_started);
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        match &result {
+            Ok(_) => {
+                status.last_sync = Some(self.clock.now());
+                status.last_error = None;
+            }
+            Err(e) => status.last_error = Some(e.to_string()),
+        }
+        result
+    }
+
+    async fn sync_locked(self: &Arc<Self>) -> Result<u64, RegistryError> {
+        let envelope = self.source.checkpoint().await?;
+        let checkpoint = match Checkpoint::verify(&envelope, &self.registry_key) {
+            Ok(cp) => cp,
+            Err(e) => {
+                self.fault("checkpoint signature does not verify", &envelope)?;
+                return Err(e);
+            }
+        };
+        self.set_registry_size(checkpoint.size);
+        let this = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut conn = this.db.lock();
+            this.apply_up_to(&mut conn, &checkpoint, &envelope, &handle)
+        })
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
+        match outcome {
+            Ok((applied, touched)) => {
+                self.keys.invalidate(touched.iter());
+                let size = store::registry::log_size(&self.db.lock())?;
+                self.status.lock().unwrap_or_else(|p| p.into_inner()).size = size;
+                if applied > 0 {
+                    tracing::info!(applied, size, "registry mirror synced");
+                }
+                Ok(applied)
+            }
+            Err(Refusal::Fault(reason, evidence)) => {
+                self.fault(&reason, &evidence)?;
+                Err(RegistryError::Untrusted(reason))
+            }
+            Err(Refusal::Error(e)) => Err(e),
+        }
+    }
+
+    fn set_registry_size(&self, size: u64) {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .registry_size = size;
+    }
+
+    fn fault(&self, reason: &str, evidence: &[u8]) -> Result<(), RegistryError> {
+        tracing::error!(
+            reason,
+            "registry misbehaved; the mirror keeps its verified state"
+        );
+        store::registry::record_fault(&self.db.lock(), self.clock.now(), reason, evidence)?;
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .degraded = Some(reason.to_owned());
+        Ok(())
+    }
+
+    /// The blocking part of a sync: one transaction from the local head to `checkpoint`.
+    fn apply_up_to(
+        &self,
+        conn: &mut Connection,
+        checkpoint: &Checkpoint,
+        envelope: &[u8],
+        handle: &tokio::runtime::Handle,
+    ) -> Result<(u64, HashSet<Name>), Refusal> {
+        let local = store::registry::log_size(conn)?;
+        if checkpoint.size <= local {
+            // Nothing new; but the checkpoint must agree with what we verified.
+            let ours = if checkpoint.size == 0 {
+                super::log::GENESIS
+            } else {
+                store::registry::hash_at(conn, checkpoint.size - 1)?.unwrap_or(super::log::GENESIS)
+            };
+            if ours != checkpoint.head_hash {
+                return Err(Refusal::Fault(
+                    format!(
+                        "fork: the registry's signed checkpoint at size {} contradicts the verified log",
+                        checkpoint.size
+                    ),
+                    envelope.to_vec(),
+                ));
+            }
+            return Ok((0, HashSet::new()));
+        }
+        let tx = conn.transaction().map_err(StoreError::from)?;
+        let mut prev = store::registry::head_hash(&tx)?;
+        let mut seq = local;
+        let mut touched = HashSet::new();
+        while seq < checkpoint.size {
+            let want = (checkpoint.size - seq).min(MAX_LOG_PAGE);
+            let page = handle
+                .block_on(self.source.entries(seq, want))
+                .map_err(Refusal::Error)?;
+            if page.is_empty() || page.len() as u64 > want {
+                return Err(Refusal::Fault(
+                    format!("the registry log does not match its checkpoint near entry {seq}"),
+                    envelope.to_vec(),
+                ));
+            }
+            for bytes in page {
+                let forged = |why: String| {
+                    Refusal::Fault(format!("forged entry {seq}: {why}"), bytes.clone())
+                };
+                let entry = LogEntry::decode(&bytes).map_err(|e| forged(e.to_string()))?;
+                if entry.seq != seq || entry.prev_hash != prev {
+                    return Err(forged("it does not chain to the verified log".into()));
+                }
+                let signed = SignedOp::decode(&entry.op).map_err(|e| forged(e.to_string()))?;
+                let name = signed.op.name().clone();
+                let current = store::registry::record(&tx, &name)?;
+                let holder = store::registry::skeleton_holder(&tx, &name.skeleton())?;
+                let record = rules::apply(
+                    &signed,
+                    entry.time,
+                    entry.difficulty,
+                    current.as_ref(),
+                    holder.as_ref(),
+                    self.params,
+                )
+                .map_err(|e| forged(e.to_string()))?;
+                let hash = entry_hash(&bytes);
+                store::registry::append_entry(&tx, seq, &bytes, &hash)?;
+                store::registry::put_record(&tx, &record)?;
+                touched.insert(name);
+                prev = hash;
+                seq += 1;
+            }
+        }
+        if prev != checkpoint.head_hash {
+            return Err(Refusal::Fault(
+                "the registry log does not end at its signed checkpoint".into(),
+                envelope.to_vec(),
+            ));
+        }
+        store::registry::put_checkpoint(&tx, checkpoint.size, envelope)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok((checkpoint.size - local, touched))
+    }
+
+    /// Syncs every `every` until `stop` resolves. Errors are logged and reported in status.
+    pub async fn run_background(
+        self: Arc<Self>,
+        every: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        loop {
+            if let Err(e) = self.sync().await {
+                tracing::warn!(error = %e, "registry sync failed");
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
+
+enum Refusal {
+    /// The registry misbehaved: record the evidence.
+    Fault(String, Vec<u8>),
+    /// Something else went wrong (network, storage): try again later.
+    Error(RegistryError),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Refusal {
+        Refusal::Error(e.into())
+    }
+}

@@ -1,0 +1,141 @@
+//! The signed name registry: records, operations, the log, and the two places that hold it.
+//!
+//! The registry maps a name to its signing-key history, its updating key, its node URI and its
+//! redirect URIs. Every accepted operation is appended to one global hash-chained log whose
+//! checkpoints the registry signs, so anyone with the registry's public key can replay the log
+//! and arrive at the same records, and can tell when a registry lies or forks.
+//!
+//! - [`op`]: operations and their wire format (pure);
+//! - [`rules`]: what an operation may do to a record (pure, time injected);
+//! - [`log`]: log entries, the hash chain and checkpoints (pure);
+//! - [`authority`]: the registry itself, which accepts operations and signs checkpoints;
+//! - [`mirror`]: a node's verified copy, the only registry I/O a node does;
+//! - [`resolver`]: key look-ups for carte verification, answered from a local database.
+
+pub mod authority;
+pub mod client;
+pub mod log;
+pub mod mirror;
+pub mod op;
+pub mod resolver;
+pub mod rules;
+pub mod source;
+
+use ed25519_dalek::VerifyingKey;
+use serde::Serialize;
+
+use crate::carte::KeyEntry;
+use crate::name::{Name, NameError};
+use crate::uri::UriError;
+
+/// Everything the registry knows about one name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameRecord {
+    pub name: Name,
+    /// Signing keys ordered by `valid_from`.
+    pub keys: Vec<KeyEntry>,
+    pub updating_key: VerifyingKey,
+    pub node_uri: String,
+    pub redirect_uris: Vec<String>,
+    /// Registry time of the `register` operation.
+    pub created: u64,
+    /// Registry time of the latest operation.
+    pub updated: u64,
+    /// blake3 chain over every operation on this name; an update must quote it.
+    pub digest: [u8; 32],
+}
+
+/// The JSON form of a record, as `GET /registry/names/{name}` serves it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct RecordJson {
+    pub name: String,
+    pub keys: Vec<KeyJson>,
+    pub updating_key: String,
+    pub node_uri: String,
+    pub redirect_uris: Vec<String>,
+    pub created: u64,
+    pub updated: u64,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct KeyJson {
+    pub key: String,
+    pub valid_from: u64,
+    pub compromised: bool,
+}
+
+impl NameRecord {
+    pub fn to_json(&self) -> RecordJson {
+        RecordJson {
+            name: self.name.to_string(),
+            keys: self
+                .keys
+                .iter()
+                .map(|k| KeyJson {
+                    key: hex::encode(k.key.as_bytes()),
+                    valid_from: k.valid_from,
+                    compromised: k.compromised,
+                })
+                .collect(),
+            updating_key: hex::encode(self.updating_key.as_bytes()),
+            node_uri: self.node_uri.clone(),
+            redirect_uris: self.redirect_uris.clone(),
+            created: self.created,
+            updated: self.updated,
+            digest: hex::encode(self.digest),
+        }
+    }
+}
+
+/// Why the registry refused an operation, or could not answer. Codes are stable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    #[error("{0}")]
+    NameInvalid(NameError),
+    #[error("the name is already registered")]
+    NameTaken,
+    #[error("the name looks like the registered name {0:?}")]
+    NameConfusable(String),
+    #[error("the name is not registered")]
+    NameUnknown,
+    #[error("malformed operation: {0}")]
+    Malformed(&'static str),
+    #[error("malformed operation: {0}")]
+    BadUri(UriError),
+    #[error("the operation's signature does not verify with the name's updating key")]
+    BadSignature,
+    #[error("the name changed since this update was made; fetch the record and retry")]
+    StaleDigest,
+    #[error("proof of work too weak: {got} leading zero bits, {need} required")]
+    PowInsufficient { need: u32, got: u32 },
+    #[error("a key may not be back-dated: valid_from is before the registry's time minus skew")]
+    ValidFromInPast,
+    #[error("operation larger than {} bytes", op::MAX_OP_BYTES)]
+    TooLarge,
+    #[error("the registry cannot be reached: {0}")]
+    Unavailable(String),
+    #[error("the registry's answer failed verification: {0}")]
+    Untrusted(String),
+}
+
+impl RegistryError {
+    /// The stable error code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RegistryError::NameInvalid(_) => "name.invalid",
+            RegistryError::NameTaken => "name.taken",
+            RegistryError::NameConfusable(_) => "name.confusable",
+            RegistryError::NameUnknown => "name.unknown",
+            RegistryError::Malformed(_) | RegistryError::BadUri(_) => "op.malformed",
+            RegistryError::BadSignature => "op.bad-signature",
+            RegistryError::StaleDigest => "op.stale-digest",
+            RegistryError::PowInsufficient { .. } => "op.pow-insufficient",
+            RegistryError::ValidFromInPast => "op.valid-from-in-past",
+            RegistryError::TooLarge => "op.too-large",
+            RegistryError::Unavailable(_) => "registry.unavailable",
+            RegistryError::Untrusted(_) => "registry.untrusted",
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Key look-ups for carte verification, answered from a local registry database with an
+//! in-memory cache of key histories.
+//!
+//! The cache holds only names that exist (a miss on an unknown name goes to SQLite, which is
+//! cheap, and lets the mirror's sync-on-unknown find new names). The mirror invalidates a name
+//! whenever it applies an operation to it, so a compromised mark or a rotation takes effect on
+//! the very next verification.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::carte::{key_in_history, KeyAt, KeyEntry, KeyResolver};
+use crate::name::Name;
+use crate::store::{self, Db};
+
+/// Histories kept in memory before the cache is emptied and refilled from use.
+const MAX_CACHED: usize = 200_000;
+
+/// A [`KeyResolver`] over a registry database.
+pub struct DbKeys {
+    db: Db,
+    cache: RwLock<HashMap<Name, Arc<[KeyEntry]>>>,
+}
+
+impl DbKeys {
+    pub fn new(db: Db) -> DbKeys {
+        DbKeys {
+            db,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets cached histories of these names.
+    pub fn invalidate<'a>(&self, names: impl IntoIterator<Item = &'a Name>) {
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        for n in names {
+            cache.remove(n);
+        }
+    }
+
+    /// Whether `name` is in the database (cached or not).
+    pub fn knows(&self, name: &Name) -> bool {
+        !matches!(self.history(name), Err(()) | Ok(None))
+    }
+
+    fn history(&self, name: &Name) -> Result<Option<Arc<[KeyEntry]>>, ()> {
+        if let Some(h) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(Some(h.clone()));
+        }
+        // A cache miss reads SQLite on the calling thread: one indexed look-up, well under a
+        // millisecond, and only once per name until it changes.
+        let keys = store::registry::keys(&self.db.lock(), name).map_err(|e| {
+            tracing::error!(error = %e, "reading registry keys failed");
+        })?;
+        let Some(keys) = keys else { return Ok(None) };
+        let keys: Arc<[KeyEntry]> = keys.into();
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(name.clone(), keys.clone());
+        Ok(Some(keys))
+    }
+}
+
+impl KeyResolver for DbKeys {
+    fn key_at(&self, name: &Name, at: u64) -> KeyAt {
+        match self.history(name) {
+            Ok(Some(h)) => key_in_history(&h, at),
+            Ok(None) => KeyAt::UnknownName,
+            Err(()) => KeyAt::Unavailable,
+        }
+    }
+}

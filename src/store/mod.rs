@@ -1,0 +1,148 @@
+//! SQLite storage: opening a database, its schema and migrations. All SQL lives under
+//! `store/`; other modules call the named query functions here.
+//!
+//! Durability: WAL mode with `synchronous = FULL`, so a transaction is on disk when `COMMIT`
+//! returns and an acknowledged write survives a crash or power loss. (`NORMAL` would be faster
+//! but can lose the last transactions on power loss, which an authorization server must not.)
+//!
+//! Threading: rusqlite blocks. Callers on the async runtime run store calls inside
+//! `tokio::task::spawn_blocking` (see [`Db::run`]), so a slow disk never stalls the workers that
+//! serve other requests; the connection sits behind a mutex, one writer at a time, as SQLite
+//! allows anyway.
+
+pub mod registry;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+/// Ordered migrations; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[
+    // 1: the registry (the authority's log, or a node's verified mirror of it).
+    "CREATE TABLE registry_log (
+         seq   INTEGER PRIMARY KEY,
+         entry BLOB NOT NULL,
+         hash  BLOB NOT NULL
+     );
+     CREATE TABLE registry_names (
+         name          TEXT PRIMARY KEY,
+         skeleton      TEXT NOT NULL UNIQUE,
+         updating_key  BLOB NOT NULL,
+         node_uri      TEXT NOT NULL,
+         redirect_uris TEXT NOT NULL,
+         created       INTEGER NOT NULL,
+         updated       INTEGER NOT NULL,
+         digest        BLOB NOT NULL
+     );
+     CREATE TABLE registry_keys (
+         name        TEXT NOT NULL REFERENCES registry_names(name),
+         valid_from  INTEGER NOT NULL,
+         key         BLOB NOT NULL,
+         compromised INTEGER NOT NULL,
+         PRIMARY KEY (name, valid_from)
+     );
+     CREATE TABLE registry_checkpoint (
+         id       INTEGER PRIMARY KEY CHECK (id = 1),
+         size     INTEGER NOT NULL,
+         envelope BLOB NOT NULL
+     );
+     CREATE TABLE registry_faults (
+         id       INTEGER PRIMARY KEY,
+         time     INTEGER NOT NULL,
+         reason   TEXT NOT NULL,
+         evidence BLOB NOT NULL
+     );",
+];
+
+/// Why storage failed. Always an internal error to clients; the detail goes to the log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("storage: corrupt data: {0}")]
+    Corrupt(&'static str),
+}
+
+/// A shared database connection.
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path` and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Db, StoreError> {
+        let conn = Connection::open(path)?;
+        Db::setup(conn)
+    }
+
+    /// An in-memory database, for unit tests and benchmarks.
+    pub fn in_memory() -> Result<Db, StoreError> {
+        Db::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut conn: Connection) -> Result<Db, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Locks the connection for a synchronous caller (already off the async workers).
+    pub fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (an open transaction is
+        // rolled back when dropped), so a poisoned mutex is safe to keep using.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static + From<StoreError>,
+    {
+        let db = self.clone();
+        match tokio::task::spawn_blocking(move || f(&mut db.lock())).await {
+            Ok(result) => result,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_run_once() {
+        let dir = std::env::temp_dir().join(format!("gn-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.sqlite3");
+        let _ = std::fs::remove_file(&path);
+        drop(Db::open(&path).unwrap());
+        let db = Db::open(&path).unwrap();
+        let v: usize = db
+            .lock()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,335 @@
+//! Test harness: real servers on `127.0.0.1:0`, real SQLite files in temporary folders.
+//!
+//! `Stub` runs the registry exactly as `registry-stub` does (the binary is a thin wrapper over
+//! `registry_api::serve_standalone`), `Node` runs `grant_node::node::serve` as `grant-node serve`
+//! does. Both stop on drop and can be restarted on the same data directory.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use grant_node::carte::Carte;
+use grant_node::clock::Clock;
+use grant_node::config::{Config, RegistrySetting};
+use grant_node::http::client::{HttpClient, Reply};
+use grant_node::http::registry_api;
+use grant_node::name::Name;
+use grant_node::registry::authority::{Authority, AuthorityConfig};
+use grant_node::registry::client::RegistryClient;
+use grant_node::registry::op::{solve_pow, Operation, Register};
+use grant_node::registry::RecordJson;
+use hyper::body::Bytes;
+use hyper::Method;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running server task and the means to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server and waits until it has let go of its port and files.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn listener() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
+}
+
+/// A registry stub in a temporary folder.
+pub struct Stub {
+    pub dir: PathBuf,
+    pub pow_bits: u32,
+    pub server: Running,
+    pub authority: Authority,
+}
+
+impl Stub {
+    pub async fn start(dir: &Path, pow_bits: u32) -> Stub {
+        let authority = Authority::open(
+            dir,
+            AuthorityConfig {
+                pow_bits,
+                ..AuthorityConfig::default()
+            },
+            Clock::system(),
+        )
+        .unwrap();
+        let l = listener().await;
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let a = authority.clone();
+        let task = tokio::spawn(async move {
+            registry_api::serve_standalone(l, a, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Stub {
+            dir: dir.to_path_buf(),
+            pow_bits,
+            server: Running {
+                addr,
+                stop: Some(tx),
+                task: Some(task),
+            },
+            authority,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub fn client(&self) -> RegistryClient {
+        RegistryClient::new(&self.url())
+    }
+
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.authority.public_key().as_bytes())
+    }
+
+    /// The registry's own signing key, for tests that play a lying registry.
+    pub fn signing_key(&self) -> SigningKey {
+        grant_node::keyfile::load(&self.dir.join("registry.key")).unwrap()
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
+/// An application's or owner's keys, as the CLI keeps them.
+pub struct Identity {
+    pub name: Name,
+    pub updating: SigningKey,
+    pub signing: SigningKey,
+}
+
+impl Identity {
+    pub fn new(name: &str, seed: u8) -> Identity {
+        Identity {
+            name: Name::parse(name).unwrap(),
+            updating: SigningKey::from_bytes(&[seed; 32]),
+            signing: SigningKey::from_bytes(&[seed.wrapping_add(100); 32]),
+        }
+    }
+
+    /// The signed `register` envelope, with the proof of work solved.
+    pub fn register_op(&self, node_uri: &str, redirect_uris: &[&str], pow_bits: u32) -> Vec<u8> {
+        let mut r = Register {
+            name: self.name.clone(),
+            updating_key: self.updating.verifying_key(),
+            signing_key: self.signing.verifying_key(),
+            valid_from: now() - 100,
+            node_uri: node_uri.into(),
+            redirect_uris: redirect_uris.iter().map(|s| s.to_string()).collect(),
+            pow_nonce: [0; 8],
+        };
+        solve_pow(&mut r, pow_bits, |_| {});
+        Operation::Register(r).sign(&self.updating)
+    }
+
+    pub async fn register(&self, registry: &RegistryClient, pow_bits: u32) -> RecordJson {
+        registry
+            .submit(self.register_op(
+                "https://node.example/",
+                &["https://app.example/cb"],
+                pow_bits,
+            ))
+            .await
+            .unwrap()
+    }
+
+    /// A carte for `audience` with `admin_scope`, beginning `begin_offset` seconds from now.
+    pub fn carte(&self, audience: &str, admin_scope: u64, begin_offset: i64) -> Carte {
+        let beginning = now().saturating_add_signed(begin_offset);
+        let mut c = Carte::new(
+            self.name.clone(),
+            beginning,
+            beginning + 300,
+            random_nonce(),
+        );
+        c.audience = Some(Name::parse(audience).unwrap());
+        c.admin_scope = grant_node::scope::Scope::from_bits(admin_scope);
+        c
+    }
+}
+
+pub fn now() -> u64 {
+    Clock::system().now()
+}
+
+pub fn random_nonce() -> [u8; 16] {
+    let mut n = [0u8; 16];
+    getrandom::getrandom(&mut n).unwrap();
+    n
+}
+
+/// A node in a temporary folder.
+pub struct Node {
+    pub dir: PathBuf,
+    pub server: Running,
+}
+
+impl Node {
+    /// A node mirroring `registry` (with its public key), named `node_name`.
+    pub async fn start_remote(dir: &Path, registry: &str, key_hex: &str, node_name: &str) -> Node {
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.to_path_buf());
+        config.registry = RegistrySetting::Remote {
+            url: registry.into(),
+            key: grant_node::commands::serve::parse_key(key_hex).unwrap(),
+        };
+        config.node_name = Some(Name::parse(node_name).unwrap());
+        config.sync_interval = Duration::from_secs(1);
+        Node::start(config).await
+    }
+
+    pub async fn start(config: Config) -> Node {
+        let dir = config.data_dir.clone();
+        let l = listener().await;
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            grant_node::node::serve(config, l, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        let node = Node {
+            dir,
+            server: Running {
+                addr,
+                stop: Some(tx),
+                task: Some(task),
+            },
+        };
+        node.wait_ready().await;
+        node
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = HttpClient::new()
+                .get(&format!("{}/healthz", self.url()))
+                .await
+            {
+                if r.status.is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("node did not become ready");
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        HttpClient::new()
+            .get(&format!("{}{}", self.url(), path))
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> Reply {
+        HttpClient::new()
+            .send(
+                Method::POST,
+                &format!("{}{}", self.url(), path),
+                &[("content-type", "application/json")],
+                Bytes::from(body.to_string()),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// `POST /api/cartes/verify`: the principal, or the error code.
+    pub async fn verify(&self, carte: &str) -> (u16, String) {
+        let r = self
+            .post_json("/api/cartes/verify", serde_json::json!({ "carte": carte }))
+            .await;
+        let v: serde_json::Value = r.json().unwrap();
+        let what = v
+            .get("principal")
+            .or_else(|| v.get("error"))
+            .and_then(|x| x.as_str())
+            .unwrap_or("")
+            .to_owned();
+        (r.status.as_u16(), what)
+    }
+
+    /// The mirror's status from `/healthz`.
+    pub async fn health(&self) -> serde_json::Value {
+        self.get("/healthz").await.json().unwrap()
+    }
+
+    /// Waits until the mirror has verified `size` entries.
+    pub async fn wait_synced(&self, size: u64) {
+        for _ in 0..400 {
+            if self.health().await["registry"]["size"].as_u64() == Some(size) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("mirror did not reach size {size}: {}", self.health().await);
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
+/// A fresh temporary folder.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("grant-node-test")
+        .tempdir()
+        .unwrap()
+}
+
+/// Posts raw bytes to a registry's `/registry/ops`.
+pub async fn post_op(registry: &str, body: Vec<u8>) -> Reply {
+    HttpClient::new()
+        .send(
+            Method::POST,
+            &format!("{registry}/registry/ops"),
+            &[("content-type", "application/cbor")],
+            Bytes::from(body),
+        )
+        .await
+        .unwrap()
+}
