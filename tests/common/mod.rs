@@ -61,6 +61,28 @@ impl Drop for Running {
     }
 }
 
+/// Serves `handler` on `listener` in a task, as the real servers do.
+pub fn serve_task<H, F>(listener: tokio::net::TcpListener, handler: H) -> Running
+where
+    H: Fn(grant_node::http::Request, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = hyper::Response<grant_node::http::Body>> + Send + 'static,
+{
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        grant_node::http::run(listener, handler, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Running {
+        addr,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
 async fn listener() -> tokio::net::TcpListener {
     tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
 }

@@ -1,0 +1,268 @@
+//! A node's registry mirror: syncing, outages, and a registry that lies.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use common::{now, tempdir, Identity, Node, Running, Stub};
+use ed25519_dalek::SigningKey;
+use grant_node::http::response::{json_value, param, query_params};
+use grant_node::registry::log::{entry_hash, Checkpoint, LogEntry};
+use grant_node::registry::op::{Operation, Update};
+use grant_node::registry::source::{CheckpointJson, LogPageJson, Source};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mirrored_names_verify_while_the_registry_is_down() {
+    let dir = tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    let node = Node::start_remote(
+        &dir.path().join("node"),
+        &stub.url(),
+        &stub.public_key_hex(),
+        "alice",
+    )
+    .await;
+    let app = Identity::new("app", 1);
+    app.register(&stub.client(), 0).await;
+    node.wait_synced(1).await;
+    stub.stop().await;
+
+    let fresh = app.carte("alice", 0x80000, 0).sign(&app.signing);
+    assert_eq!(node.verify(&fresh).await, (200, "app".into()));
+    let ghost = Identity::new("ghost", 2);
+    let unknown = ghost.carte("alice", 0x80000, 0).sign(&ghost.signing);
+    assert_eq!(
+        node.verify(&unknown).await,
+        (503, "registry.unavailable".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_name_is_fetched_at_once() {
+    let dir = tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    let node = Node::start_remote(
+        &dir.path().join("node"),
+        &stub.url(),
+        &stub.public_key_hex(),
+        "alice",
+    )
+    .await;
+    // Registered after the node's last sync; the first carte makes the node sync.
+    let app = Identity::new("newcomer", 1);
+    app.register(&stub.client(), 0).await;
+    let carte = app.carte("alice", 0x80000, 0).sign(&app.signing);
+    assert_eq!(node.verify(&carte).await, (200, "newcomer".into()));
+    let stranger = Identity::new("stranger", 2);
+    let carte = stranger.carte("alice", 0x80000, 0).sign(&stranger.signing);
+    assert_eq!(
+        node.verify(&carte).await,
+        (401, "carte.unknown-signer".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn peers_sync_from_peers() {
+    let dir = tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    let key = stub.public_key_hex();
+    let a = Node::start_remote(&dir.path().join("a"), &stub.url(), &key, "alice").await;
+    let app = Identity::new("app", 1);
+    app.register(&stub.client(), 0).await;
+    a.wait_synced(1).await;
+    // Node B trusts the same registry key but reads the log from node A.
+    let b = Node::start_remote(&dir.path().join("b"), &a.url(), &key, "bob").await;
+    b.wait_synced(1).await;
+    let carte = app.carte("bob", 0x80000, 0).sign(&app.signing);
+    assert_eq!(b.verify(&carte).await, (200, "app".into()));
+}
+
+/// A registry that serves whatever log and checkpoint the test gives it.
+struct Liar {
+    state: Arc<Mutex<(Vec<u8>, Vec<Vec<u8>>)>>,
+    server: Running,
+}
+
+impl Liar {
+    async fn start(checkpoint: Vec<u8>, entries: Vec<Vec<u8>>) -> Liar {
+        let state = Arc::new(Mutex::new((checkpoint, entries)));
+        let shared = state.clone();
+        let handler = move |req: grant_node::http::Request, _peer| {
+            let shared = shared.clone();
+            async move {
+                let (cp, entries) = shared.lock().unwrap().clone();
+                match req.uri().path() {
+                    "/registry/checkpoint" => json_value(
+                        hyper::StatusCode::OK,
+                        &CheckpointJson {
+                            size: 0,
+                            head_hash: String::new(),
+                            time: 0,
+                            checkpoint: URL_SAFE_NO_PAD.encode(&cp),
+                        },
+                    ),
+                    _ => {
+                        let params = query_params(req.uri().query()).unwrap();
+                        let from: usize = param(&params, "from").unwrap().parse().unwrap();
+                        let limit: usize = param(&params, "limit").unwrap().parse().unwrap();
+                        let page = entries.iter().skip(from).take(limit);
+                        json_value(
+                            hyper::StatusCode::OK,
+                            &LogPageJson {
+                                from: from as u64,
+                                entries: page.map(|e| URL_SAFE_NO_PAD.encode(e)).collect(),
+                            },
+                        )
+                    }
+                }
+            }
+        };
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = common::serve_task(l, handler);
+        Liar { state, server }
+    }
+
+    fn set(&self, checkpoint: Vec<u8>, entries: Vec<Vec<u8>>) {
+        *self.state.lock().unwrap() = (checkpoint, entries);
+    }
+}
+
+/// The stub's honest log and checkpoint.
+async fn honest(stub: &Stub) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let source = Source::remote(&stub.url());
+    (
+        source.checkpoint().await.unwrap(),
+        source.entries(0, 1000).await.unwrap(),
+    )
+}
+
+/// Appends `op` to `entries` and signs a checkpoint over the result with the registry's key.
+fn extend(entries: &[Vec<u8>], op: Vec<u8>, key: &SigningKey) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let prev = entry_hash(entries.last().unwrap());
+    let entry = LogEntry {
+        seq: entries.len() as u64,
+        time: now(),
+        prev_hash: prev,
+        difficulty: 0,
+        op,
+    }
+    .encode();
+    let mut all = entries.to_vec();
+    all.push(entry.clone());
+    let cp = Checkpoint {
+        size: all.len() as u64,
+        head_hash: entry_hash(&entry),
+        time: now(),
+    };
+    (cp.sign(key), all)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_entry_is_refused_and_reported() {
+    let dir = tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    let app = Identity::new("app", 1);
+    let record = app.register(&stub.client(), 0).await;
+    let (cp, entries) = honest(&stub).await;
+    let liar = Liar::start(cp, entries.clone()).await;
+    let node = Node::start_remote(
+        &dir.path().join("node"),
+        &liar.server.url(),
+        &stub.public_key_hex(),
+        "alice",
+    )
+    .await;
+    node.wait_synced(1).await;
+
+    // The registry appends an update of "app" that app's updating key never signed, and signs
+    // a checkpoint over it.
+    let thief = SigningKey::from_bytes(&[66; 32]);
+    let forged = Operation::Update(Update {
+        name: app.name.clone(),
+        previous_digest: hex::decode(&record.digest).unwrap().try_into().unwrap(),
+        new_signing_key: Some((thief.verifying_key(), now())),
+        node_uri: None,
+        redirect_uris: None,
+        new_updating_key: None,
+        compromised_key: None,
+    })
+    .sign(&thief);
+    let (cp, forged_log) = extend(&entries, forged, &stub.signing_key());
+    liar.set(cp, forged_log);
+
+    let health = wait_degraded(&node).await;
+    assert!(
+        health["registry"]["degraded"]
+            .as_str()
+            .unwrap()
+            .contains("forged entry 1"),
+        "{health}"
+    );
+    assert_eq!(health["registry"]["size"], 1, "the verified state is kept");
+    // The thief's cartes do not verify; the real key's still do.
+    let stolen = app.carte("alice", 0x80000, 5).sign(&thief);
+    assert_eq!(
+        node.verify(&stolen).await,
+        (401, "carte.bad-signature".into())
+    );
+    let real = app.carte("alice", 0x80000, 5).sign(&app.signing);
+    assert_eq!(node.verify(&real).await, (200, "app".into()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forked_checkpoint_is_refused_and_reported() {
+    let dir = tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    Identity::new("app", 1).register(&stub.client(), 0).await;
+    let (_, base) = honest(&stub).await;
+    let bob = Identity::new("bob", 2);
+    bob.register(&stub.client(), 0).await;
+    let (cp, entries) = honest(&stub).await;
+    let liar = Liar::start(cp, entries).await;
+    let node = Node::start_remote(
+        &dir.path().join("node"),
+        &liar.server.url(),
+        &stub.public_key_hex(),
+        "alice",
+    )
+    .await;
+    node.wait_synced(2).await;
+
+    // A second history of the same length: entry 1 registers "mallory" instead of "bob".
+    let mallory = Identity::new("mallory", 3).register_op("https://n.example/", &[], 0);
+    let (fork_cp, fork_log) = extend(&base, mallory, &stub.signing_key());
+    liar.set(fork_cp, fork_log);
+
+    let health = wait_degraded(&node).await;
+    assert_eq!(health["status"], "degraded");
+    assert!(
+        health["registry"]["degraded"]
+            .as_str()
+            .unwrap()
+            .contains("fork"),
+        "{health}"
+    );
+    let carte = bob.carte("alice", 0x80000, 0).sign(&bob.signing);
+    assert_eq!(node.verify(&carte).await, (200, "bob".into()));
+    // The evidence was recorded in the node's database.
+    let conn = rusqlite::Connection::open(dir.path().join("node/node.sqlite3")).unwrap();
+    let faults: i64 = conn
+        .query_row("SELECT COUNT(*) FROM registry_faults", [], |r| r.get(0))
+        .unwrap();
+    assert!(faults >= 1);
+}
+
+async fn wait_degraded(node: &Node) -> serde_json::Value {
+    for _ in 0..200 {
+        let h = node.health().await;
+        if h["status"] == "degraded" {
+            return h;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the node never reported degraded: {}", node.health().await);
+}
