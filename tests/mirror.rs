@@ -81,9 +81,12 @@ async fn peers_sync_from_peers() {
     assert_eq!(b.verify(&carte).await, (200, "app".into()));
 }
 
+/// A signed checkpoint envelope and the encoded log entries it covers.
+type Served = (Vec<u8>, Vec<Vec<u8>>);
+
 /// A registry that serves whatever log and checkpoint the test gives it.
 struct Liar {
-    state: Arc<Mutex<(Vec<u8>, Vec<Vec<u8>>)>>,
+    state: Arc<Mutex<Served>>,
     server: Running,
 }
 
