@@ -36,35 +36,50 @@ pub enum Command {
     Name(NameCommand),
 }
 
-#[derive(Debug, Args)]
+/// `serve` flags. Each is optional so that the config file can supply it; defaults are
+/// applied in [`crate::config::Config::build`].
+#[derive(Debug, Args, Default)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "GRANT_NODE_LISTEN", default_value = crate::config::DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
+    /// A TOML configuration file (flags and environment override it).
+    #[arg(long, env = "GRANT_NODE_CONFIG")]
+    pub config: Option<PathBuf>,
 
-    /// Directory for the database and key files.
-    #[arg(long, env = "GRANT_NODE_DATA_DIR", default_value = "grant-node-data")]
-    pub data_dir: PathBuf,
+    /// Address to listen on [default: 127.0.0.1:8650].
+    #[arg(long, env = "GRANT_NODE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// Directory for the database and key files [default: grant-node-data].
+    #[arg(long, env = "GRANT_NODE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// The URL browsers and peers reach this node at [default: http://LISTEN].
+    #[arg(long, env = "GRANT_NODE_PUBLIC_URL")]
+    pub public_url: Option<String>,
 
     /// Mirror this registry instead of running one inside the node.
-    #[arg(long, env = "GRANT_NODE_REGISTRY", requires = "registry_key")]
+    #[arg(long, env = "GRANT_NODE_REGISTRY")]
     pub registry: Option<String>,
 
     /// The registry's public key (hex), against which every checkpoint is verified.
     #[arg(long, env = "GRANT_NODE_REGISTRY_KEY")]
     pub registry_key: Option<String>,
 
-    /// Proof-of-work difficulty of the embedded registry, in bits.
+    /// Proof-of-work difficulty of the embedded registry, in bits [default: 20].
     #[arg(long, env = "GRANT_NODE_POW_BITS")]
     pub pow_bits: Option<u32>,
 
-    /// This node's registered name (the audience of node-level cartes).
+    /// The owner to create on first start [default: owner].
+    #[arg(long, env = "GRANT_NODE_OWNER")]
+    pub owner: Option<String>,
+
+    /// This node's registered name (the audience of node-level cartes) [default: the first
+    /// owner].
     #[arg(long, env = "GRANT_NODE_NAME")]
     pub node_name: Option<String>,
 
-    /// Seconds between background registry syncs.
-    #[arg(long, env = "GRANT_NODE_SYNC_INTERVAL", default_value_t = 5)]
-    pub sync_interval: u64,
+    /// Seconds between background registry syncs [default: 5].
+    #[arg(long, env = "GRANT_NODE_SYNC_INTERVAL")]
+    pub sync_interval: Option<u64>,
 
     /// Shift this node's clock by this many seconds (for testing skew handling).
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]

@@ -1,22 +1,31 @@
 //! The node's configuration: one validated [`Config`], built once at start-up.
 //!
-//! Today it is built from command-line flags (with their environment variables); the
-//! grant-node issue adds the TOML file beneath them. Everything downstream takes a `Config` and
-//! never re-reads flags or the environment.
+//! Sources, lowest precedence first: built-in defaults, the TOML file (`--config`), environment
+//! variables (`GRANT_NODE_*`), command-line flags. [`Config::build`] merges them and validates
+//! every value once, with errors that name the bad key; nothing downstream reads flags, files
+//! or the environment again. Key material never lives here: keys are files with mode 0600 in
+//! the data directory.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::{bail, Context};
 use ed25519_dalek::VerifyingKey;
+use serde::Deserialize;
 
 use crate::carte::verify::{DEFAULT_MAX_LIFETIME, DEFAULT_SKEW};
+use crate::cli::ServeArgs;
 use crate::clock::Clock;
 use crate::name::Name;
+use crate::scope::{Catalogue, ScopeDef};
+use crate::uri::CheckedUri;
 
 /// The address a node listens on when nothing says otherwise: loopback only, so a fresh node
 /// is never exposed by accident.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8650";
+/// The owner a node creates on first start when none is named.
+pub const DEFAULT_OWNER: &str = "owner";
 
 /// Which registry the node trusts.
 #[derive(Debug, Clone)]
@@ -32,8 +41,14 @@ pub enum RegistrySetting {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// The URL at which browsers and peers reach this node (registered as its owners' node
+    /// URI). Defaults to `http://` + the listen address.
+    pub public_url: Option<String>,
     pub registry: RegistrySetting,
-    /// The node's own registered name: the audience of node-level cartes.
+    /// The owner created on first start.
+    pub owner: Name,
+    /// The node's own registered name: the audience of node-level cartes. Defaults to the
+    /// first owner.
     pub node_name: Option<Name>,
     /// How often the mirror syncs in the background.
     pub sync_interval: Duration,
@@ -41,6 +56,10 @@ pub struct Config {
     pub carte_skew: u64,
     /// Longest carte lifetime accepted, seconds.
     pub carte_max_lifetime: u64,
+    /// How long a login session lasts, seconds.
+    pub session_ttl: u64,
+    /// The scope catalogue: built-ins plus the node's own.
+    pub scopes: Catalogue,
     pub clock: Clock,
 }
 
@@ -50,14 +69,157 @@ impl Config {
         Config {
             listen,
             data_dir,
+            public_url: None,
             registry: RegistrySetting::Embedded {
                 pow_bits: crate::registry::authority::DEFAULT_POW_BITS,
             },
+            owner: Name::parse(DEFAULT_OWNER).expect("the default owner is a valid name"),
             node_name: None,
             sync_interval: Duration::from_secs(5),
             carte_skew: DEFAULT_SKEW,
             carte_max_lifetime: DEFAULT_MAX_LIFETIME,
+            session_ttl: 12 * 3600,
+            scopes: Catalogue::builtin(),
             clock: Clock::system(),
         }
     }
+
+    /// Merges defaults, the file named by `--config` (if any), environment and flags (clap
+    /// has already folded the environment into `args`), and validates the result.
+    pub fn build(args: ServeArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = match args.listen.or(file.listen) {
+            Some(l) => l,
+            None => DEFAULT_LISTEN.parse().expect("the default address parses"),
+        };
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("grant-node-data"));
+        let mut config = Config::new(listen, data_dir);
+
+        if let Some(url) = args.public_url.or(file.public_url) {
+            CheckedUri::parse_node(&url).with_context(|| format!("public_url {url:?}"))?;
+            config.public_url = Some(url.trim_end_matches('/').to_owned());
+        }
+        let registry_url = args.registry.or(file.registry);
+        let registry_key = args.registry_key.or(file.registry_key);
+        match (registry_url, registry_key) {
+            (Some(url), Some(key)) => {
+                let key = parse_key(&key).context("registry_key")?;
+                CheckedUri::parse_node(&url).with_context(|| format!("registry {url:?}"))?;
+                config.registry = RegistrySetting::Remote { url, key };
+            }
+            (Some(_), None) => bail!(
+                "registry is set but registry_key is not: the mirror verifies every checkpoint against it"
+            ),
+            (None, Some(_)) => bail!("registry_key is only meaningful with registry"),
+            (None, None) => {
+                if let Some(bits) = args.pow_bits.or(file.pow_bits) {
+                    if bits > 40 {
+                        bail!("pow_bits {bits}: at most 40");
+                    }
+                    config.registry = RegistrySetting::Embedded { pow_bits: bits };
+                }
+            }
+        }
+        if let Some(owner) = args.owner.or(file.owner) {
+            config.owner = Name::parse(&owner).with_context(|| format!("owner {owner:?}"))?;
+        }
+        if let Some(name) = args.node_name.or(file.node_name) {
+            config.node_name =
+                Some(Name::parse(&name).with_context(|| format!("node_name {name:?}"))?);
+        }
+        let sync = args.sync_interval.or(file.sync_interval).unwrap_or(5);
+        if sync == 0 {
+            bail!("sync_interval must be at least 1 second");
+        }
+        config.sync_interval = Duration::from_secs(sync);
+        if let Some(skew) = file.carte_skew {
+            if skew > 600 {
+                bail!("carte_skew {skew}: at most 600 seconds");
+            }
+            config.carte_skew = skew;
+        }
+        if let Some(max) = file.carte_max_lifetime {
+            if !(60..=86_400).contains(&max) {
+                bail!("carte_max_lifetime {max}: between 60 and 86400 seconds");
+            }
+            config.carte_max_lifetime = max;
+        }
+        if let Some(ttl) = file.session_ttl {
+            if !(60..=30 * 86_400).contains(&ttl) {
+                bail!("session_ttl {ttl}: between 60 seconds and 30 days");
+            }
+            config.session_ttl = ttl;
+        }
+        let custom: Vec<ScopeDef> = file
+            .scopes
+            .into_iter()
+            .map(|s| ScopeDef {
+                name: s.name,
+                bit: s.bit,
+                description: s.description,
+            })
+            .collect();
+        config.scopes = Catalogue::with_custom(&custom).context("scopes")?;
+        config.clock = Clock::offset(args.clock_offset);
+        Ok(config)
+    }
+
+    /// The URL at which this node is reached.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+/// The TOML file. Unknown keys are an error, so a typo never silently falls back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    public_url: Option<String>,
+    registry: Option<String>,
+    registry_key: Option<String>,
+    pow_bits: Option<u32>,
+    owner: Option<String>,
+    node_name: Option<String>,
+    sync_interval: Option<u64>,
+    carte_skew: Option<u64>,
+    carte_max_lifetime: Option<u64>,
+    session_ttl: Option<u64>,
+    #[serde(default)]
+    scopes: Vec<FileScope>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileScope {
+    name: String,
+    bit: u32,
+    description: String,
+}
+
+impl FileConfig {
+    fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("in the config file {}", path.display()))
+    }
+}
+
+/// A 32-byte Ed25519 public key in hex.
+pub fn parse_key(hex_key: &str) -> anyhow::Result<VerifyingKey> {
+    let bytes: [u8; 32] = hex::decode(hex_key.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("expected 64 hex digits (a 32-byte Ed25519 public key)")?;
+    VerifyingKey::from_bytes(&bytes).context("not a valid Ed25519 public key")
 }

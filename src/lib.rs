@@ -16,12 +16,14 @@
 //! - [`cli`]: the raw command-line flags.
 //! - [`config`]: the node's validated configuration.
 
+pub mod auth;
 pub mod carte;
 pub mod cbor;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod grant;
 pub mod http;
 pub mod keyfile;
 pub mod name;

@@ -28,7 +28,7 @@ async fn mirrored_names_verify_while_the_registry_is_down() {
     .await;
     let app = Identity::new("app", 1);
     app.register(&stub.client(), 0).await;
-    node.wait_synced(1).await;
+    node.wait_synced_to(&stub).await;
     stub.stop().await;
 
     let fresh = app.carte("alice", 0x80000, 0).sign(&app.signing);
@@ -71,12 +71,15 @@ async fn peers_sync_from_peers() {
     let stub = Stub::start(&dir.path().join("registry"), 0).await;
     let key = stub.public_key_hex();
     let a = Node::start_remote(&dir.path().join("a"), &stub.url(), &key, "alice").await;
+    // Node B registers its owner with the registry, then restarts reading the log from A,
+    // still trusting only the registry's key.
+    let b = Node::start_remote(&dir.path().join("b"), &stub.url(), &key, "bob").await;
+    b.stop().await;
     let app = Identity::new("app", 1);
     app.register(&stub.client(), 0).await;
-    a.wait_synced(1).await;
-    // Node B trusts the same registry key but reads the log from node A.
+    a.wait_synced_to(&stub).await;
     let b = Node::start_remote(&dir.path().join("b"), &a.url(), &key, "bob").await;
-    b.wait_synced(1).await;
+    b.wait_synced_to(&stub).await;
     let carte = app.carte("bob", 0x80000, 0).sign(&app.signing);
     assert_eq!(b.verify(&carte).await, (200, "app".into()));
 }
@@ -91,14 +94,34 @@ struct Liar {
 }
 
 impl Liar {
-    async fn start(checkpoint: Vec<u8>, entries: Vec<Vec<u8>>) -> Liar {
-        let state = Arc::new(Mutex::new((checkpoint, entries)));
+    /// Serves `served`; passes operations and metadata through to the real registry, so a
+    /// node can register its owner through it.
+    async fn start(served: Served, upstream: String) -> Liar {
+        let state = Arc::new(Mutex::new(served));
         let shared = state.clone();
         let handler = move |req: grant_node::http::Request, _peer| {
             let shared = shared.clone();
+            let upstream = upstream.clone();
             async move {
                 let (cp, entries) = shared.lock().unwrap().clone();
                 match req.uri().path() {
+                    "/registry/ops" => {
+                        let body = http_body_util::BodyExt::collect(req.into_body())
+                            .await
+                            .unwrap()
+                            .to_bytes();
+                        let r = common::post_op(&upstream, body.to_vec()).await;
+                        let mut resp = grant_node::http::response::json(r.status, r.body);
+                        *resp.status_mut() = r.status;
+                        resp
+                    }
+                    "/registry/metadata" => {
+                        let r = grant_node::http::client::HttpClient::new()
+                            .get(&format!("{upstream}/registry/metadata"))
+                            .await
+                            .unwrap();
+                        grant_node::http::response::json(r.status, r.body)
+                    }
                     "/registry/checkpoint" => json_value(
                         hyper::StatusCode::OK,
                         &CheckpointJson {
@@ -129,8 +152,8 @@ impl Liar {
         Liar { state, server }
     }
 
-    fn set(&self, checkpoint: Vec<u8>, entries: Vec<Vec<u8>>) {
-        *self.state.lock().unwrap() = (checkpoint, entries);
+    fn set(&self, served: Served) {
+        *self.state.lock().unwrap() = served;
     }
 }
 
@@ -170,8 +193,7 @@ async fn forged_entry_is_refused_and_reported() {
     let stub = Stub::start(&dir.path().join("registry"), 0).await;
     let app = Identity::new("app", 1);
     let record = app.register(&stub.client(), 0).await;
-    let (cp, entries) = honest(&stub).await;
-    let liar = Liar::start(cp, entries.clone()).await;
+    let liar = Liar::start(honest(&stub).await, stub.url()).await;
     let node = Node::start_remote(
         &dir.path().join("node"),
         &liar.server.url(),
@@ -179,7 +201,10 @@ async fn forged_entry_is_refused_and_reported() {
         "alice",
     )
     .await;
-    node.wait_synced(1).await;
+    // The node registered its owner through the liar; from now on the liar serves the log.
+    let (cp, entries) = honest(&stub).await;
+    liar.set((cp, entries.clone()));
+    node.wait_synced_to(&stub).await;
 
     // The registry appends an update of "app" that app's updating key never signed, and signs
     // a checkpoint over it.
@@ -194,18 +219,21 @@ async fn forged_entry_is_refused_and_reported() {
         compromised_key: None,
     })
     .sign(&thief);
-    let (cp, forged_log) = extend(&entries, forged, &stub.signing_key());
-    liar.set(cp, forged_log);
+    liar.set(extend(&entries, forged, &stub.signing_key()));
 
     let health = wait_degraded(&node).await;
     assert!(
         health["registry"]["degraded"]
             .as_str()
             .unwrap()
-            .contains("forged entry 1"),
+            .contains("forged entry"),
         "{health}"
     );
-    assert_eq!(health["registry"]["size"], 1, "the verified state is kept");
+    assert_eq!(
+        health["registry"]["size"],
+        entries.len() as u64,
+        "the verified state is kept"
+    );
     // The thief's cartes do not verify; the real key's still do.
     let stolen = app.carte("alice", 0x80000, 5).sign(&thief);
     assert_eq!(
@@ -221,11 +249,7 @@ async fn forked_checkpoint_is_refused_and_reported() {
     let dir = tempdir();
     let stub = Stub::start(&dir.path().join("registry"), 0).await;
     Identity::new("app", 1).register(&stub.client(), 0).await;
-    let (_, base) = honest(&stub).await;
-    let bob = Identity::new("bob", 2);
-    bob.register(&stub.client(), 0).await;
-    let (cp, entries) = honest(&stub).await;
-    let liar = Liar::start(cp, entries).await;
+    let liar = Liar::start(honest(&stub).await, stub.url()).await;
     let node = Node::start_remote(
         &dir.path().join("node"),
         &liar.server.url(),
@@ -233,12 +257,15 @@ async fn forked_checkpoint_is_refused_and_reported() {
         "alice",
     )
     .await;
-    node.wait_synced(2).await;
+    let (_, base) = honest(&stub).await;
+    let bob = Identity::new("bob", 2);
+    bob.register(&stub.client(), 0).await;
+    liar.set(honest(&stub).await);
+    node.wait_synced_to(&stub).await;
 
     // A second history of the same length: entry 1 registers "mallory" instead of "bob".
     let mallory = Identity::new("mallory", 3).register_op("https://n.example/", &[], 0);
-    let (fork_cp, fork_log) = extend(&base, mallory, &stub.signing_key());
-    liar.set(fork_cp, fork_log);
+    liar.set(extend(&base, mallory, &stub.signing_key()));
 
     let health = wait_degraded(&node).await;
     assert_eq!(health["status"], "degraded");

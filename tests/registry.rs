@@ -236,7 +236,7 @@ async fn rotation_keeps_earlier_cartes_and_compromise_stops_them_at_once() {
         u.new_signing_key = Some((new.verifying_key(), rotate_at))
     });
     let rotated: grant_node::registry::RecordJson = post_op(&stub.url(), op).await.json().unwrap();
-    node.wait_synced(2).await;
+    node.wait_synced_to(&stub).await;
     app.signing = new.clone();
 
     // Old key, beginning before the rotation: still valid.
@@ -266,7 +266,7 @@ async fn rotation_keeps_earlier_cartes_and_compromise_stops_them_at_once() {
         .json()
         .unwrap();
     assert_eq!(key_then["compromised"], true);
-    node.wait_synced(3).await;
+    node.wait_synced_to(&stub).await;
     assert_eq!(
         node.verify(&before).await,
         (401, "carte.key-not-valid".into())

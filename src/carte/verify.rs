@@ -73,24 +73,10 @@ impl VerifiedCarte {
     }
 }
 
-/// Verifies a carte's wire form. Checks, in order, each with its error code:
-///
-/// 1. format (`carte.malformed`), then version (`carte.unsupported-version`);
-/// 2. `now < beginning − skew` → `carte.not-begun`; `now > deadline + skew` → `carte.expired`;
-/// 3. `deadline − beginning > max_lifetime` → `carte.lifetime-too-long`;
-/// 4. audience set and not accepted, or unset with a non-zero admin scope → `carte.wrong-node`;
-/// 5. addresses set and the peer not among them (or unknown) → `carte.address-mismatch`;
-/// 6. the owner's key at `beginning`: unknown name → `carte.unknown-signer`; no key then, or a
-///    compromised one → `carte.key-not-valid`; registry unreachable → `registry.unavailable`;
-/// 7. the Ed25519 signature (`verify_strict`) → `carte.bad-signature`.
-pub fn verify(
-    wire_form: &str,
-    now: u64,
-    expect: &Expectations<'_>,
-    keys: &dyn KeyResolver,
-) -> Result<VerifiedCarte, CarteError> {
-    let decoded = decode(wire_form)?;
-    let carte = &decoded.carte;
+/// Checks 2–5 of [`verify`]: time, lifetime, audience, address. Cheap and key-free; the
+/// node re-runs them on every use of a cached [`VerifiedCarte`], whose signature and key were
+/// checked once.
+pub fn check_claims(carte: &Carte, now: u64, expect: &Expectations<'_>) -> Result<(), CarteError> {
     if now.saturating_add(expect.skew) < carte.beginning {
         return Err(CarteError::NotBegun);
     }
@@ -116,6 +102,28 @@ pub fn verify(
             return Err(CarteError::AddressMismatch);
         }
     }
+    Ok(())
+}
+
+/// Verifies a carte's wire form. Checks, in order, each with its error code:
+///
+/// 1. format (`carte.malformed`), then version (`carte.unsupported-version`);
+/// 2. `now < beginning − skew` → `carte.not-begun`; `now > deadline + skew` → `carte.expired`;
+/// 3. `deadline − beginning > max_lifetime` → `carte.lifetime-too-long`;
+/// 4. audience set and not accepted, or unset with a non-zero admin scope → `carte.wrong-node`;
+/// 5. addresses set and the peer not among them (or unknown) → `carte.address-mismatch`;
+/// 6. the owner's key at `beginning`: unknown name → `carte.unknown-signer`; no key then, or a
+///    compromised one → `carte.key-not-valid`; registry unreachable → `registry.unavailable`;
+/// 7. the Ed25519 signature (`verify_strict`) → `carte.bad-signature`.
+pub fn verify(
+    wire_form: &str,
+    now: u64,
+    expect: &Expectations<'_>,
+    keys: &dyn KeyResolver,
+) -> Result<VerifiedCarte, CarteError> {
+    let decoded = decode(wire_form)?;
+    let carte = &decoded.carte;
+    check_claims(carte, now, expect)?;
     let key = match keys.key_at(&carte.owner, carte.beginning) {
         KeyAt::Valid(key) => key,
         KeyAt::UnknownName => return Err(CarteError::UnknownSigner),

@@ -18,6 +18,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Extra fields for the JSON body (e.g. the missing scopes of a 403).
+    pub extra: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            extra: None,
         }
     }
 
@@ -55,9 +58,23 @@ impl ApiError {
         )
     }
 
-    /// The JSON body: `{"error": code, "message": message}`.
+    /// Adds fields to the JSON body.
+    pub fn with(mut self, extra: serde_json::Value) -> ApiError {
+        self.extra = Some(extra);
+        self
+    }
+
+    /// The JSON body: `{"error": code, "message": message, …extra}`.
     pub fn body(&self) -> String {
-        serde_json::json!({ "error": self.code, "message": self.message }).to_string()
+        let mut body = serde_json::json!({ "error": self.code, "message": self.message });
+        if let (Some(serde_json::Value::Object(extra)), serde_json::Value::Object(map)) =
+            (&self.extra, &mut body)
+        {
+            for (k, v) in extra {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        body.to_string()
     }
 }
 

@@ -4,11 +4,17 @@
 //! start a node or a registry in-process on `127.0.0.1:0` and stop it when they like. Routing is
 //! a `match` on method and path (see [`node`] and [`registry_api`]); there is no framework.
 
+pub mod api;
 pub mod client;
 mod error;
+pub mod grant_page;
+pub mod html;
+pub mod login;
+pub mod metrics;
 pub mod node;
 pub mod registry_api;
 pub mod response;
+pub mod session;
 
 use std::future::Future;
 use std::net::SocketAddr;

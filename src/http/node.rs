@@ -1,115 +1,104 @@
-//! The node's router: one `match` on method and path, and the handlers that are not big
-//! enough for a file of their own.
+//! The node's router: one `match` on method and path. Every error becomes a JSON error (API)
+//! or an HTML error page (pages); every request is counted by route and status.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::registry_api::{self, RegistryView};
-use super::response::{error, json_value, read_body, Body};
-use super::ApiError;
-use crate::carte::{self, CarteError, Expectations, VerifiedCarte};
-use crate::config::Config;
-use crate::name::Name;
-use crate::registry::authority::Authority;
-use crate::registry::mirror::Mirror;
-use crate::scope::Catalogue;
-use crate::store::Db;
+use super::response::{error, json, json_value, read_body, Body};
+use super::{api, grant_page, login, ApiError};
+use crate::carte;
+use crate::node::NodeState;
+use crate::store::{self, owners::Document};
 
 /// The protocol version this node speaks, published in discovery.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Everything a request handler can see.
-pub struct NodeState {
-    pub config: Config,
-    pub scopes: Catalogue,
-    pub db: Db,
-    pub mirror: Arc<Mirror>,
-    /// The embedded registry, when this node runs one.
-    pub authority: Option<Authority>,
-}
-
 impl NodeState {
-    fn registry_view(&self) -> RegistryView {
+    fn registry_view(self: &Arc<Self>) -> RegistryView {
         match &self.authority {
             Some(a) => RegistryView::Authority(a.clone()),
             None => RegistryView::Mirror(self.mirror.clone()),
         }
     }
-
-    /// Whether a carte addressed to `name` is addressed to this node.
-    pub fn accepts_audience(&self, name: &Name) -> bool {
-        self.config.node_name.as_ref() == Some(name)
-    }
-
-    /// Verifies a carte against the mirror. A signer the mirror does not know triggers a sync
-    /// first; if the registry cannot be reached then, the answer is `registry.unavailable`.
-    pub async fn verify_carte(
-        &self,
-        wire: &str,
-        peer: SocketAddr,
-    ) -> Result<VerifiedCarte, CarteError> {
-        let accepts = |n: &Name| self.accepts_audience(n);
-        let expect = Expectations {
-            accepts_audience: &accepts,
-            peer: Some(peer.ip()),
-            skew: self.config.carte_skew,
-            max_lifetime: self.config.carte_max_lifetime,
-        };
-        let now = self.config.clock.now();
-        match carte::verify(wire, now, &expect, self.mirror.keys().as_ref()) {
-            Err(CarteError::UnknownSigner) => {
-                let owner = carte::decode(wire)?.carte.owner;
-                match self.mirror.ensure_known(&owner).await {
-                    Ok(true) => carte::verify(wire, now, &expect, self.mirror.keys().as_ref()),
-                    Ok(false) => Err(CarteError::UnknownSigner),
-                    Err(_) => Err(CarteError::RegistryUnavailable),
-                }
-            }
-            other => other,
-        }
-    }
 }
 
-/// Routes one request. Every error becomes a JSON error response.
+/// Routes one request.
 pub async fn route(
     state: Arc<NodeState>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let result = dispatch(&state, peer, req).await;
-    result.unwrap_or_else(error)
+    let (label, result) = dispatch(&state, peer, req).await;
+    let resp = result.unwrap_or_else(|e| {
+        if label.starts_with("page:") {
+            super::html::error_page(e.status, e.code, &e.message)
+        } else {
+            error(e)
+        }
+    });
+    state.metrics.request(label, resp.status().as_u16());
+    resp
 }
 
 async fn dispatch(
     state: &Arc<NodeState>,
     peer: SocketAddr,
     req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let path = req.uri().path();
-    if registry_api::owns(path) {
+) -> (&'static str, Result<Response<Body>, ApiError>) {
+    let path = req.uri().path().to_owned();
+    if registry_api::owns(&path) {
         let is_op = req.method() == Method::POST && path == "/registry/ops";
-        let resp = registry_api::route(&state.registry_view(), req).await?;
-        if is_op && resp.status().is_success() {
+        let resp = registry_api::route(&state.registry_view(), req).await;
+        if is_op && resp.as_ref().is_ok_and(|r| r.status().is_success()) {
             // The embedded registry changed: bring the mirror along before answering, so the
             // new name verifies on this node at once.
             if let Err(e) = state.mirror.sync().await {
                 tracing::warn!(error = %e, "mirror sync after a local registration failed");
             }
         }
-        return Ok(resp);
+        return ("registry", resp);
     }
-    match (req.method(), path) {
-        (&Method::GET, "/healthz") => Ok(healthz(state)),
-        (&Method::GET, "/.well-known/grant-node") => Ok(discovery(state)),
-        (&Method::POST, "/api/cartes/verify") => verify_for_peer(state, peer, req).await,
-        (_, "/healthz" | "/.well-known/grant-node" | "/api/cartes/verify") => {
-            Err(ApiError::method_not_allowed())
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = req.method().clone();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => ("healthz", Ok(healthz(state))),
+        (&Method::GET, ["metrics"]) => ("metrics", metrics(state).await),
+        (&Method::GET, [".well-known", "grant-node"]) => ("discovery", Ok(discovery(state))),
+        (&Method::GET, [""]) => ("page:home", login::home(state, &req).await),
+        (&Method::GET, ["login"]) => ("page:login", login::show(state, &req).await),
+        (&Method::POST, ["login"]) => ("page:login", login::submit(state, peer, req).await),
+        (&Method::POST, ["logout"]) => ("page:logout", login::logout(state, &req).await),
+        (&Method::GET, ["setup"]) => ("page:setup", login::setup_form(state, &req).await),
+        (&Method::POST, ["setup"]) => ("page:setup", login::setup_submit(state, req).await),
+        (&Method::GET, ["grant"]) => ("page:grant", grant_page::show(state, peer, req).await),
+        (&Method::POST, ["grant"]) => ("page:grant", grant_page::answer(state, peer, req).await),
+        (_, ["api", "grants", rest @ ..]) => {
+            let rest: Vec<&str> = rest.to_vec();
+            ("api:grants", api::grants(state, peer, req, &rest).await)
         }
-        _ => Err(ApiError::not_found()),
+        (_, ["api", "profile"]) => (
+            "api:profile",
+            api::document(state, peer, req, Document::Profile).await,
+        ),
+        (_, ["api", "settings"]) => (
+            "api:settings",
+            api::document(state, peer, req, Document::Settings).await,
+        ),
+        (&Method::GET, ["auth", "check"]) => ("auth:check", api::check(state, peer, &req).await),
+        (&Method::POST, ["api", "cartes", "verify"]) => {
+            ("api:verify", verify_for_peer(state, peer, req).await)
+        }
+        (_, ["healthz" | "metrics" | "login" | "logout" | "setup" | "grant"])
+        | (_, [".well-known", "grant-node"])
+        | (_, ["auth", "check"])
+        | (_, ["api", "cartes", "verify"]) => ("other", Err(ApiError::method_not_allowed())),
+        _ => ("other", Err(ApiError::not_found())),
     }
 }
 
@@ -126,23 +115,63 @@ fn healthz(state: &NodeState) -> Response<Body> {
     )
 }
 
+async fn metrics(state: &NodeState) -> Result<Response<Body>, ApiError> {
+    let outbox = state
+        .db
+        .run(|c| store::grants::outbox_len(c).map_err(ApiError::from))
+        .await?;
+    let text = state
+        .metrics
+        .render(&state.mirror.status(), state.cartes.len(), outbox);
+    let mut resp = json(StatusCode::OK, text);
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(resp)
+}
+
 fn discovery(state: &NodeState) -> Response<Body> {
     let scopes: Vec<_> = state
+        .config
         .scopes
         .defs()
         .map(|d| json!({ "name": d.name, "bit": d.bit, "description": d.description }))
         .collect();
+    let owners: Vec<String> = {
+        let mut o: Vec<String> = state
+            .owners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        o.sort();
+        o
+    };
     json_value(
         StatusCode::OK,
         &json!({
             "protocol_version": PROTOCOL_VERSION,
             "software": concat!("grant-node ", env!("CARGO_PKG_VERSION")),
-            "node_name": state.config.node_name,
+            "node_name": state.node_name(),
+            "url": state.public_url,
+            "owners": owners,
             "registry": {
                 "embedded": state.authority.is_some(),
                 "public_key": hex::encode(state.mirror.registry_key().as_bytes()),
             },
             "scopes": scopes,
+            "endpoints": {
+                "grant": "/grant",
+                "grants": "/api/grants",
+                "profile": "/api/profile",
+                "settings": "/api/settings",
+                "check": "/auth/check",
+                "verify": "/api/cartes/verify",
+                "registry_log": "/registry/log",
+                "registry_checkpoint": "/registry/checkpoint",
+            },
             "limits": {
                 "carte_max_bytes": carte::MAX_WIRE_LEN,
                 "carte_max_lifetime": state.config.carte_max_lifetime,
@@ -172,6 +201,7 @@ async fn verify_for_peer(
     })?;
     let verified = state.verify_carte(&request.carte, peer).await?;
     let c = verified.carte();
+    let scopes = &state.config.scopes;
     Ok(json_value(
         StatusCode::OK,
         &json!({
@@ -180,8 +210,8 @@ async fn verify_for_peer(
             "subject": c.subject,
             "beginning": c.beginning,
             "deadline": c.deadline,
-            "client_scope": state.scopes.names(c.client_scope),
-            "admin_scope": state.scopes.names(c.admin_scope),
+            "client_scope": scopes.names(c.client_scope),
+            "admin_scope": scopes.names(c.admin_scope),
         }),
     ))
 }

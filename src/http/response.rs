@@ -28,9 +28,16 @@ pub fn json_value<T: serde::Serialize>(status: StatusCode, value: &T) -> Respons
     }
 }
 
-/// An error as its JSON response.
+/// An error as its JSON response. A 401 carries `WWW-Authenticate: Carte error="<code>"`.
 pub fn error(e: ApiError) -> Response<Body> {
-    json(e.status, e.body())
+    let mut resp = json(e.status, e.body());
+    if e.status == StatusCode::UNAUTHORIZED {
+        if let Ok(v) = HeaderValue::from_str(&format!("Carte error=\"{}\"", e.code)) {
+            resp.headers_mut()
+                .insert(hyper::header::WWW_AUTHENTICATE, v);
+        }
+    }
+    resp
 }
 
 /// Reads a request body of at most `max` bytes; a larger one is refused with 413 and `code`.

@@ -9,6 +9,7 @@
 //! reported as degraded on `/healthz`; the verified state keeps serving look-ups.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,9 @@ pub struct Mirror {
     params: Params,
     keys: Arc<DbKeys>,
     status: Mutex<MirrorStatus>,
+    /// Bumped whenever verified state changes, so caches of verification results can tell
+    /// they are stale (a key marked compromised must take effect on the next request).
+    epoch: AtomicU64,
     /// Held while syncing; holds when the last sync started.
     sync_lock: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -79,6 +83,7 @@ impl Mirror {
                 ..MirrorStatus::default()
             }),
             sync_lock: tokio::sync::Mutex::new(None),
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -93,6 +98,11 @@ impl Mirror {
 
     pub fn registry_key(&self) -> VerifyingKey {
         self.registry_key
+    }
+
+    /// Changes whenever the verified registry state changes.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     pub fn status(&self) -> MirrorStatus {
@@ -190,6 +200,9 @@ impl Mirror {
         match outcome {
             Ok((applied, touched)) => {
                 self.keys.invalidate(touched.iter());
+                if applied > 0 {
+                    self.epoch.fetch_add(1, Ordering::AcqRel);
+                }
                 let size = store::registry::log_size(&self.db.lock())?;
                 self.status.lock().unwrap_or_else(|p| p.into_inner()).size = size;
                 if applied > 0 {

@@ -10,6 +10,8 @@
 //! serve other requests; the connection sits behind a mutex, one writer at a time, as SQLite
 //! allows anyway.
 
+pub mod grants;
+pub mod owners;
 pub mod registry;
 
 use std::path::Path;
@@ -52,6 +54,76 @@ const MIGRATIONS: &[&str] = &[
          time     INTEGER NOT NULL,
          reason   TEXT NOT NULL,
          evidence BLOB NOT NULL
+     );",
+    // 2: the node: owners, sessions, grants with their audit log, the notification outbox,
+    // one-use grant cartes and consent requests waiting for an answer.
+    "CREATE TABLE owners (
+         name          TEXT PRIMARY KEY,
+         password_hash TEXT,
+         profile       TEXT NOT NULL DEFAULT '{}',
+         settings      TEXT NOT NULL DEFAULT '{}',
+         controller    TEXT,
+         email         TEXT,
+         created       INTEGER NOT NULL
+     );
+     CREATE TABLE setup_tokens (
+         token_hash BLOB PRIMARY KEY,
+         owner      TEXT NOT NULL REFERENCES owners(name) ON DELETE CASCADE,
+         expires    INTEGER NOT NULL
+     );
+     CREATE TABLE sessions (
+         id_hash     BLOB PRIMARY KEY,
+         owner       TEXT NOT NULL REFERENCES owners(name) ON DELETE CASCADE,
+         csrf_secret BLOB NOT NULL,
+         created     INTEGER NOT NULL,
+         expires     INTEGER NOT NULL
+     );
+     CREATE INDEX sessions_owner ON sessions(owner);
+     CREATE TABLE grants (
+         owner   TEXT NOT NULL REFERENCES owners(name) ON DELETE CASCADE,
+         app     TEXT NOT NULL,
+         scope   INTEGER NOT NULL,
+         expires INTEGER,
+         created INTEGER NOT NULL,
+         updated INTEGER NOT NULL,
+         PRIMARY KEY (owner, app)
+     );
+     CREATE TABLE audit (
+         id        INTEGER PRIMARY KEY,
+         owner     TEXT NOT NULL,
+         app       TEXT NOT NULL,
+         actor     TEXT NOT NULL,
+         action    TEXT NOT NULL,
+         old_scope INTEGER NOT NULL,
+         new_scope INTEGER NOT NULL,
+         expires   INTEGER,
+         address   TEXT,
+         at        INTEGER NOT NULL
+     );
+     CREATE INDEX audit_owner_app ON audit(owner, app, id);
+     CREATE TABLE outbox (
+         id           INTEGER PRIMARY KEY,
+         target       TEXT NOT NULL,
+         body         BLOB NOT NULL,
+         attempts     INTEGER NOT NULL DEFAULT 0,
+         next_attempt INTEGER NOT NULL,
+         created      INTEGER NOT NULL,
+         last_error   TEXT
+     );
+     CREATE TABLE used_cartes (
+         fingerprint BLOB PRIMARY KEY,
+         deadline    INTEGER NOT NULL,
+         pending_id  BLOB
+     );
+     CREATE TABLE pending_grants (
+         id           BLOB PRIMARY KEY,
+         session_hash BLOB NOT NULL,
+         owner        TEXT NOT NULL,
+         app          TEXT NOT NULL,
+         scope        INTEGER NOT NULL,
+         redirect_uri TEXT NOT NULL,
+         state        TEXT NOT NULL,
+         expires      INTEGER NOT NULL
      );",
 ];
 

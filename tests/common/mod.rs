@@ -225,16 +225,33 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node mirroring `registry` (with its public key), named `node_name`.
-    pub async fn start_remote(dir: &Path, registry: &str, key_hex: &str, node_name: &str) -> Node {
+    /// A node mirroring `registry` (with its public key), whose first owner is `owner`.
+    pub async fn start_remote(dir: &Path, registry: &str, key_hex: &str, owner: &str) -> Node {
+        Node::start(Node::remote_config(dir, registry, key_hex, owner)).await
+    }
+
+    pub fn remote_config(dir: &Path, registry: &str, key_hex: &str, owner: &str) -> Config {
         let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.to_path_buf());
         config.registry = RegistrySetting::Remote {
             url: registry.into(),
-            key: grant_node::commands::serve::parse_key(key_hex).unwrap(),
+            key: grant_node::config::parse_key(key_hex).unwrap(),
         };
-        config.node_name = Some(Name::parse(node_name).unwrap());
+        config.owner = Name::parse(owner).unwrap();
         config.sync_interval = Duration::from_secs(1);
-        Node::start(config).await
+        config
+    }
+
+    /// A node with its embedded registry (proof of work off), whose first owner is `owner`.
+    pub async fn start_embedded(dir: &Path, owner: &str) -> Node {
+        Node::start(Node::embedded_config(dir, owner)).await
+    }
+
+    pub fn embedded_config(dir: &Path, owner: &str) -> Config {
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.to_path_buf());
+        config.registry = RegistrySetting::Embedded { pow_bits: 0 };
+        config.owner = Name::parse(owner).unwrap();
+        config.sync_interval = Duration::from_secs(1);
+        config
     }
 
     pub async fn start(config: Config) -> Node {
@@ -317,6 +334,17 @@ impl Node {
     /// The mirror's status from `/healthz`.
     pub async fn health(&self) -> serde_json::Value {
         self.get("/healthz").await.json().unwrap()
+    }
+
+    /// Waits until the mirror has caught up with the stub's current checkpoint.
+    pub async fn wait_synced_to(&self, stub: &Stub) {
+        let cp: serde_json::Value = HttpClient::new()
+            .get(&format!("{}/registry/checkpoint", stub.url()))
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
+        self.wait_synced(cp["size"].as_u64().unwrap()).await;
     }
 
     /// Waits until the mirror has verified `size` entries.

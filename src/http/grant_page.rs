@@ -1,0 +1,463 @@
+//! `/grant`: where an owner approves or denies an application's request.
+//!
+//! `GET /grant` finds whose request this is (the `owner` parameter or the logged-in owner;
+//! otherwise it asks for a name), sends owners of other nodes home with every parameter
+//! intact, sends owners of this node who are not logged in to the login page, then checks the
+//! request and shows the consent page. Until every check has passed the page never redirects
+//! to `redirect_uri`; failures get a plain error page with a stable code.
+//!
+//! `POST /grant` answers a consent page: it checks the `Origin`, the session and the CSRF token
+//! bound to the session and to that one request, records an Allow durably, and redirects (303)
+//! with the owner's signed receipt, or with `error=access_denied` on Deny.
+
+use std::net::SocketAddr;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use unicode_script::{Script, UnicodeScript};
+
+use super::html::{error_page, esc, page, see_other};
+use super::login::{field, form, login_redirect};
+use super::session;
+use super::{ApiError, Body};
+use crate::carte::{self, CarteError};
+use crate::grant::request::{self, CheckedRequest, GrantParams};
+use crate::grant::statement::Receipt;
+use crate::grant::GrantError;
+use crate::name::Name;
+use crate::node::grants::{self as node_grants, Change};
+use crate::node::NodeState;
+use crate::scope::Scope;
+use crate::store::{self, grants::Pending, owners::Session};
+use crate::uri::CheckedUri;
+
+/// How long a consent page stays answerable.
+const PENDING_TTL: u64 = 10 * 60;
+
+fn refused(e: GrantError) -> Response<Body> {
+    error_page(StatusCode::BAD_REQUEST, e.code(), &e.to_string())
+}
+
+fn carte_refused(e: CarteError) -> Response<Body> {
+    let status = match e {
+        CarteError::RegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error_page(status, e.code(), &e.to_string())
+}
+
+fn api_refused(e: ApiError) -> Response<Body> {
+    error_page(e.status, e.code, &e.message)
+}
+
+/// `GET /grant`.
+pub async fn show(
+    state: &NodeState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let params = match GrantParams::parse(&query) {
+        Ok(p) => p,
+        Err(e) => return Ok(refused(e)),
+    };
+    let session = session::current(state, req.headers()).await?;
+    let owner = match (&params.owner, &session) {
+        (Some(raw), _) => match Name::parse(raw) {
+            Ok(n) => n,
+            Err(_) => return Ok(refused(GrantError::UnknownOwner)),
+        },
+        (None, Some(s)) => s.owner.clone(),
+        (None, None) => return Ok(name_prompt(&params)),
+    };
+    if !state.hosts(&owner) {
+        return Ok(send_home(state, &params, &owner).await);
+    }
+    let session = match session {
+        Some(s) if s.owner == owner => s,
+        _ => {
+            let here = format!("/grant?{}", params.to_query(Some(owner.as_str())));
+            return Ok(see_other(&login_redirect(&here, Some(owner.as_str()))));
+        }
+    };
+    let checked = match check(state, peer, &params, &owner).await {
+        Ok(c) => c,
+        Err(resp) => return Ok(resp),
+    };
+    let verified_deadline = carte::decode(&params.client_secret)
+        .map(|d| d.carte.deadline)
+        .unwrap_or(0);
+    consent(
+        state,
+        &session,
+        &owner,
+        checked,
+        &params.client_secret,
+        verified_deadline,
+    )
+    .await
+}
+
+/// The page that asks a visitor who is not logged in for their name.
+fn name_prompt(params: &GrantParams) -> Response<Body> {
+    let hidden: String = [
+        ("client_id", &params.client_id),
+        ("client_secret", &params.client_secret),
+        ("scope", &params.scope),
+        ("redirect_uri", &params.redirect_uri),
+        ("state", &params.state),
+    ]
+    .iter()
+    .map(|(k, v)| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", esc(v)))
+    .collect();
+    page(
+        StatusCode::OK,
+        "Who are you?",
+        &format!(
+            "<h1>{} asks for access to your account</h1>\
+             <form method=\"get\" action=\"/grant\">{hidden}\
+             <label for=\"owner\">Your name</label>\
+             <input type=\"text\" id=\"owner\" name=\"owner\" autocomplete=\"username\" required>\
+             <button type=\"submit\">Continue</button></form>\
+             <p class=\"note\">If your account lives on another node, you will be sent there.</p>",
+            esc(&params.client_id)
+        ),
+    )
+}
+
+/// 303 to the owner's home node, every parameter intact.
+async fn send_home(state: &NodeState, params: &GrantParams, owner: &Name) -> Response<Body> {
+    let record = match state.mirror.record_or_sync(owner).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return refused(GrantError::UnknownOwner),
+        Err(e) => return api_refused(e.into()),
+    };
+    let Ok(home) = CheckedUri::parse_node(&record.node_uri) else {
+        return refused(GrantError::UnknownOwner);
+    };
+    let base = home.as_str().trim_end_matches('/');
+    if base == state.public_url {
+        // The registry says this node is home, but the owner is not here.
+        return refused(GrantError::UnknownOwner);
+    }
+    see_other(&format!(
+        "{base}/grant?{}",
+        params.to_query(Some(owner.as_str()))
+    ))
+}
+
+/// Every check of point 3, in order; a failure is the error page to show.
+async fn check(
+    state: &NodeState,
+    peer: SocketAddr,
+    params: &GrantParams,
+    owner: &Name,
+) -> Result<CheckedRequest, Response<Body>> {
+    let client = Name::parse(&params.client_id).map_err(|_| refused(GrantError::UnknownClient))?;
+    let record = match state.mirror.record_or_sync(&client).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err(refused(GrantError::UnknownClient)),
+        Err(e) => return Err(api_refused(e.into())),
+    };
+    let verified = state
+        .verify_carte(&params.client_secret, peer)
+        .await
+        .map_err(carte_refused)?;
+    if let Some(audience) = &verified.carte().audience {
+        if audience != owner {
+            return Err(carte_refused(CarteError::WrongNode));
+        }
+    }
+    request::check(params, &record, &verified, &state.config.scopes).map_err(refused)
+}
+
+/// Records the carte as used and shows the consent page (or re-shows it to the same session).
+async fn consent(
+    state: &NodeState,
+    session: &Session,
+    owner: &Name,
+    checked: CheckedRequest,
+    carte_wire: &str,
+    carte_deadline: u64,
+) -> Result<Response<Body>, ApiError> {
+    let now = state.config.clock.now();
+    let fingerprint = carte::fingerprint(carte_wire);
+    let pending = Pending {
+        id: crate::auth::random_bytes(),
+        session_hash: session.id_hash,
+        owner: owner.clone(),
+        app: checked.app.clone(),
+        scope: checked.scope,
+        redirect_uri: checked.redirect_uri.as_str().to_owned(),
+        state: checked.state.clone(),
+        expires: now + PENDING_TTL,
+    };
+    let forget_after = carte_deadline.saturating_add(state.config.carte_skew);
+    let row = pending.clone();
+    let shown = state
+        .db
+        .run(move |c| {
+            let tx = c.transaction().map_err(store::StoreError::from)?;
+            let outcome = match store::grants::use_carte(&tx, &fingerprint, forget_after, &row.id)?
+            {
+                Ok(()) => {
+                    store::grants::insert_pending(&tx, &row)?;
+                    Some(row)
+                }
+                // Used before: a reload by the same session still waiting to answer sees its
+                // page again; anyone else is refused.
+                Err(Some(previous)) => store::grants::pending(&tx, &previous)?
+                    .filter(|p| p.session_hash == row.session_hash && p.expires >= now),
+                Err(None) => None,
+            };
+            tx.commit().map_err(store::StoreError::from)?;
+            Ok::<_, ApiError>(outcome)
+        })
+        .await?;
+    let Some(pending) = shown else {
+        return Ok(refused(GrantError::Replayed));
+    };
+    let app = pending.app.clone();
+    let who = owner.clone();
+    let existing = state
+        .db
+        .run(move |c| store::grants::grant(c, &who, &app).map_err(ApiError::from))
+        .await?
+        .map(|g| g.effective(now))
+        .unwrap_or(Scope::NONE);
+    Ok(consent_page(
+        state,
+        session,
+        &pending,
+        &checked.redirect_uri,
+        existing,
+    ))
+}
+
+fn script_note(name: &Name) -> String {
+    let script = name
+        .as_str()
+        .chars()
+        .map(|c| c.script())
+        .find(|s| !matches!(s, Script::Common | Script::Inherited | Script::Unknown));
+    match script {
+        Some(Script::Latin) | None => String::new(),
+        Some(s) => format!(
+            " <span class=\"note\">({} script)</span>",
+            esc(s.full_name())
+        ),
+    }
+}
+
+fn consent_page(
+    state: &NodeState,
+    session: &Session,
+    pending: &Pending,
+    redirect: &CheckedUri,
+    existing: Scope,
+) -> Response<Body> {
+    let scopes = &state.config.scopes;
+    let items: String = scopes
+        .describe(pending.scope)
+        .iter()
+        .map(|(name, words)| {
+            let bit = scopes.parse(name).unwrap_or(Scope::NONE);
+            let already = if existing.contains(bit) {
+                " <span class=\"note\">(already allowed)</span>"
+            } else {
+                ""
+            };
+            format!(
+                "<li><label><input type=\"checkbox\" name=\"scope\" value=\"{}\" checked> {}{already}</label></li>",
+                esc(name),
+                esc(words)
+            )
+        })
+        .collect();
+    let held = if existing.is_empty() {
+        "<p>This application holds no grant from you yet.</p>".to_owned()
+    } else {
+        let adds = pending.scope.difference(existing);
+        format!(
+            "<p>This application already may: {}. Allowing adds: {}.</p>",
+            esc(&scopes.format(existing)),
+            if adds.is_empty() {
+                "nothing new".to_owned()
+            } else {
+                esc(&scopes.format(adds))
+            }
+        )
+    };
+    let id = URL_SAFE_NO_PAD.encode(pending.id);
+    let csrf = session::csrf_token(session, &[b"grant:".as_slice(), &pending.id].concat());
+    page(
+        StatusCode::OK,
+        "Allow access?",
+        &format!(
+            "<h1><b>{}</b>{} asks to act for {}</h1>{held}\
+             <form method=\"post\" action=\"/grant\">\
+             <p>It will be able to:</p><ul class=\"scopes\">{items}</ul>\
+             <p>After you answer, your browser returns to <b>{}</b>.</p>\
+             <input type=\"hidden\" name=\"request_id\" value=\"{}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button>\
+             <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+            esc(pending.app.as_str()),
+            script_note(&pending.app),
+            esc(pending.owner.as_str()),
+            esc(&redirect.origin()),
+            esc(&id),
+            esc(&csrf)
+        ),
+    )
+}
+
+/// `POST /grant`.
+pub async fn answer(
+    state: &NodeState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if let Err(e) = session::check_origin(state, req.headers()) {
+        return Ok(api_refused(e));
+    }
+    let Some(session) = session::current(state, req.headers()).await? else {
+        return Ok(error_page(
+            StatusCode::FORBIDDEN,
+            "session.required",
+            "you are not logged in (or your session ended); start again from the application",
+        ));
+    };
+    let form = form(req).await?;
+    let bad_token = || {
+        error_page(
+            StatusCode::FORBIDDEN,
+            "csrf.bad-token",
+            "this form did not come from your consent page",
+        )
+    };
+    let Some(id) = field(&form, "request_id")
+        .and_then(|r| URL_SAFE_NO_PAD.decode(r).ok())
+        .and_then(|r| <[u8; 32]>::try_from(r).ok())
+    else {
+        return Ok(bad_token());
+    };
+    let expected = session::csrf_token(&session, &[b"grant:".as_slice(), &id].concat());
+    if !crate::auth::same(field(&form, "csrf").unwrap_or(""), &expected) {
+        return Ok(bad_token());
+    }
+    let now = state.config.clock.now();
+    let pending = state
+        .db
+        .run(move |c| store::grants::pending(c, &id).map_err(ApiError::from))
+        .await?;
+    let pending = match pending {
+        Some(p) if p.session_hash == session.id_hash && p.expires >= now => p,
+        Some(p) if p.session_hash != session.id_hash => return Ok(bad_token()),
+        _ => return Ok(refused(GrantError::RequestExpired)),
+    };
+    let decision = field(&form, "decision").unwrap_or("");
+    let chosen = if decision == "allow" {
+        let names: Vec<&str> = form
+            .iter()
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let chosen = state
+            .config
+            .scopes
+            .parse_list(&names)
+            .map_err(ApiError::from)?
+            .intersection(pending.scope);
+        if chosen.is_empty() {
+            return Ok(refused(GrantError::NothingChosen));
+        }
+        Some(chosen)
+    } else if decision == "deny" {
+        None
+    } else {
+        return Ok(error_page(
+            StatusCode::BAD_REQUEST,
+            "grant.bad-decision",
+            "answer with Allow or Deny",
+        ));
+    };
+    let taken = state
+        .db
+        .run(move |c| store::grants::take_pending(c, &id).map_err(ApiError::from))
+        .await?;
+    if !taken {
+        return Ok(refused(GrantError::RequestExpired));
+    }
+    let Some(chosen) = chosen else {
+        return Ok(see_other(&with_query(
+            &pending.redirect_uri,
+            &[("error", "access_denied"), ("state", &pending.state)],
+        )));
+    };
+    let app = pending.app.clone();
+    let owner = pending.owner.clone();
+    let existing = state
+        .db
+        .run(move |c| store::grants::grant(c, &owner, &app).map_err(ApiError::from))
+        .await?
+        .map(|g| g.effective(now))
+        .unwrap_or(Scope::NONE);
+    let scope = existing.union(chosen);
+    let node_uri = state
+        .mirror
+        .record(&pending.app)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.node_uri);
+    node_grants::apply(
+        state,
+        Change {
+            owner: pending.owner.clone(),
+            app: pending.app.clone(),
+            scope,
+            expires: None,
+            actor: "owner".into(),
+            action: "consent",
+            address: Some(peer.ip().to_string()),
+        },
+        node_uri,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    let key = state
+        .owner_keys
+        .signing(&pending.owner)
+        .map_err(ApiError::internal)?;
+    let receipt = Receipt {
+        owner: pending.owner.clone(),
+        application: pending.app.clone(),
+        scope,
+        time: now,
+        state: pending.state.clone(),
+    }
+    .sign(&key);
+    let scope_text = state.config.scopes.format(scope);
+    Ok(see_other(&with_query(
+        &pending.redirect_uri,
+        &[
+            ("state", &pending.state),
+            ("node", pending.owner.as_str()),
+            ("scope", &scope_text),
+            ("receipt", &receipt),
+        ],
+    )))
+}
+
+/// `uri` with these query parameters appended.
+fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        q.append_pair(k, v);
+    }
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{sep}{}", q.finish())
+}

@@ -1,0 +1,353 @@
+//! The owner's pages: log in, log out, set a password from a one-time link, and the home page.
+//!
+//! The login form is protected against cross-site submission twice: a `SameSite=Strict`
+//! cookie whose value the form must echo (double submit), and the `Origin` check. Failed
+//! logins are rate-limited per name and per address; an unknown name costs the same argon2
+//! work as a wrong password, so timing does not reveal which names are owners here.
+
+use std::net::SocketAddr;
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use super::html::{error_page, esc, page, see_other};
+use super::session::{self, LOGIN_COOKIE};
+use super::{ApiError, Body};
+use crate::auth;
+use crate::name::Name;
+use crate::node::NodeState;
+use crate::store;
+
+/// Largest form body accepted.
+pub const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// A decoded form body.
+pub async fn form(req: Request<Incoming>) -> Result<Vec<(String, String)>, ApiError> {
+    let body = super::response::read_body(req, MAX_FORM_BYTES, "request.too-large").await?;
+    Ok(form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
+}
+
+/// The single value of a form field.
+pub fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let mut values = form.iter().filter(|(k, _)| k == name);
+    let first = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    Some(first.1.as_str())
+}
+
+/// A local path to return to after login; anything else becomes `/`.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            n.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+fn login_form(name: &str, next: &str, csrf: &str, error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"error\">{}</p>", esc(e)))
+        .unwrap_or_default();
+    format!(
+        "<h1>Log in</h1>{error}<form method=\"post\" action=\"/login\">\
+         <label for=\"name\">Name</label><input type=\"text\" id=\"name\" name=\"name\" value=\"{}\" autocomplete=\"username\" required>\
+         <label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+         <input type=\"hidden\" name=\"next\" value=\"{}\"><input type=\"hidden\" name=\"login_csrf\" value=\"{}\">\
+         <button type=\"submit\">Log in</button></form>",
+        esc(name),
+        esc(next),
+        esc(csrf)
+    )
+}
+
+/// `GET /login?name=&next=`.
+pub async fn show(state: &NodeState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let params = super::response::query_params(req.uri().query())?;
+    let name = super::response::param(&params, "name").unwrap_or("");
+    let next = safe_next(super::response::param(&params, "next"));
+    login_page(state, StatusCode::OK, name, &next, None)
+}
+
+fn login_page(
+    state: &NodeState,
+    status: StatusCode,
+    name: &str,
+    next: &str,
+    error: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let (csrf, _) = auth::new_token();
+    let mut resp = page(status, "Log in", &login_form(name, next, &csrf, error));
+    session::set_cookie(
+        &mut resp,
+        session::cookie_header(state, LOGIN_COOKIE, &csrf, 3600, "/login")?,
+    );
+    Ok(resp)
+}
+
+/// `POST /login`.
+pub async fn submit(
+    state: &NodeState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if let Err(e) = session::check_origin(state, req.headers()) {
+        return Ok(error_page(e.status, e.code, &e.message));
+    }
+    let headers = req.headers().clone();
+    let form = form(req).await?;
+    let sent = field(&form, "login_csrf").unwrap_or("");
+    let expected = session::cookie(&headers, LOGIN_COOKIE).unwrap_or("");
+    if sent.is_empty() || !auth::same(sent, expected) {
+        return Ok(error_page(
+            StatusCode::FORBIDDEN,
+            "csrf.bad-token",
+            "the login form expired or came from another site; open the login page again",
+        ));
+    }
+    let raw_name = field(&form, "name").unwrap_or("");
+    let password = field(&form, "password").unwrap_or("").to_owned();
+    let next = safe_next(field(&form, "next"));
+    let Ok(name) = Name::parse(raw_name) else {
+        return login_page(
+            state,
+            StatusCode::UNAUTHORIZED,
+            raw_name,
+            &next,
+            Some("wrong name or password"),
+        );
+    };
+    let now = state.config.clock.now();
+    if let Some(wait) = state.limiter.blocked(&name, peer.ip(), now) {
+        return Ok(error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "login.rate-limited",
+            &format!(
+                "too many failed logins; try again in {} minutes",
+                wait.div_ceil(60)
+            ),
+        ));
+    }
+    let who = name.clone();
+    let owner = state
+        .db
+        .run(move |c| store::owners::owner(c, &who).map_err(ApiError::from))
+        .await?;
+    let hash = owner.as_ref().and_then(|o| o.password_hash.clone());
+    let controlled_without_password = owner
+        .as_ref()
+        .is_some_and(|o| o.password_hash.is_none() && o.controller.is_some());
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(h) => auth::verify_password(&password, &h),
+        None => {
+            // The same work as a real check, so timing does not tell names apart.
+            let _ = auth::verify_password(&password, dummy_hash());
+            false
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    if !ok {
+        state.limiter.failed(&name, peer.ip(), now);
+        if controlled_without_password {
+            return Ok(error_page(
+                StatusCode::UNAUTHORIZED,
+                "login.no-password",
+                "this account has no password; log in through the service that manages it",
+            ));
+        }
+        return login_page(
+            state,
+            StatusCode::UNAUTHORIZED,
+            raw_name,
+            &next,
+            Some("wrong name or password"),
+        );
+    }
+    state.limiter.succeeded(&name);
+    let cookie = session::start(state, &name, Some(&headers)).await?;
+    let mut resp = see_other(&next);
+    session::set_cookie(&mut resp, cookie);
+    session::set_cookie(
+        &mut resp,
+        session::cookie_header(state, LOGIN_COOKIE, "", 0, "/login")?,
+    );
+    Ok(resp)
+}
+
+/// An argon2id hash of a random password, made once, for constant-work failures.
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let (random, _) = auth::new_token();
+        auth::hash_password(&random).unwrap_or_default()
+    })
+}
+
+/// `POST /logout`.
+pub async fn logout(
+    state: &NodeState,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if let Err(e) = session::check_origin(state, req.headers()) {
+        return Ok(error_page(e.status, e.code, &e.message));
+    }
+    let cookie = session::end(state, req.headers()).await?;
+    let mut resp = see_other("/login");
+    session::set_cookie(&mut resp, cookie);
+    Ok(resp)
+}
+
+/// `GET /setup?token=`: the form to set a password from a one-time link.
+pub async fn setup_form(
+    state: &NodeState,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let params = super::response::query_params(req.uri().query())?;
+    let token = super::response::param(&params, "token")
+        .unwrap_or("")
+        .to_owned();
+    let now = state.config.clock.now();
+    let owner = match auth::token_hash(&token) {
+        Some(hash) => {
+            state
+                .db
+                .run(move |c| {
+                    store::owners::peek_setup_token(c, &hash, now).map_err(ApiError::from)
+                })
+                .await?
+        }
+        None => None,
+    };
+    let Some(owner) = owner else {
+        return Ok(error_page(
+            StatusCode::NOT_FOUND,
+            "setup.invalid-token",
+            "this link is not valid: it was used already or has expired",
+        ));
+    };
+    Ok(page(
+        StatusCode::OK,
+        "Set your password",
+        &format!(
+            "<h1>Set the password for {}</h1><form method=\"post\" action=\"/setup\">\
+             <input type=\"hidden\" name=\"token\" value=\"{}\">\
+             <label for=\"password\">New password (at least 8 characters)</label>\
+             <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"new-password\" required>\
+             <button type=\"submit\">Set password</button></form>",
+            esc(owner.as_str()),
+            esc(&token)
+        ),
+    ))
+}
+
+/// `POST /setup`: sets the password, consumes the link and logs the owner in.
+pub async fn setup_submit(
+    state: &NodeState,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    if let Err(e) = session::check_origin(state, req.headers()) {
+        return Ok(error_page(e.status, e.code, &e.message));
+    }
+    let headers = req.headers().clone();
+    let form = form(req).await?;
+    let password = field(&form, "password").unwrap_or("").to_owned();
+    if let Err(why) = auth::check_new_password(&password) {
+        return Ok(error_page(
+            StatusCode::BAD_REQUEST,
+            "setup.weak-password",
+            why,
+        ));
+    }
+    let Some(hash) = field(&form, "token").and_then(auth::token_hash) else {
+        return Ok(error_page(
+            StatusCode::NOT_FOUND,
+            "setup.invalid-token",
+            "this link is not valid",
+        ));
+    };
+    let phc = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let now = state.config.clock.now();
+    let owner = state
+        .db
+        .run(move |c| {
+            let tx = c.transaction().map_err(crate::store::StoreError::from)?;
+            let owner = store::owners::take_setup_token(&tx, &hash, now)?;
+            if let Some(o) = &owner {
+                store::owners::set_password(&tx, o, &phc)?;
+            }
+            tx.commit().map_err(crate::store::StoreError::from)?;
+            Ok::<_, ApiError>(owner)
+        })
+        .await?;
+    let Some(owner) = owner else {
+        return Ok(error_page(
+            StatusCode::NOT_FOUND,
+            "setup.invalid-token",
+            "this link is not valid: it was used already or has expired",
+        ));
+    };
+    let cookie = session::start(state, &owner, Some(&headers)).await?;
+    let mut resp = see_other("/");
+    session::set_cookie(&mut resp, cookie);
+    Ok(resp)
+}
+
+/// `GET /`: who is logged in, and their grants.
+pub async fn home(state: &NodeState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let Some(s) = session::current(state, req.headers()).await? else {
+        return Ok(see_other("/login"));
+    };
+    let owner = s.owner.clone();
+    let grants = state
+        .db
+        .run(move |c| store::grants::grants(c, &owner).map_err(ApiError::from))
+        .await?;
+    let now = state.config.clock.now();
+    let rows: String = grants
+        .iter()
+        .map(|(app, g)| {
+            format!(
+                "<li><b>{}</b>: {}</li>",
+                esc(app.as_str()),
+                esc(&state.config.scopes.format(g.effective(now)))
+            )
+        })
+        .collect();
+    let rows = if rows.is_empty() {
+        "<li>No application holds a grant.</li>".to_owned()
+    } else {
+        rows
+    };
+    Ok(page(
+        StatusCode::OK,
+        "grant-node",
+        &format!(
+            "<h1>Logged in as {}</h1><h2>Applications you granted</h2><ul class=\"scopes\">{rows}</ul>\
+             <form method=\"post\" action=\"/logout\"><button type=\"submit\">Log out</button></form>",
+            esc(s.owner.as_str())
+        ),
+    ))
+}
+
+/// A header value for a redirect back into this node after login.
+pub fn login_redirect(next: &str, name: Option<&str>) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    if let Some(n) = name {
+        q.append_pair("name", n);
+    }
+    q.append_pair("next", next);
+    format!("/login?{}", q.finish())
+}

@@ -1,0 +1,151 @@
+//! Login sessions over cookies, and the same-origin checks for state-changing requests.
+//!
+//! The session cookie (`gn_session`) is `HttpOnly`, `SameSite=Lax`, and `Secure` unless the
+//! node runs over plain http on loopback. Its value is 32 random bytes; the database keeps only
+//! their hash. A new session is created at every login (the id is never carried over), so a
+//! session cannot be fixed by an attacker.
+
+use hyper::header::{HeaderValue, COOKIE, SET_COOKIE};
+use hyper::{HeaderMap, Response, StatusCode};
+
+use super::{ApiError, Body};
+use crate::auth;
+use crate::name::Name;
+use crate::node::NodeState;
+use crate::store::{self, owners::Session};
+
+pub const SESSION_COOKIE: &str = "gn_session";
+pub const LOGIN_COOKIE: &str = "gn_login";
+
+/// The value of cookie `name`, if sent once. A cookie sent twice is ignored: a second copy can
+/// come from a sibling subdomain and must not decide anything.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    let mut found = None;
+    for header in headers.get_all(COOKIE) {
+        let Ok(text) = header.to_str() else { continue };
+        for part in text.split(';') {
+            let Some((k, v)) = part.trim().split_once('=') else {
+                continue;
+            };
+            if k == name {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(v);
+            }
+        }
+    }
+    found
+}
+
+/// The live session named by the request's cookie.
+pub async fn current(state: &NodeState, headers: &HeaderMap) -> Result<Option<Session>, ApiError> {
+    let Some(hash) = cookie(headers, SESSION_COOKIE).and_then(auth::token_hash) else {
+        return Ok(None);
+    };
+    let now = state.config.clock.now();
+    state
+        .db
+        .run(move |c| store::owners::session(c, &hash, now).map_err(ApiError::from))
+        .await
+}
+
+/// Starts a session for `owner`: stores it and returns the `Set-Cookie` value. Any session the
+/// browser already had is ended first.
+pub async fn start(
+    state: &NodeState,
+    owner: &Name,
+    previous: Option<&HeaderMap>,
+) -> Result<HeaderValue, ApiError> {
+    let old = previous
+        .and_then(|h| cookie(h, SESSION_COOKIE))
+        .and_then(auth::token_hash);
+    let (token, hash) = auth::new_token();
+    let now = state.config.clock.now();
+    let session = Session {
+        id_hash: hash,
+        owner: owner.clone(),
+        csrf_secret: auth::random_bytes(),
+        expires: now + state.config.session_ttl,
+    };
+    state
+        .db
+        .run(move |c| {
+            if let Some(old) = old {
+                store::owners::delete_session(c, &old)?;
+            }
+            store::owners::insert_session(c, &session, now)
+        })
+        .await
+        .map_err(ApiError::from)?;
+    cookie_header(state, SESSION_COOKIE, &token, state.config.session_ttl, "/")
+}
+
+/// Ends the request's session, if any, and returns the cookie that clears it.
+pub async fn end(state: &NodeState, headers: &HeaderMap) -> Result<HeaderValue, ApiError> {
+    if let Some(hash) = cookie(headers, SESSION_COOKIE).and_then(auth::token_hash) {
+        state
+            .db
+            .run(move |c| store::owners::delete_session(c, &hash).map_err(ApiError::from))
+            .await?;
+    }
+    cookie_header(state, SESSION_COOKIE, "", 0, "/")
+}
+
+/// A `Set-Cookie` value with this node's attributes.
+pub fn cookie_header(
+    state: &NodeState,
+    name: &str,
+    value: &str,
+    max_age: u64,
+    path: &str,
+) -> Result<HeaderValue, ApiError> {
+    let secure = if state.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let same_site = if name == LOGIN_COOKIE {
+        "Strict"
+    } else {
+        "Lax"
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
+    ))
+    .map_err(ApiError::internal)
+}
+
+/// Adds a `Set-Cookie` header to a response.
+pub fn set_cookie(resp: &mut Response<Body>, value: HeaderValue) {
+    resp.headers_mut().append(SET_COOKIE, value);
+}
+
+/// Refuses a state-changing browser request from another origin. `Origin` must equal this
+/// node's origin when present ("null" and foreign origins are refused); `Sec-Fetch-Site`, when
+/// present, must be `same-origin` or `none`.
+pub fn check_origin(state: &NodeState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let refuse = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf.bad-origin",
+            "this request came from another site",
+        )
+    };
+    if let Some(origin) = headers.get("origin") {
+        if origin.to_str().ok() != Some(state.origin()) {
+            return Err(refuse());
+        }
+    }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if site != "same-origin" && site != "none" {
+            return Err(refuse());
+        }
+    }
+    Ok(())
+}
+
+/// The CSRF token that binds a form to a session and a purpose.
+pub fn csrf_token(session: &Session, purpose: &[u8]) -> String {
+    auth::mac(&session.csrf_secret, purpose)
+}

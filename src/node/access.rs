@@ -1,0 +1,233 @@
+//! Carte-authenticated access: verify a carte (through the verified-carte cache), find the
+//! owner's grant to the application (through the grant cache), and compute what the request
+//! may do: `carte.admin_scope ∩ grant`.
+//!
+//! The verified-carte cache is keyed by the blake3 hash of the carte's wire form and holds a
+//! carte only until its deadline. A hit skips the key look-up and the signature, never the
+//! claims: time, audience and address are re-checked on every use. Entries are also tagged
+//! with the mirror's epoch, so a key rotation or a compromised mark makes every cached carte
+//! go through the full check again. The grant cache is invalidated by every grant write, so a
+//! revocation takes effect on the very next request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Mutex, RwLock};
+
+use super::NodeState;
+use crate::carte::{self, CarteError, Expectations, VerifiedCarte};
+use crate::name::Name;
+use crate::scope::Scope;
+use crate::store::{self, grants::Grant, StoreError};
+
+/// How many verified cartes the cache holds at most.
+pub const DEFAULT_CARTE_CACHE: usize = 100_000;
+
+/// Verified cartes by fingerprint.
+pub struct CarteCache {
+    max: usize,
+    map: Mutex<HashMap<[u8; 32], (VerifiedCarte, u64)>>,
+}
+
+impl CarteCache {
+    pub fn new(max: usize) -> CarteCache {
+        CarteCache {
+            max,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, key: &[u8; 32], epoch: u64) -> Option<VerifiedCarte> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(key) {
+            Some((v, e)) if *e == epoch => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, key: [u8; 32], verified: VerifiedCarte, epoch: u64, now: u64) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= self.max {
+            // Drop what has expired; if the cache is still full, start over. Either way the
+            // bound holds and the cost is spread over `max` insertions.
+            map.retain(|_, (v, _)| v.carte().deadline >= now);
+            if map.len() >= self.max {
+                map.clear();
+            }
+        }
+        map.insert(key, (verified, epoch));
+    }
+}
+
+/// Grants by (owner, application); `None` caches "no grant".
+#[derive(Default)]
+pub struct GrantCache {
+    map: RwLock<HashMap<(Name, Name), Option<Grant>>>,
+}
+
+/// Grants kept in memory before the cache starts over.
+const MAX_CACHED_GRANTS: usize = 1_000_000;
+
+impl GrantCache {
+    /// The grant of `owner` to `app`, from the cache or the database.
+    pub fn get(
+        &self,
+        db: &store::Db,
+        owner: &Name,
+        app: &Name,
+    ) -> Result<Option<Grant>, StoreError> {
+        let key = (owner.clone(), app.clone());
+        if let Some(g) = self.map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(*g);
+        }
+        // A miss reads SQLite on the calling thread: one primary-key look-up.
+        let grant = store::grants::grant(&db.lock(), owner, app)?;
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_CACHED_GRANTS {
+            map.clear();
+        }
+        map.insert(key, grant);
+        Ok(grant)
+    }
+
+    /// Forgets a grant after it changed (called after the change committed).
+    pub fn invalidate(&self, owner: &Name, app: &Name) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(owner.clone(), app.clone()));
+    }
+
+    /// Forgets every grant of `owner`.
+    pub fn invalidate_owner(&self, owner: &Name) {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(o, _), _| o != owner);
+    }
+}
+
+/// Who is calling, and what they may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The application (the carte's signer).
+    pub app: Name,
+    /// The owner whose resources are addressed (the carte's audience).
+    pub owner: Name,
+    pub subject: Option<Name>,
+    pub client_scope: Scope,
+    /// What the carte asks to exercise.
+    pub requested: Scope,
+    /// What it may exercise: `requested ∩ grant` (everything requested when the owner signs
+    /// for itself).
+    pub allowed: Scope,
+}
+
+/// Why a carte-authenticated request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessError {
+    Carte(CarteError),
+    /// The carte is fine but the grant lacks these scopes.
+    Missing(Scope),
+    Internal(String),
+}
+
+impl From<CarteError> for AccessError {
+    fn from(e: CarteError) -> AccessError {
+        AccessError::Carte(e)
+    }
+}
+
+impl NodeState {
+    /// Verifies a carte, through the cache. A signer the mirror does not know triggers a sync
+    /// first; if the registry cannot be reached then, the answer is `registry.unavailable`.
+    pub async fn verify_carte(
+        &self,
+        wire: &str,
+        peer: SocketAddr,
+    ) -> Result<VerifiedCarte, CarteError> {
+        let accepts = |n: &Name| self.accepts_audience(n);
+        let expect = Expectations {
+            accepts_audience: &accepts,
+            peer: Some(peer.ip()),
+            skew: self.config.carte_skew,
+            max_lifetime: self.config.carte_max_lifetime,
+        };
+        let now = self.config.clock.now();
+        if wire.len() > carte::MAX_WIRE_LEN {
+            return Err(CarteError::Malformed("longer than 4096 bytes"));
+        }
+        let key = carte::fingerprint(wire);
+        let epoch = self.mirror.epoch();
+        if let Some(hit) = self.cartes.get(&key, epoch) {
+            self.metrics.carte_cache_hit();
+            carte::verify::check_claims(hit.carte(), now, &expect)?;
+            return Ok(hit);
+        }
+        let result = match carte::verify(wire, now, &expect, self.mirror.keys().as_ref()) {
+            Err(CarteError::UnknownSigner) => {
+                let owner = carte::decode(wire)?.carte.owner;
+                match self.mirror.ensure_known(&owner).await {
+                    Ok(true) => carte::verify(wire, now, &expect, self.mirror.keys().as_ref()),
+                    Ok(false) => Err(CarteError::UnknownSigner),
+                    Err(_) => Err(CarteError::RegistryUnavailable),
+                }
+            }
+            other => other,
+        };
+        self.metrics.carte_verified(result.as_ref().err());
+        let verified = result?;
+        self.cartes.put(key, verified.clone(), epoch, now);
+        Ok(verified)
+    }
+
+    /// Authenticates a carte addressed to an owner hosted here and computes what it may do.
+    /// `needed` scopes must all be allowed.
+    pub async fn authorize(
+        &self,
+        wire: &str,
+        peer: SocketAddr,
+        needed: Scope,
+    ) -> Result<Principal, AccessError> {
+        let verified = self.verify_carte(wire, peer).await?;
+        let c = verified.carte();
+        let owner = match &c.audience {
+            Some(a) if self.hosts(a) => a.clone(),
+            // Addressed to the node's own name, or to nobody: not an owner's resources.
+            _ => return Err(AccessError::Carte(CarteError::WrongNode)),
+        };
+        let allowed = if c.owner == owner {
+            // The owner signing for itself holds every right over its own resources.
+            c.admin_scope
+        } else {
+            let grant = self
+                .grants
+                .get(&self.db, &owner, &c.owner)
+                .map_err(|e| AccessError::Internal(e.to_string()))?;
+            let granted = grant
+                .map(|g| g.effective(self.config.clock.now()))
+                .unwrap_or(Scope::NONE);
+            c.admin_scope.intersection(granted)
+        };
+        let principal = Principal {
+            app: c.owner.clone(),
+            owner,
+            subject: c.subject.clone(),
+            client_scope: c.client_scope,
+            requested: c.admin_scope,
+            allowed,
+        };
+        let missing = needed.difference(allowed);
+        if !missing.is_empty() {
+            return Err(AccessError::Missing(missing));
+        }
+        Ok(principal)
+    }
+}

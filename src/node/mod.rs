@@ -1,0 +1,221 @@
+//! The node: its state, and the wiring that opens storage, registry and mirror from a
+//! [`Config`] and serves them.
+//!
+//! `main` and the integration tests both start nodes through [`serve`], so tests run exactly
+//! the code a deployed node runs. Submodules hold the node's behaviour that is more than one
+//! HTTP handler: [`access`] (carte authentication and the grant check), [`grants`] (changing
+//! grants durably), [`owners`] (creating owners and holding their keys), [`outbox`]
+//! (delivering grant-updated notifications).
+
+pub mod access;
+pub mod grants;
+pub mod outbox;
+pub mod owners;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::auth::LoginLimiter;
+use crate::config::{Config, RegistrySetting};
+use crate::http;
+use crate::http::metrics::Metrics;
+use crate::name::Name;
+use crate::registry::authority::{Authority, AuthorityConfig};
+use crate::registry::client::RegistryClient;
+use crate::registry::mirror::Mirror;
+use crate::registry::source::Source;
+use crate::store::{self, Db};
+
+/// Everything a request handler can see.
+pub struct NodeState {
+    pub config: Config,
+    /// The URL at which browsers and peers reach this node, without a trailing slash.
+    pub public_url: String,
+    pub db: Db,
+    pub mirror: Arc<Mirror>,
+    /// The embedded registry, when this node runs one.
+    pub authority: Option<Authority>,
+    /// Where owner registrations go when the registry is remote.
+    pub registry_client: Option<RegistryClient>,
+    /// Names of the owners hosted here.
+    pub owners: RwLock<HashSet<Name>>,
+    pub owner_keys: owners::OwnerKeys,
+    pub limiter: LoginLimiter,
+    pub cartes: access::CarteCache,
+    pub grants: access::GrantCache,
+    pub metrics: Metrics,
+    /// Wakes the outbox worker when a notification is queued.
+    pub outbox_wake: tokio::sync::Notify,
+}
+
+impl NodeState {
+    /// Whether `name` is an owner hosted here.
+    pub fn hosts(&self, name: &Name) -> bool {
+        self.owners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
+    }
+
+    /// The node's own name: configured, or the first owner.
+    pub fn node_name(&self) -> Option<Name> {
+        if let Some(n) = &self.config.node_name {
+            return Some(n.clone());
+        }
+        store::owners::owner_names(&self.db.lock())
+            .ok()
+            .and_then(|names| names.into_iter().next())
+    }
+
+    /// Whether a carte addressed to `name` is addressed to this node.
+    pub fn accepts_audience(&self, name: &Name) -> bool {
+        self.hosts(name) || self.config.node_name.as_ref() == Some(name)
+    }
+
+    /// The origin browsers use for this node, for `Origin` checks.
+    pub fn origin(&self) -> &str {
+        let url = self.public_url.as_str();
+        match url.find("://").map(|i| i + 3) {
+            Some(start) => match url[start..].find('/') {
+                Some(end) => &url[..start + end],
+                None => url,
+            },
+            None => url,
+        }
+    }
+
+    /// Whether session cookies get `Secure`: always, unless the node is served over plain
+    /// http on a loopback address (a developer's machine), where browsers would drop them.
+    pub fn secure_cookies(&self) -> bool {
+        let loopback = crate::uri::CheckedUri::parse_node(&format!("{}/", self.public_url))
+            .map(|u| u.is_loopback())
+            .unwrap_or(false);
+        !(self.public_url.starts_with("http://") && loopback)
+    }
+}
+
+/// Opens everything `config` names and serves on `listener` until `shutdown` resolves; then
+/// lets in-flight requests finish and stops the background tasks.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let bound = listener.local_addr().context("reading the bound address")?;
+    let state = Arc::new(open(config, bound).await?);
+    owners::ensure_first_owner(&state).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    {
+        let mirror = state.mirror.clone();
+        let every = state.config.sync_interval;
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            mirror
+                .run_background(every, async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+        }));
+    }
+    {
+        let state = state.clone();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            outbox::run(state, async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+        }));
+    }
+    {
+        let state = state.clone();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let now = state.config.clock.now();
+                if let Err(e) = state
+                    .db
+                    .run(move |c| store::owners::purge_expired(c, now))
+                    .await
+                {
+                    tracing::warn!(error = %e, "purging expired rows failed");
+                }
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                }
+            }
+        }));
+    }
+    let handler_state = state.clone();
+    let handler = move |req, peer| {
+        let state = handler_state.clone();
+        async move { http::node::route(state, peer, req).await }
+    };
+    http::run(listener, handler, shutdown)
+        .await
+        .context("serving HTTP")?;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+/// Opens the node's database, registry and mirror, and syncs the mirror once.
+pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let db = Db::open(&config.data_dir.join("node.sqlite3")).context("opening the database")?;
+    let (authority, source, key, registry_client) = match &config.registry {
+        RegistrySetting::Embedded { pow_bits } => {
+            let authority = Authority::open(
+                &config.data_dir.join("registry"),
+                AuthorityConfig {
+                    pow_bits: *pow_bits,
+                    ..AuthorityConfig::default()
+                },
+                config.clock,
+            )
+            .context("opening the embedded registry")?;
+            let key = authority.public_key();
+            (Some(authority.clone()), Source::Local(authority), key, None)
+        }
+        RegistrySetting::Remote { url, key } => (
+            None,
+            Source::remote(url),
+            *key,
+            Some(RegistryClient::new(url)),
+        ),
+    };
+    let mirror = Arc::new(Mirror::new(db.clone(), key, source, config.clock)?);
+    if let Err(e) = mirror.sync().await {
+        // A node whose registry is down still starts, serving what it has verified.
+        tracing::warn!(error = %e, "initial registry sync failed; serving the verified mirror");
+    }
+    let owners: HashSet<Name> = store::owners::owner_names(&db.lock())?
+        .into_iter()
+        .collect();
+    Ok(NodeState {
+        public_url: config.public_url(bound),
+        owner_keys: owners::OwnerKeys::new(config.data_dir.join("owners")),
+        config,
+        db,
+        mirror,
+        authority,
+        registry_client,
+        owners: RwLock::new(owners),
+        limiter: LoginLimiter::default(),
+        cartes: access::CarteCache::new(access::DEFAULT_CARTE_CACHE),
+        grants: access::GrantCache::default(),
+        metrics: Metrics::default(),
+        outbox_wake: tokio::sync::Notify::new(),
+    })
+}

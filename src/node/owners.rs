@@ -1,0 +1,237 @@
+//! Owners: creating them (keys, registry, database) and holding their signing keys.
+//!
+//! The node holds each owner's keys in `DATA_DIR/owners/NAME/` (`updating.key`, `signing.key`,
+//! mode 0600): it signs receipts and notifications as the owner. Creating an owner is
+//! restartable: keys first, then the registry (an existing registration with our own updating
+//! key counts as done), then the database row.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use anyhow::{bail, Context};
+use ed25519_dalek::SigningKey;
+
+use super::NodeState;
+use crate::auth;
+use crate::keyfile;
+use crate::name::Name;
+use crate::registry::op::{solve_pow, Operation, Register};
+use crate::store::{self, owners::Owner};
+
+/// How long the one-time password set-up link stays valid.
+pub const SETUP_TOKEN_TTL: u64 = 24 * 3600;
+
+/// The owners' signing keys, loaded from their files once.
+pub struct OwnerKeys {
+    dir: PathBuf,
+    cache: RwLock<HashMap<Name, SigningKey>>,
+}
+
+impl OwnerKeys {
+    pub fn new(dir: PathBuf) -> OwnerKeys {
+        OwnerKeys {
+            dir,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn folder(&self, owner: &Name) -> PathBuf {
+        self.dir.join(owner.as_str())
+    }
+
+    /// The owner's current signing key.
+    pub fn signing(&self, owner: &Name) -> anyhow::Result<SigningKey> {
+        if let Some(k) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(owner)
+        {
+            return Ok(k.clone());
+        }
+        let key = keyfile::load(&self.folder(owner).join("signing.key"))?;
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(owner.clone(), key.clone());
+        Ok(key)
+    }
+
+    /// The owner's keys, created if missing: (updating, signing).
+    fn ensure(&self, owner: &Name) -> anyhow::Result<(SigningKey, SigningKey)> {
+        let dir = self.folder(owner);
+        let updating = keyfile::load_or_create(&dir.join("updating.key"))?;
+        let signing = keyfile::load_or_create(&dir.join("signing.key"))?;
+        Ok((updating, signing))
+    }
+}
+
+/// Why an owner could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OwnerError {
+    #[error("{0} is already an owner on this node")]
+    Exists(Name),
+    #[error("{0} is registered to someone else")]
+    Taken(Name),
+    #[error("{0}")]
+    Registry(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl OwnerError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            OwnerError::Exists(_) => "owner.exists",
+            OwnerError::Taken(_) => "name.taken",
+            OwnerError::Registry(_) => "registry.unavailable",
+            OwnerError::Other(_) => "internal",
+        }
+    }
+}
+
+/// Creates an owner: keys, registration with this node's URL, database row.
+pub async fn create_owner(
+    state: &NodeState,
+    name: &Name,
+    controller: Option<Name>,
+    email: Option<String>,
+) -> Result<Owner, OwnerError> {
+    if state.hosts(name) {
+        return Err(OwnerError::Exists(name.clone()));
+    }
+    let (updating, signing) = state.owner_keys.ensure(name)?;
+    register(state, name, &updating, &signing).await?;
+    let owner = Owner {
+        name: name.clone(),
+        password_hash: None,
+        controller,
+        email,
+        created: state.config.clock.now(),
+    };
+    let row = owner.clone();
+    state
+        .db
+        .run(move |c| store::owners::insert_owner(c, &row).map_err(anyhow::Error::from))
+        .await?;
+    state
+        .owners
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(name.clone());
+    Ok(owner)
+}
+
+async fn register(
+    state: &NodeState,
+    name: &Name,
+    updating: &SigningKey,
+    signing: &SigningKey,
+) -> Result<(), OwnerError> {
+    // Already registered? With our key that is a restart after a crash; otherwise taken.
+    let existing = state
+        .mirror
+        .record_or_sync(name)
+        .await
+        .map_err(|e| OwnerError::Registry(e.to_string()))?;
+    if let Some(record) = existing {
+        if record.updating_key == updating.verifying_key() {
+            return Ok(());
+        }
+        return Err(OwnerError::Taken(name.clone()));
+    }
+    let pow_bits = match (&state.authority, &state.registry_client) {
+        (Some(a), _) => a.config().pow_bits,
+        (None, Some(client)) => {
+            client
+                .metadata()
+                .await
+                .map_err(|e| OwnerError::Registry(e.to_string()))?
+                .pow_bits
+        }
+        (None, None) => return Err(OwnerError::Registry("no registry configured".into())),
+    };
+    let mut op = Register {
+        name: name.clone(),
+        updating_key: updating.verifying_key(),
+        signing_key: signing.verifying_key(),
+        // A little earlier than now, so cartes and receipts signed in the first seconds
+        // verify even when the registry's clock is slightly behind.
+        valid_from: state.config.clock.now().saturating_sub(60),
+        node_uri: format!("{}/", state.public_url),
+        redirect_uris: Vec::new(),
+        pow_nonce: [0; 8],
+    };
+    let op = tokio::task::spawn_blocking(move || {
+        solve_pow(&mut op, pow_bits, |_| {});
+        op
+    })
+    .await
+    .context("solving the proof of work")?;
+    let envelope = Operation::Register(op).sign(updating);
+    let outcome = match (&state.authority, &state.registry_client) {
+        (Some(a), _) => a
+            .submit(envelope)
+            .await
+            .map(|_| ())
+            .map_err(|e| (e.code().to_owned(), e.to_string())),
+        (None, Some(client)) => client
+            .submit(envelope)
+            .await
+            .map(|_| ())
+            .map_err(|e| (e.code().to_owned(), e.to_string())),
+        (None, None) => unreachable!("checked above"),
+    };
+    match outcome {
+        Ok(()) => {}
+        Err((code, _)) if code == "name.taken" || code == "name.confusable" => {
+            return Err(OwnerError::Taken(name.clone()))
+        }
+        Err((_, message)) => return Err(OwnerError::Registry(message)),
+    }
+    state
+        .mirror
+        .sync()
+        .await
+        .map_err(|e| OwnerError::Registry(e.to_string()))?;
+    Ok(())
+}
+
+/// On first start (no owners yet): creates the configured owner and prints a one-time link
+/// to set its password.
+pub async fn ensure_first_owner(state: &NodeState) -> anyhow::Result<()> {
+    if !state
+        .owners
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_empty()
+    {
+        return Ok(());
+    }
+    let name = state.config.owner.clone();
+    match create_owner(state, &name, None, None).await {
+        Ok(_) => {}
+        Err(OwnerError::Taken(n)) => bail!(
+            "the owner name {n} is registered to someone else in the registry; choose another with --owner"
+        ),
+        Err(e) => return Err(anyhow::Error::new(e).context("creating the first owner")),
+    }
+    let link = setup_link(state, &name).await?;
+    println!("grant-node: created owner {name}; set its password at {link}");
+    tracing::info!(owner = %name, "created the first owner");
+    Ok(())
+}
+
+/// Creates a one-time password set-up link for `owner`.
+pub async fn setup_link(state: &NodeState, owner: &Name) -> anyhow::Result<String> {
+    let (token, hash) = auth::new_token();
+    let expires = state.config.clock.now() + SETUP_TOKEN_TTL;
+    let who = owner.clone();
+    state
+        .db
+        .run(move |c| store::owners::insert_setup_token(c, &hash, &who, expires))
+        .await?;
+    Ok(format!("{}/setup?token={token}", state.public_url))
+}
