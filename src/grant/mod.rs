@@ -24,6 +24,8 @@ pub enum GrantError {
     RequestMismatch(&'static str),
     #[error("redirect_uri is not one of the application's registered redirect URIs")]
     RedirectNotRegistered,
+    #[error("{0}")]
+    UnknownScope(String),
     #[error("the application asks for scopes that cannot be granted: {0}")]
     ScopeNotGrantable(String),
     #[error("this grant carte was used already; start again from the application")]
@@ -46,6 +48,7 @@ impl GrantError {
             GrantError::NotAGrantCarte => "grant.not-a-grant-carte",
             GrantError::RequestMismatch(_) => "grant.request-mismatch",
             GrantError::RedirectNotRegistered => "grant.redirect-uri-not-registered",
+            GrantError::UnknownScope(_) => "scope.unknown",
             GrantError::ScopeNotGrantable(_) => "grant.scope-not-grantable",
             GrantError::Replayed => "carte.replayed",
             GrantError::RequestExpired => "grant.request-expired",

@@ -106,9 +106,10 @@ pub fn check(
         .request
         .as_ref()
         .ok_or(GrantError::RequestMismatch("request"))?;
+    // A scope name this node does not define is refused as such, never dropped.
     let scope = scopes
         .parse(&params.scope)
-        .map_err(|_| GrantError::RequestMismatch("scope"))?;
+        .map_err(|e| GrantError::UnknownScope(e.to_string()))?;
     if request.scope != scope {
         return Err(GrantError::RequestMismatch("scope"));
     }

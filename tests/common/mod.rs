@@ -255,8 +255,13 @@ impl Node {
     }
 
     pub async fn start(config: Config) -> Node {
-        let dir = config.data_dir.clone();
         let l = listener().await;
+        Node::start_on(config, l).await
+    }
+
+    /// Starts on a given listener (a restart on the same address).
+    pub async fn start_on(config: Config, l: tokio::net::TcpListener) -> Node {
+        let dir = config.data_dir.clone();
         let addr = l.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(async move {
@@ -382,4 +387,209 @@ pub async fn post_op(registry: &str, body: Vec<u8>) -> Reply {
         )
         .await
         .unwrap()
+}
+
+/// A browser: a cookie jar, an `Origin` for its form posts, and no automatic redirects, so
+/// tests see every hop.
+pub struct Browser {
+    client: HttpClient,
+    pub cookies: std::collections::BTreeMap<String, String>,
+    /// Sent as `Origin` on POSTs; `None` sends none.
+    pub origin: Option<String>,
+}
+
+impl Browser {
+    pub fn new(origin: &str) -> Browser {
+        Browser {
+            client: HttpClient::new(),
+            cookies: Default::default(),
+            origin: Some(origin.to_owned()),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn remember(&mut self, reply: &Reply) {
+        for value in reply.headers.get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            let first = text.split(';').next().unwrap();
+            let (k, v) = first.split_once('=').unwrap();
+            if v.is_empty() || text.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+    }
+
+    pub async fn get(&mut self, url: &str) -> Reply {
+        let cookie = self.cookie_header();
+        let reply = self
+            .client
+            .send(Method::GET, url, &[("cookie", &cookie)], Bytes::new())
+            .await
+            .unwrap();
+        self.remember(&reply);
+        reply
+    }
+
+    pub async fn post_form(&mut self, url: &str, fields: &[(&str, &str)]) -> Reply {
+        let mut body = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in fields {
+            body.append_pair(k, v);
+        }
+        let cookie = self.cookie_header();
+        let mut headers = vec![
+            ("cookie", cookie.as_str()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ];
+        if let Some(o) = &self.origin {
+            headers.push(("origin", o.as_str()));
+        }
+        let reply = self
+            .client
+            .send(Method::POST, url, &headers, Bytes::from(body.finish()))
+            .await
+            .unwrap();
+        self.remember(&reply);
+        reply
+    }
+
+    /// A request with a JSON body (or none), the cookies and `Origin`.
+    pub async fn json(
+        &mut self,
+        method: Method,
+        url: &str,
+        body: Option<serde_json::Value>,
+    ) -> Reply {
+        let cookie = self.cookie_header();
+        let mut headers = vec![
+            ("cookie", cookie.as_str()),
+            ("content-type", "application/json"),
+        ];
+        if let Some(o) = &self.origin {
+            headers.push(("origin", o.as_str()));
+        }
+        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let reply = self.client.send(method, url, &headers, body).await.unwrap();
+        self.remember(&reply);
+        reply
+    }
+}
+
+/// The `Location` of a redirect.
+pub fn location(reply: &Reply) -> String {
+    reply
+        .headers
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location in a {} reply: {}", reply.status, text(reply)))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+pub fn text(reply: &Reply) -> String {
+    String::from_utf8_lossy(&reply.body).into_owned()
+}
+
+/// The value of the hidden input `name` in an HTML page.
+pub fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no input {name} in {html}"))
+        + marker.len();
+    let end = html[start..].find('"').unwrap() + start;
+    html[start..end].to_owned()
+}
+
+/// The stable error code shown on an error page.
+pub fn page_code(reply: &Reply) -> String {
+    let html = text(reply);
+    let marker = "error: ";
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no error code in {html}"))
+        + marker.len();
+    let end = html[start..].find('<').unwrap() + start;
+    html[start..end].to_owned()
+}
+
+impl Node {
+    /// Sets `owner`'s password through a one-time link, as the owner would; returns the
+    /// logged-in browser.
+    pub async fn set_password(&self, owner: &str, password: &str) -> Browser {
+        let db = grant_node::store::Db::open(&self.dir.join("node.sqlite3")).unwrap();
+        let (token, hash) = grant_node::auth::new_token();
+        let name = Name::parse(owner).unwrap();
+        grant_node::store::owners::insert_setup_token(&db.lock(), &hash, &name, now() + 600)
+            .unwrap();
+        let mut browser = Browser::new(&self.url());
+        let form = browser
+            .get(&format!("{}/setup?token={token}", self.url()))
+            .await;
+        assert_eq!(form.status, 200, "{}", text(&form));
+        let done = browser
+            .post_form(
+                &format!("{}/setup", self.url()),
+                &[("token", &token), ("password", password)],
+            )
+            .await;
+        assert_eq!(done.status, 303, "{}", text(&done));
+        assert!(browser.cookies.contains_key("gn_session"));
+        browser
+    }
+
+    /// Registers an application in this node's embedded registry.
+    pub async fn register_app(&self, app: &Identity, redirect_uris: &[&str]) -> RecordJson {
+        let r = post_op(
+            &self.url(),
+            app.register_op("https://app.example/", redirect_uris, 0),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", text(&r));
+        r.json().unwrap()
+    }
+}
+
+impl Identity {
+    /// A grant carte for `scope`, bound to `redirect_uri` and `state`.
+    pub fn grant_carte(&self, scope: u64, redirect_uri: &str, state: &str) -> String {
+        let mut c = Carte::new(self.name.clone(), now() - 5, now() + 600, random_nonce());
+        c.client_scope = grant_node::scope::Scope::GRANT;
+        c.request = Some(grant_node::carte::GrantRequest {
+            scope: grant_node::scope::Scope::from_bits(scope),
+            redirect_uri: redirect_uri.into(),
+            state: state.into(),
+        });
+        c.sign(&self.signing)
+    }
+}
+
+/// The `/grant` URL for a request.
+pub fn grant_url(
+    node: &str,
+    app: &str,
+    carte: &str,
+    scope: &str,
+    redirect: &str,
+    state: &str,
+    owner: Option<&str>,
+) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("client_id", app)
+        .append_pair("client_secret", carte)
+        .append_pair("scope", scope)
+        .append_pair("redirect_uri", redirect)
+        .append_pair("state", state);
+    if let Some(o) = owner {
+        q.append_pair("owner", o);
+    }
+    format!("{node}/grant?{}", q.finish())
 }
