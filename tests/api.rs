@@ -1,0 +1,450 @@
+//! The JSON API and forward authentication over real HTTP: grants, protected resources,
+//! `/auth/check`, discovery and metrics, and the login rules.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{hidden, tempdir, text, Browser, Identity, Node};
+use grant_node::http::client::{HttpClient, Reply};
+use hyper::Method;
+use serde_json::json;
+
+const VIEW_PROFILE: u64 = 0x80000;
+const UPDATE_PROFILE: u64 = 0x100000;
+const GRANT: u64 = 0x8000000;
+
+async fn with_carte(
+    node: &Node,
+    method: Method,
+    path: &str,
+    auth: &str,
+    body: Option<serde_json::Value>,
+) -> Reply {
+    HttpClient::new()
+        .send(
+            method,
+            &format!("{}{}", node.url(), path),
+            &[
+                ("authorization", auth),
+                ("content-type", "application/json"),
+            ],
+            body.map(|b| b.to_string().into()).unwrap_or_default(),
+        )
+        .await
+        .unwrap()
+}
+
+async fn setup() -> (tempfile::TempDir, Node, Browser, Identity) {
+    let dir = tempdir();
+    let node = Node::start_embedded(dir.path(), "alice").await;
+    let browser = node.set_password("alice", "correct horse battery").await;
+    let app = Identity::new("app", 1);
+    node.register_app(&app, &["http://127.0.0.1:4000/cb"]).await;
+    (dir, node, browser, app)
+}
+
+async fn grant(node: &Node, browser: &mut Browser, body: serde_json::Value) -> Reply {
+    browser
+        .json(
+            Method::PUT,
+            &format!("{}/api/grants/app", node.url()),
+            Some(body),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn auth_check_answers_for_nginx_and_friends() {
+    let (_dir, node, mut browser, app) = setup().await;
+    assert_eq!(
+        grant(&node, &mut browser, json!({"add": ["view-profile"]}))
+            .await
+            .status,
+        200
+    );
+    let carte = app
+        .carte("alice", VIEW_PROFILE | UPDATE_PROFILE, 0)
+        .sign(&app.signing);
+
+    let r = with_carte(
+        &node,
+        Method::GET,
+        "/auth/check?scope=view-profile",
+        &format!("Carte {carte}"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["x-grant-client"], "app");
+    assert_eq!(r.headers["x-grant-owner"], "alice");
+    assert_eq!(r.headers["x-grant-scope"], "view-profile");
+
+    // Moera-style clients send it as a bearer token; the scope may come as a header.
+    let r = HttpClient::new()
+        .send(
+            Method::GET,
+            &format!("{}/auth/check", node.url()),
+            &[
+                ("authorization", &format!("Bearer carte:{carte}")),
+                ("x-required-scope", "update-profile"),
+            ],
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["missing"],
+        json!(["update-profile"])
+    );
+
+    let r = with_carte(&node, Method::GET, "/auth/check", "Carte garbage", None).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.headers["www-authenticate"],
+        "Carte error=\"carte.malformed\""
+    );
+    let r = HttpClient::new()
+        .get(&format!("{}/auth/check", node.url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (401, "carte.missing".into())
+    );
+    let r = with_carte(
+        &node,
+        Method::GET,
+        "/auth/check?scope=fly",
+        &format!("Carte {carte}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (400, "scope.unknown".into())
+    );
+
+    // A carte addressed to someone this node does not host.
+    let elsewhere = app.carte("bob", VIEW_PROFILE, 0).sign(&app.signing);
+    let r = with_carte(
+        &node,
+        Method::GET,
+        "/auth/check",
+        &format!("Carte {elsewhere}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (401, "carte.wrong-node".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grant_api_adds_removes_expires_and_revokes() {
+    let (_dir, node, mut browser, app) = setup().await;
+    let url = format!("{}/api/grants", node.url());
+    let r = grant(
+        &node,
+        &mut browser,
+        json!({"add": ["view-profile", "update-profile", "react"]}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let r = grant(&node, &mut browser, json!({"remove": ["react"]})).await;
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["scope"], json!(["view-profile", "update-profile"]));
+
+    // The application may now update the profile.
+    let carte = app.carte("alice", UPDATE_PROFILE, 0).sign(&app.signing);
+    let r = with_carte(
+        &node,
+        Method::PUT,
+        "/api/profile",
+        &format!("Carte {carte}"),
+        Some(json!({"display": "Alice"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let carte = app.carte("alice", VIEW_PROFILE, 0).sign(&app.signing);
+    let r = with_carte(
+        &node,
+        Method::GET,
+        "/api/profile",
+        &format!("Carte {carte}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["document"]["display"],
+        "Alice"
+    );
+
+    // Refusals change nothing.
+    let r = grant(&node, &mut browser, json!({"add": ["grant"]})).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (400, "grant.scope-not-grantable".into())
+    );
+    let r = grant(&node, &mut browser, json!({"add": ["fly"]})).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (400, "scope.unknown".into())
+    );
+    let r = grant(&node, &mut browser, json!({"expires": 1})).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (400, "grant.bad-expiry".into())
+    );
+    let r = browser
+        .json(
+            Method::PUT,
+            &format!("{url}/nobody"),
+            Some(json!({"add": ["react"]})),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (404, "name.unknown".into())
+    );
+    let r = browser.json(Method::DELETE, &url, None).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (400, "grant.all-required".into())
+    );
+    let v: serde_json::Value = browser
+        .json(Method::GET, &format!("{url}/app"), None)
+        .await
+        .json()
+        .unwrap();
+    assert_eq!(v["scope"], json!(["view-profile", "update-profile"]));
+
+    // An expiry in the near future; then replace the scope outright.
+    let soon = common::now() + 3600;
+    let v: serde_json::Value = grant(
+        &node,
+        &mut browser,
+        json!({"scope": ["view-profile"], "expires": soon}),
+    )
+    .await
+    .json()
+    .unwrap();
+    assert_eq!(
+        (v["scope"].clone(), v["expires"].as_u64()),
+        (json!(["view-profile"]), Some(soon))
+    );
+
+    // Revoke all, explicitly.
+    let r = browser
+        .json(Method::DELETE, &format!("{url}?all=true"), None)
+        .await;
+    assert_eq!(r.json::<serde_json::Value>().unwrap()["revoked"], 1);
+    let r = browser.json(Method::GET, &format!("{url}/app"), None).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (404, "grant.not-found".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_owner_manages_grants() {
+    let (_dir, node, mut browser, app) = setup().await;
+    // The owner's own carte with the grant scope works.
+    let owner_key = grant_node::keyfile::load(&node.dir.join("owners/alice/signing.key")).unwrap();
+    let owner = Identity {
+        name: "alice".parse().unwrap(),
+        updating: owner_key.clone(),
+        signing: owner_key,
+    };
+    let mine = owner.carte("alice", GRANT, 0).sign(&owner.signing);
+    let r = with_carte(
+        &node,
+        Method::PUT,
+        "/api/grants/app",
+        &format!("Carte {mine}"),
+        Some(json!({"add": ["view-profile"]})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let history: serde_json::Value = browser
+        .json(
+            Method::GET,
+            &format!("{}/api/grants/app/history", node.url()),
+            None,
+        )
+        .await
+        .json()
+        .unwrap();
+    assert_eq!(history["entries"][0]["actor"], "owner-carte");
+    // An application's carte asking for the grant scope is refused.
+    let theirs = app.carte("alice", GRANT, 0).sign(&app.signing);
+    let r = with_carte(
+        &node,
+        Method::GET,
+        "/api/grants",
+        &format!("Carte {theirs}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (403, "grant.missing-scope".into())
+    );
+    // Cookie writes from another origin are refused.
+    browser.origin = Some("https://evil.example".into());
+    let r = grant(&node, &mut browser, json!({"add": ["react"]})).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (403, "csrf.bad-origin".into())
+    );
+    // Without any credentials.
+    let r = HttpClient::new()
+        .get(&format!("{}/api/grants", node.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_is_rate_limited_fresh_and_ends_at_logout() {
+    let (_dir, node, mut browser, _app) = setup().await;
+    let u = node.url();
+    // Logging in replaces any session id the browser already had (no fixation).
+    let before = browser.cookies["gn_session"].clone();
+    let page = browser.get(&format!("{u}/login")).await;
+    let html = text(&page);
+    let r = browser
+        .post_form(
+            &format!("{u}/login"),
+            &[
+                ("name", "alice"),
+                ("password", "correct horse battery"),
+                ("login_csrf", &hidden(&html, "login_csrf")),
+                ("next", "//evil.example/"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        common::location(&r),
+        "/",
+        "next may only point into this node"
+    );
+    let after = browser.cookies["gn_session"].clone();
+    assert_ne!(before, after);
+    let mut old = Browser::new(&u);
+    old.cookies.insert("gn_session".into(), before);
+    let r = old
+        .json(Method::GET, &format!("{u}/api/grants"), None)
+        .await;
+    assert_eq!(r.status, 401, "the replaced session is gone");
+
+    // Logout ends the session.
+    let r = browser.post_form(&format!("{u}/logout"), &[]).await;
+    assert_eq!(r.status, 303);
+    let mut stale = Browser::new(&u);
+    stale.cookies.insert("gn_session".into(), after);
+    let r = stale
+        .json(Method::GET, &format!("{u}/api/grants"), None)
+        .await;
+    assert_eq!(r.status, 401);
+
+    // A login form without its cookie token is refused.
+    let r = Browser::new(&u)
+        .post_form(
+            &format!("{u}/login"),
+            &[("name", "alice"), ("password", "correct horse battery")],
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), common::page_code(&r)),
+        (403, "csrf.bad-token".into())
+    );
+
+    // Five wrong passwords, then even the right one is refused for a while.
+    let mut attacker = Browser::new(&u);
+    for _ in 0..5 {
+        let page = attacker.get(&format!("{u}/login")).await;
+        let html = text(&page);
+        let r = attacker
+            .post_form(
+                &format!("{u}/login"),
+                &[
+                    ("name", "alice"),
+                    ("password", "guess guess"),
+                    ("login_csrf", &hidden(&html, "login_csrf")),
+                    ("next", "/"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let page = attacker.get(&format!("{u}/login")).await;
+    let html = text(&page);
+    let r = attacker
+        .post_form(
+            &format!("{u}/login"),
+            &[
+                ("name", "alice"),
+                ("password", "correct horse battery"),
+                ("login_csrf", &hidden(&html, "login_csrf")),
+                ("next", "/"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), common::page_code(&r)),
+        (429, "login.rate-limited".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_health_and_metrics() {
+    let (_dir, node, _browser, app) = setup().await;
+    let d: serde_json::Value = node.get("/.well-known/grant-node").await.json().unwrap();
+    assert_eq!(d["protocol_version"], 1);
+    assert_eq!(d["node_name"], "alice");
+    assert!(d["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["name"] == "view-profile"));
+    assert_eq!(d["endpoints"]["grant"], "/grant");
+    let h: serde_json::Value = node.get("/healthz").await.json().unwrap();
+    assert_eq!(h["status"], "ok");
+    let carte = app.carte("alice", VIEW_PROFILE, 0).sign(&app.signing);
+    let auth = format!("Carte {carte}");
+    with_carte(&node, Method::GET, "/auth/check", &auth, None).await;
+    with_carte(&node, Method::GET, "/auth/check", &auth, None).await;
+    let m = text(&node.get("/metrics").await);
+    assert!(
+        m.contains("grant_node_requests_total{route=\"auth:check\",status=\"200\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("grant_node_carte_verifications_total{result=\"ok\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("grant_node_carte_cache_hits_total 1"), "{m}");
+    assert!(m.contains("grant_node_registry_sync_lag_entries 0"), "{m}");
+    let r = HttpClient::new()
+        .get(&format!("{}/nowhere", node.url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (404, "not-found".into())
+    );
+    let r = HttpClient::new()
+        .send(
+            Method::DELETE,
+            &format!("{}/healthz", node.url()),
+            &[],
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 405);
+}
