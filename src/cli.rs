@@ -34,6 +34,33 @@ pub enum Command {
     /// Register and manage names in the registry.
     #[command(subcommand)]
     Name(NameCommand),
+    /// Designate the platforms that may create and drive owners (controlled accounts).
+    #[command(subcommand)]
+    Controller(ControllerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ControllerCommand {
+    /// Designate NAME (a registered name) as a controller, or change its maximum scope.
+    Add {
+        name: String,
+        /// The most a controller may do on an owner's behalf, e.g. "view-profile,grant".
+        #[arg(long)]
+        max_scope: String,
+        #[arg(long, env = "GRANT_NODE_DATA_DIR", default_value = "grant-node-data")]
+        data_dir: PathBuf,
+    },
+    /// List the controllers.
+    List {
+        #[arg(long, env = "GRANT_NODE_DATA_DIR", default_value = "grant-node-data")]
+        data_dir: PathBuf,
+    },
+    /// Remove a controller (the owners it created stay).
+    Remove {
+        name: String,
+        #[arg(long, env = "GRANT_NODE_DATA_DIR", default_value = "grant-node-data")]
+        data_dir: PathBuf,
+    },
 }
 
 /// `serve` flags. Each is optional so that the config file can supply it; defaults are

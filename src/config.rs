@@ -60,6 +60,15 @@ pub struct Config {
     pub session_ttl: u64,
     /// The scope catalogue: built-ins plus the node's own.
     pub scopes: Catalogue,
+    /// Controllers designated in the config file (added or updated at start).
+    pub controllers: Vec<(Name, crate::scope::Scope)>,
+    /// Whether anyone may sign up for an owner account (`/signup`). Off by default: then only
+    /// the node's administrator and controllers create owners.
+    pub public_registration: bool,
+    /// Where `/grant` sends a browser that must log in as an owner created by a controller.
+    pub login_redirect: Option<String>,
+    /// Origins allowed to call `POST /auth/login` from a browser, with credentials.
+    pub cors_origins: Vec<String>,
     pub clock: Clock,
 }
 
@@ -80,6 +89,10 @@ impl Config {
             carte_max_lifetime: DEFAULT_MAX_LIFETIME,
             session_ttl: 12 * 3600,
             scopes: Catalogue::builtin(),
+            controllers: Vec::new(),
+            public_registration: false,
+            login_redirect: None,
+            cors_origins: Vec::new(),
             clock: Clock::system(),
         }
     }
@@ -166,6 +179,28 @@ impl Config {
             })
             .collect();
         config.scopes = Catalogue::with_custom(&custom).context("scopes")?;
+        for c in file.controllers {
+            let name =
+                Name::parse(&c.name).with_context(|| format!("controllers: name {:?}", c.name))?;
+            let max = config
+                .scopes
+                .parse_list(&c.max_scope)
+                .with_context(|| format!("controllers: {name}: max_scope"))?;
+            config.controllers.push((name, max));
+        }
+        config.public_registration = file.public_registration.unwrap_or(false);
+        if let Some(url) = file.login_redirect {
+            CheckedUri::parse_node(&url).with_context(|| format!("login_redirect {url:?}"))?;
+            config.login_redirect = Some(url);
+        }
+        for origin in file.cors_origins {
+            let uri = CheckedUri::parse_node(&format!("{origin}/"))
+                .with_context(|| format!("cors_origins: {origin:?} is not an origin"))?;
+            if uri.origin() != origin {
+                bail!("cors_origins: {origin:?} is not an origin (scheme://host[:port])");
+            }
+            config.cors_origins.push(origin);
+        }
         config.clock = Clock::offset(args.clock_offset);
         Ok(config)
     }
@@ -197,6 +232,19 @@ struct FileConfig {
     session_ttl: Option<u64>,
     #[serde(default)]
     scopes: Vec<FileScope>,
+    #[serde(default)]
+    controllers: Vec<FileController>,
+    public_registration: Option<bool>,
+    login_redirect: Option<String>,
+    #[serde(default)]
+    cors_origins: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileController {
+    name: String,
+    max_scope: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

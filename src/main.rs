@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => commands::serve::run(args),
         Command::Name(command) => commands::name::run(command),
+        Command::Controller(command) => commands::controller::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

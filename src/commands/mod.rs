@@ -1,4 +1,5 @@
 //! The subcommands' implementations: each turns parsed flags into calls on the library.
 
+pub mod controller;
 pub mod name;
 pub mod serve;

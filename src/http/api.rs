@@ -33,7 +33,14 @@ impl From<AccessError> for ApiError {
     fn from(e: AccessError) -> ApiError {
         match e {
             AccessError::Carte(c) => c.into(),
-            AccessError::Missing(_) => unreachable!("mapped with the catalogue in missing()"),
+            AccessError::Missing(scope) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "grant.missing-scope",
+                format!("the grant does not include scope bits {:#x}", scope.bits()),
+            ),
+            AccessError::Forbidden(code, message) => {
+                ApiError::new(StatusCode::FORBIDDEN, code, message)
+            }
             AccessError::Internal(detail) => ApiError::internal(detail),
         }
     }
@@ -113,7 +120,11 @@ async fn resource_actor(
 ) -> Result<Actor, ApiError> {
     if carte_header(req.headers()).is_some() {
         let p = authorize(state, req.headers(), peer, needed).await?;
-        let label = if p.app == p.owner {
+        let label = if p.controller {
+            let label = format!("controller:{}", p.app);
+            audit_on_behalf(state, &p, &label, req, peer).await?;
+            label
+        } else if p.app == p.owner {
             "owner-carte".to_owned()
         } else {
             p.app.to_string()
@@ -124,6 +135,31 @@ async fn resource_actor(
         });
     }
     owner_session(state, req).await
+}
+
+/// Every request a controller makes on an owner's behalf goes into that owner's audit log.
+async fn audit_on_behalf(
+    state: &NodeState,
+    p: &Principal,
+    label: &str,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<(), ApiError> {
+    let entry = store::grants::AuditEntry {
+        app: p.app.to_string(),
+        actor: label.to_owned(),
+        action: format!("{} {}", req.method(), req.uri().path()),
+        old_scope: 0,
+        new_scope: p.allowed.bits(),
+        expires: None,
+        address: Some(peer.ip().to_string()),
+        at: state.config.clock.now(),
+    };
+    let owner = p.owner.clone();
+    state
+        .db
+        .run(move |c| store::grants::insert_audit(c, &owner, &entry).map_err(ApiError::from))
+        .await
 }
 
 async fn owner_session(state: &NodeState, req: &Request<Incoming>) -> Result<Actor, ApiError> {
@@ -151,6 +187,15 @@ async fn grant_actor(
 ) -> Result<Actor, ApiError> {
     if carte_header(req.headers()).is_some() {
         let p = authorize(state, req.headers(), peer, Scope::GRANT).await?;
+        if p.controller {
+            // A controller whose maximum includes `grant` manages its owners' grants.
+            let label = format!("controller:{}", p.app);
+            audit_on_behalf(state, &p, &label, req, peer).await?;
+            return Ok(Actor {
+                owner: p.owner,
+                label,
+            });
+        }
         if p.app != p.owner {
             return Err(missing(state, Scope::GRANT));
         }

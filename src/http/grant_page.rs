@@ -79,6 +79,9 @@ pub async fn show(
         Some(s) if s.owner == owner => s,
         _ => {
             let here = format!("/grant?{}", params.to_query(Some(owner.as_str())));
+            if let Some(platform) = platform_login(state, &owner, &here).await? {
+                return Ok(see_other(&platform));
+            }
             return Ok(see_other(&login_redirect(&here, Some(owner.as_str()))));
         }
     };
@@ -98,6 +101,31 @@ pub async fn show(
         verified_deadline,
     )
     .await
+}
+
+/// For an owner created by a controller, with `login_redirect` configured: the platform's
+/// login URL, carrying `redirect_after_login` back to this very request on this node.
+async fn platform_login(
+    state: &NodeState,
+    owner: &Name,
+    here: &str,
+) -> Result<Option<String>, ApiError> {
+    let Some(platform) = &state.config.login_redirect else {
+        return Ok(None);
+    };
+    let who = owner.clone();
+    let row = state
+        .db
+        .run(move |c| store::owners::owner(c, &who).map_err(ApiError::from))
+        .await?;
+    if row.and_then(|o| o.controller).is_none() {
+        return Ok(None);
+    }
+    let resume = format!("{}{here}", state.public_url);
+    Ok(Some(with_query(
+        platform,
+        &[("redirect_after_login", &resume)],
+    )))
 }
 
 /// The page that asks a visitor who is not logged in for their name.

@@ -12,6 +12,7 @@ pub mod html;
 pub mod login;
 pub mod metrics;
 pub mod node;
+pub mod owners_api;
 pub mod registry_api;
 pub mod response;
 pub mod session;

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::registry_api::{self, RegistryView};
 use super::response::{error, json, json_value, read_body, Body};
-use super::{api, grant_page, login, ApiError};
+use super::{api, grant_page, login, owners_api, ApiError};
 use crate::carte;
 use crate::node::NodeState;
 use crate::store::{self, owners::Document};
@@ -91,10 +91,28 @@ async fn dispatch(
             api::document(state, peer, req, Document::Settings).await,
         ),
         (&Method::GET, ["auth", "check"]) => ("auth:check", api::check(state, peer, &req).await),
+        (&Method::POST, ["api", "owners"]) => {
+            ("api:owners", owners_api::create(state, peer, req).await)
+        }
+        (&Method::DELETE, ["api", "owners", name]) => {
+            let name = name.to_string();
+            (
+                "api:owners",
+                owners_api::delete(state, peer, &req, &name).await,
+            )
+        }
+        (&Method::POST, ["auth", "login"]) => (
+            "auth:login",
+            owners_api::proxy_login(state, peer, req).await,
+        ),
+        (&Method::OPTIONS, ["auth", "login"]) => ("auth:login", owners_api::preflight(state, &req)),
+        (&Method::GET, ["signup"]) => ("page:signup", owners_api::signup_form(state)),
+        (&Method::POST, ["signup"]) => ("page:signup", owners_api::signup(state, req).await),
         (&Method::POST, ["api", "cartes", "verify"]) => {
             ("api:verify", verify_for_peer(state, peer, req).await)
         }
-        (_, ["healthz" | "metrics" | "login" | "logout" | "setup" | "grant"])
+        (_, ["healthz" | "metrics" | "login" | "logout" | "setup" | "grant" | "signup"])
+        | (_, ["api", "owners"] | ["api", "owners", _] | ["auth", "login"])
         | (_, [".well-known", "grant-node"])
         | (_, ["auth", "check"])
         | (_, ["api", "cartes", "verify"]) => ("other", Err(ApiError::method_not_allowed())),

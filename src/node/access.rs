@@ -126,8 +126,10 @@ pub struct Principal {
     /// What the carte asks to exercise.
     pub requested: Scope,
     /// What it may exercise: `requested ∩ grant` (everything requested when the owner signs
-    /// for itself).
+    /// for itself; `requested ∩ the controller's maximum` for a controller acting on behalf).
     pub allowed: Scope,
+    /// Whether `app` is a controller acting on behalf of `owner` (`subject`).
+    pub controller: bool,
 }
 
 /// Why a carte-authenticated request is refused.
@@ -136,6 +138,8 @@ pub enum AccessError {
     Carte(CarteError),
     /// The carte is fine but the grant lacks these scopes.
     Missing(Scope),
+    /// The carte is fine but its signer may not do this at all (code, message).
+    Forbidden(&'static str, String),
     Internal(String),
 }
 
@@ -198,6 +202,9 @@ impl NodeState {
     ) -> Result<Principal, AccessError> {
         let verified = self.verify_carte(wire, peer).await?;
         let c = verified.carte();
+        if let Some(subject) = &c.subject {
+            return self.on_behalf(&verified, subject, needed);
+        }
         let owner = match &c.audience {
             Some(a) if self.hosts(a) => a.clone(),
             // Addressed to the node's own name, or to nobody: not an owner's resources.
@@ -223,11 +230,59 @@ impl NodeState {
             client_scope: c.client_scope,
             requested: c.admin_scope,
             allowed,
+            controller: false,
         };
         let missing = needed.difference(allowed);
         if !missing.is_empty() {
             return Err(AccessError::Missing(missing));
         }
         Ok(principal)
+    }
+
+    /// A controller's carte with `subject = OWNER`: accepted as that owner, limited to the
+    /// controller's maximum scope, and only for owners this controller created.
+    fn on_behalf(
+        &self,
+        verified: &VerifiedCarte,
+        subject: &Name,
+        needed: Scope,
+    ) -> Result<Principal, AccessError> {
+        let c = verified.carte();
+        let node = self.node_name();
+        if c.audience.is_none() || (c.audience != node && c.audience.as_ref() != Some(subject)) {
+            return Err(AccessError::Carte(CarteError::WrongNode));
+        }
+        let conn = self.db.lock();
+        let internal = |e: StoreError| AccessError::Internal(e.to_string());
+        let controller = store::controllers::get(&conn, &c.owner)
+            .map_err(internal)?
+            .ok_or_else(|| {
+                AccessError::Forbidden(
+                    "controller.unknown",
+                    format!("{} is not a controller on this node", c.owner),
+                )
+            })?;
+        let owner = store::owners::owner(&conn, subject).map_err(internal)?;
+        drop(conn);
+        if owner.and_then(|o| o.controller).as_ref() != Some(&c.owner) {
+            return Err(AccessError::Forbidden(
+                "controller.not-yours",
+                format!("{subject} was not created by {}", c.owner),
+            ));
+        }
+        let allowed = c.admin_scope.intersection(controller.max_scope);
+        let missing = needed.difference(allowed);
+        if !missing.is_empty() {
+            return Err(AccessError::Missing(missing));
+        }
+        Ok(Principal {
+            app: c.owner.clone(),
+            owner: subject.clone(),
+            subject: Some(subject.clone()),
+            client_scope: c.client_scope,
+            requested: c.admin_scope,
+            allowed,
+            controller: true,
+        })
     }
 }

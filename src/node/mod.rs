@@ -110,6 +110,10 @@ pub async fn serve(
     let bound = listener.local_addr().context("reading the bound address")?;
     let state = Arc::new(open(config, bound).await?);
     owners::ensure_first_owner(&state).await?;
+    let now = state.config.clock.now();
+    for (name, max) in &state.config.controllers {
+        store::controllers::put(&state.db.lock(), name, *max, now)?;
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     {

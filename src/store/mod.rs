@@ -10,6 +10,7 @@
 //! serve other requests; the connection sits behind a mutex, one writer at a time, as SQLite
 //! allows anyway.
 
+pub mod controllers;
 pub mod grants;
 pub mod owners;
 pub mod registry;
@@ -124,6 +125,12 @@ const MIGRATIONS: &[&str] = &[
          redirect_uri TEXT NOT NULL,
          state        TEXT NOT NULL,
          expires      INTEGER NOT NULL
+     );",
+    // 3: controllers: platforms that create and drive owners (controlled accounts).
+    "CREATE TABLE controllers (
+         name      TEXT PRIMARY KEY,
+         max_scope INTEGER NOT NULL,
+         created   INTEGER NOT NULL
      );",
 ];
 
