@@ -12,6 +12,7 @@
 //! - [`cbor`]: canonical CBOR helpers shared by every signed format.
 //! - [`carte`]: the carte format (encode/decode) and its verifier, pure with an injected clock.
 //! - [`uri`]: the rules for registered URIs and the exact redirect match.
+//! - [`client`]: the application developer's library: grants and calls across many nodes.
 //! - [`http`]: the accept loop and router; the only place that speaks HTTP.
 //! - [`cli`]: the raw command-line flags.
 //! - [`config`]: the node's validated configuration.
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod carte;
 pub mod cbor;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod commands;
 pub mod config;

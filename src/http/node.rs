@@ -35,13 +35,21 @@ pub async fn route(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let (label, result) = dispatch(&state, peer, req).await;
-    let resp = result.unwrap_or_else(|e| {
+    let mut resp = result.unwrap_or_else(|e| {
         if label.starts_with("page:") {
             super::html::error_page(e.status, e.code, &e.message)
         } else {
             error(e)
         }
     });
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        // A client whose carte was refused for its times needs this node's clock: send the
+        // node's own idea of now (hyper would send the machine's).
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(state.config.clock.now());
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
+            resp.headers_mut().insert(hyper::header::DATE, v);
+        }
+    }
     state.metrics.request(label, resp.status().as_u16());
     resp
 }

@@ -10,6 +10,7 @@
 //! serve other requests; the connection sits behind a mutex, one writer at a time, as SQLite
 //! allows anyway.
 
+pub mod book;
 pub mod controllers;
 pub mod grants;
 pub mod owners;
@@ -131,6 +132,26 @@ const MIGRATIONS: &[&str] = &[
          name      TEXT PRIMARY KEY,
          max_scope INTEGER NOT NULL,
          created   INTEGER NOT NULL
+     );",
+    // 4: an application's grant book (the client library keeps it in its own database).
+    "CREATE TABLE book_grants (
+         owner    TEXT PRIMARY KEY,
+         node_url TEXT NOT NULL,
+         scope    INTEGER NOT NULL,
+         expires  INTEGER,
+         updated  INTEGER NOT NULL
+     );
+     CREATE TABLE book_pending (
+         state        TEXT PRIMARY KEY,
+         owner        TEXT NOT NULL,
+         node_url     TEXT NOT NULL,
+         scope        INTEGER NOT NULL,
+         redirect_uri TEXT NOT NULL,
+         created      INTEGER NOT NULL
+     );
+     CREATE TABLE book_meta (
+         key   TEXT PRIMARY KEY,
+         value TEXT NOT NULL
      );",
 ];
 

@@ -1,0 +1,170 @@
+//! The application side's grant book: which owners granted what, on which node, and the grant
+//! requests still waiting for their redirect. Kept by the client library in a database file
+//! the application chooses.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::StoreError;
+use crate::name::Name;
+use crate::scope::Scope;
+
+/// One owner's grant, as the application knows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BookEntry {
+    pub owner: String,
+    pub node_url: String,
+    pub scope: u64,
+    pub expires: Option<u64>,
+    pub updated: u64,
+}
+
+/// A grant request sent out and not yet answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingGrant {
+    pub state: String,
+    pub owner: Name,
+    pub node_url: String,
+    pub scope: Scope,
+    pub redirect_uri: String,
+    pub created: u64,
+}
+
+/// Records a grant; an empty scope removes it. Older news never overwrites newer.
+pub fn put(
+    conn: &Connection,
+    owner: &Name,
+    node_url: &str,
+    scope: Scope,
+    expires: Option<u64>,
+    time: u64,
+) -> Result<(), StoreError> {
+    let newer: Option<i64> = conn
+        .query_row(
+            "SELECT updated FROM book_grants WHERE owner = ?1",
+            [owner.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if newer.is_some_and(|u| u as u64 > time) {
+        return Ok(());
+    }
+    if scope.is_empty() {
+        conn.execute("DELETE FROM book_grants WHERE owner = ?1", [owner.as_str()])?;
+        return Ok(());
+    }
+    conn.execute(
+        "INSERT INTO book_grants (owner, node_url, scope, expires, updated) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (owner) DO UPDATE SET node_url = excluded.node_url, scope = excluded.scope,
+             expires = excluded.expires, updated = excluded.updated",
+        params![owner.as_str(), node_url, scope.bits() as i64, expires.map(|e| e as i64), time as i64],
+    )?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, owner: &Name) -> Result<Option<BookEntry>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT owner, node_url, scope, expires, updated FROM book_grants WHERE owner = ?1",
+            [owner.as_str()],
+            row,
+        )
+        .optional()?)
+}
+
+pub fn all(conn: &Connection) -> Result<Vec<BookEntry>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT owner, node_url, scope, expires, updated FROM book_grants ORDER BY owner",
+    )?;
+    let rows = stmt.query_map([], row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BookEntry> {
+    Ok(BookEntry {
+        owner: r.get(0)?,
+        node_url: r.get(1)?,
+        scope: r.get::<_, i64>(2)? as u64,
+        expires: r.get::<_, Option<i64>>(3)?.map(|e| e as u64),
+        updated: r.get::<_, i64>(4)? as u64,
+    })
+}
+
+pub fn put_pending(conn: &Connection, p: &PendingGrant) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO book_pending (state, owner, node_url, scope, redirect_uri, created)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            p.state,
+            p.owner.as_str(),
+            p.node_url,
+            p.scope.bits() as i64,
+            p.redirect_uri,
+            p.created as i64
+        ],
+    )?;
+    Ok(())
+}
+
+/// The pending request with this state, left in place.
+pub fn peek_pending(conn: &Connection, state: &str) -> Result<Option<PendingGrant>, StoreError> {
+    let row: Option<(String, String, i64, String, i64)> = conn
+        .query_row(
+            "SELECT owner, node_url, scope, redirect_uri, created FROM book_pending WHERE state = ?1",
+            [state],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    row.map(|(owner, node_url, scope, redirect_uri, created)| {
+        Ok(PendingGrant {
+            state: state.to_owned(),
+            owner: Name::parse_canonical(&owner)
+                .map_err(|_| StoreError::Corrupt("a stored name is not canonical"))?,
+            node_url,
+            scope: Scope::from_bits(scope as u64),
+            redirect_uri,
+            created: created as u64,
+        })
+    })
+    .transpose()
+}
+
+/// Takes (removes and returns) the pending request with this state.
+pub fn take_pending(conn: &Connection, state: &str) -> Result<Option<PendingGrant>, StoreError> {
+    let row: Option<(String, String, i64, String, i64)> = conn
+        .query_row(
+            "DELETE FROM book_pending WHERE state = ?1
+             RETURNING owner, node_url, scope, redirect_uri, created",
+            [state],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    row.map(|(owner, node_url, scope, redirect_uri, created)| {
+        Ok(PendingGrant {
+            state: state.to_owned(),
+            owner: Name::parse_canonical(&owner)
+                .map_err(|_| StoreError::Corrupt("a stored name is not canonical"))?,
+            node_url,
+            scope: Scope::from_bits(scope as u64),
+            redirect_uri,
+            created: created as u64,
+        })
+    })
+    .transpose()
+}
+
+pub fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row("SELECT value FROM book_meta WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+pub fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO book_meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
+}
