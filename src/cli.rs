@@ -37,6 +37,74 @@ pub enum Command {
     /// Designate the platforms that may create and drive owners (controlled accounts).
     #[command(subcommand)]
     Controller(ControllerCommand),
+    /// Act as an application: ask for grants, finish them, call nodes, sign cartes.
+    App(AppArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    /// The application's registered name.
+    #[arg(long, env = "GRANT_NODE_APP", global = true)]
+    pub name: Option<String>,
+    /// The registry (or a node with an embedded registry).
+    #[arg(
+        long,
+        env = "GRANT_NODE_REGISTRY",
+        default_value = "http://127.0.0.1:8650",
+        global = true
+    )]
+    pub registry: String,
+    /// The registry's public key (hex); without it the key is fetched once and pinned.
+    #[arg(long, env = "GRANT_NODE_REGISTRY_KEY", global = true)]
+    pub registry_key: Option<String>,
+    /// Where `grant-node name register` put the application's keys.
+    #[arg(long, env = "GRANT_NODE_KEY_DIR", global = true)]
+    pub key_dir: Option<PathBuf>,
+    /// The grant book [default: KEY_DIR/NAME/grants.sqlite3].
+    #[arg(long, env = "GRANT_NODE_BOOK", global = true)]
+    pub book: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: AppCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Print the /grant URL to send USER to, and remember the request.
+    GrantUrl {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        scope: String,
+        #[arg(long)]
+        redirect_uri: String,
+    },
+    /// Verify the URL the browser was redirected to, and record the grant.
+    FinishGrant { url: String },
+    /// Call USER's node with a fresh carte.
+    Call {
+        #[arg(long)]
+        user: String,
+        method: String,
+        path: String,
+        /// The admin scope the call needs.
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// A JSON body.
+        #[arg(long)]
+        data: Option<String>,
+    },
+    /// Print the grant book.
+    Grants,
+    /// Print a carte, for use with curl.
+    Carte {
+        #[arg(long)]
+        audience: String,
+        #[arg(long, default_value = "")]
+        admin_scope: String,
+        /// Lifetime, e.g. 10m, 1h, 300s.
+        #[arg(long, default_value = "5m")]
+        ttl: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::Name(command) => commands::name::run(command),
         Command::Controller(command) => commands::controller::run(command),
+        Command::App(args) => commands::app::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -264,12 +264,8 @@ impl App {
         let node = self.discover(user).await?;
         let state = crate::auth::new_token().0;
         let now = self.clock.now();
-        let mut c = Carte::new(
-            self.name.clone(),
-            now.saturating_sub(30),
-            now + 1800,
-            nonce(),
-        );
+        // Valid for half an hour: long enough for the user to log in at their node.
+        let mut c = Carte::new(self.name.clone(), now, now + 1800, nonce());
         c.client_scope = Scope::GRANT;
         c.request = Some(GrantRequest {
             scope,
@@ -278,13 +274,15 @@ impl App {
         });
         let carte = c.sign(&self.key);
         let scope_text = crate::scope::Catalogue::builtin().format(scope);
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        q.append_pair("client_id", self.name.as_str())
+        // Built before any await: the serializer is not Send.
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("client_id", self.name.as_str())
             .append_pair("client_secret", &carte)
             .append_pair("scope", &scope_text)
             .append_pair("redirect_uri", redirect_uri)
             .append_pair("state", &state)
-            .append_pair("owner", user.as_str());
+            .append_pair("owner", user.as_str())
+            .finish();
         let pending = PendingGrant {
             state: state.clone(),
             owner: user.clone(),
@@ -297,7 +295,7 @@ impl App {
             .run(move |c| store::book::put_pending(c, &pending))
             .await?;
         Ok(GrantStart {
-            url: format!("{}/grant?{}", node.url, q.finish()),
+            url: format!("{}/grant?{query}", node.url),
             state,
         })
     }

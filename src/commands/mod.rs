@@ -1,5 +1,6 @@
 //! The subcommands' implementations: each turns parsed flags into calls on the library.
 
+pub mod app;
 pub mod controller;
 pub mod name;
 pub mod serve;
