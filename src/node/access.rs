@@ -70,6 +70,10 @@ impl CarteCache {
 #[derive(Default)]
 pub struct GrantCache {
     map: RwLock<HashMap<(Name, Name), Option<Grant>>>,
+    /// Bumped by every invalidation. A reader that missed the cache fills it only if no
+    /// invalidation happened while it was reading the database, so a value read just before a
+    /// revocation committed can never be cached after it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Grants kept in memory before the cache starts over.
@@ -88,29 +92,32 @@ impl GrantCache {
             return Ok(*g);
         }
         // A miss reads SQLite on the calling thread: one primary-key look-up.
+        let before = self.generation.load(std::sync::atomic::Ordering::Acquire);
         let grant = store::grants::grant(&db.lock(), owner, app)?;
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_CACHED_GRANTS {
-            map.clear();
+        if self.generation.load(std::sync::atomic::Ordering::Acquire) == before {
+            if map.len() >= MAX_CACHED_GRANTS {
+                map.clear();
+            }
+            map.insert(key, grant);
         }
-        map.insert(key, grant);
         Ok(grant)
     }
 
     /// Forgets a grant after it changed (called after the change committed).
     pub fn invalidate(&self, owner: &Name, app: &Name) {
-        self.map
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&(owner.clone(), app.clone()));
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        map.remove(&(owner.clone(), app.clone()));
     }
 
     /// Forgets every grant of `owner`.
     pub fn invalidate_owner(&self, owner: &Name) {
-        self.map
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(o, _), _| o != owner);
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        map.retain(|(o, _), _| o != owner);
     }
 }
 

@@ -1,8 +1,17 @@
 //! Changing grants durably: the grant, its audit entry and its grant-updated notification are
 //! written in one SQLite transaction (WAL, `synchronous = FULL`), so when the caller is told
 //! "done" all three are on disk, and a crash can leave none of them half-written.
+//!
+//! Group commit: changes go to one writer thread, which takes every change waiting in its queue
+//! (up to [`MAX_GROUP`]) and writes them in a single transaction, each inside its own savepoint
+//! so one failing change does not undo the others. One fsync then covers the whole group, and
+//! nobody is answered before the commit that holds their change returned: durability is the
+//! same as one transaction per change, throughput is not.
+
+use std::sync::mpsc;
 
 use rusqlite::Connection;
+use tokio::sync::oneshot;
 
 use super::NodeState;
 use crate::grant::statement::Notification;
@@ -33,6 +42,86 @@ pub struct Outcome {
     pub after: Option<Grant>,
 }
 
+/// Most changes committed in one transaction.
+pub const MAX_GROUP: usize = 256;
+
+struct Job {
+    change: Change,
+    node_uri: Option<String>,
+    notification: Vec<u8>,
+    now: u64,
+    reply: oneshot::Sender<Result<Outcome, String>>,
+}
+
+/// The handle to the writer thread.
+pub struct GrantWriter {
+    queue: mpsc::Sender<Job>,
+}
+
+impl GrantWriter {
+    /// Starts the writer thread on `db`. It stops when the last handle is dropped.
+    pub fn start(db: crate::store::Db) -> std::io::Result<GrantWriter> {
+        let (queue, jobs) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("grant-writer".into())
+            .spawn(move || {
+                while let Ok(first) = jobs.recv() {
+                    let mut group = vec![first];
+                    while group.len() < MAX_GROUP {
+                        match jobs.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    write_group(&db, group);
+                }
+            })?;
+        Ok(GrantWriter { queue })
+    }
+}
+
+fn write_group(db: &crate::store::Db, group: Vec<Job>) {
+    let mut conn = db.lock();
+    let outcome = (|| -> Result<Vec<Result<Outcome, String>>, StoreError> {
+        let mut tx = conn.transaction()?;
+        let mut results = Vec::with_capacity(group.len());
+        for job in &group {
+            let sp = tx.savepoint()?;
+            match write(
+                &sp,
+                &job.change,
+                job.node_uri.as_deref(),
+                &job.notification,
+                job.now,
+            ) {
+                Ok(o) => {
+                    sp.commit()?;
+                    results.push(Ok(o));
+                }
+                Err(e) => {
+                    drop(sp);
+                    results.push(Err(e.to_string()));
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(results)
+    })();
+    match outcome {
+        Ok(results) => {
+            for (job, result) in group.into_iter().zip(results) {
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for job in group {
+                let _ = job.reply.send(Err(message.clone()));
+            }
+        }
+    }
+}
+
 /// Applies `change`: grant, audit, notification in one transaction; then invalidates the
 /// grant cache and wakes the outbox. `node_uri` is the application's registered node URI.
 pub async fn apply(
@@ -50,11 +139,22 @@ pub async fn apply(
         time: now,
     }
     .sign(&key);
-    let c = change.clone();
-    let outcome = state
-        .db
-        .run(move |conn| write(conn, &c, node_uri.as_deref(), &notification, now))
-        .await?;
+    let (reply, answer) = oneshot::channel();
+    state
+        .writer
+        .queue
+        .send(Job {
+            change: change.clone(),
+            node_uri,
+            notification,
+            now,
+            reply,
+        })
+        .map_err(|_| anyhow::anyhow!("the grant writer has stopped"))?;
+    let outcome = answer
+        .await
+        .map_err(|_| anyhow::anyhow!("the grant writer dropped a change"))?
+        .map_err(anyhow::Error::msg)?;
     state.grants.invalidate(&change.owner, &change.app);
     state.metrics.grant_changed();
     state.outbox_wake.notify_one();
@@ -62,17 +162,16 @@ pub async fn apply(
 }
 
 fn write(
-    conn: &mut Connection,
+    tx: &Connection,
     c: &Change,
     node_uri: Option<&str>,
     notification: &[u8],
     now: u64,
 ) -> Result<Outcome, StoreError> {
-    let tx = conn.transaction()?;
-    let before = store::grants::grant(&tx, &c.owner, &c.app)?;
-    store::grants::put_grant(&tx, &c.owner, &c.app, c.scope, c.expires, now)?;
+    let before = store::grants::grant(tx, &c.owner, &c.app)?;
+    store::grants::put_grant(tx, &c.owner, &c.app, c.scope, c.expires, now)?;
     store::grants::insert_audit(
-        &tx,
+        tx,
         &c.owner,
         &AuditEntry {
             app: c.app.to_string(),
@@ -86,9 +185,8 @@ fn write(
         },
     )?;
     if let Some(uri) = node_uri {
-        store::grants::enqueue(&tx, uri, notification, now)?;
+        store::grants::enqueue(tx, uri, notification, now)?;
     }
-    let after = store::grants::grant(&tx, &c.owner, &c.app)?;
-    tx.commit()?;
+    let after = store::grants::grant(tx, &c.owner, &c.app)?;
     Ok(Outcome { before, after })
 }

@@ -50,6 +50,8 @@ pub struct NodeState {
     pub cartes: access::CarteCache,
     pub grants: access::GrantCache,
     pub metrics: Metrics,
+    /// The group-committing writer of grant changes.
+    pub writer: grants::GrantWriter,
     /// Wakes the outbox worker when a notification is queued.
     pub outbox_wake: tokio::sync::Notify,
 }
@@ -207,6 +209,11 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
     let owners: HashSet<Name> = store::owners::owner_names(&db.lock())?
         .into_iter()
         .collect();
+    // The writer has its own connection: in WAL mode readers on the main connection are not
+    // held up while a group commit waits for its fsync.
+    let writer_db =
+        Db::open(&config.data_dir.join("node.sqlite3")).context("opening the database")?;
+    let writer = grants::GrantWriter::start(writer_db).context("starting the grant writer")?;
     Ok(NodeState {
         public_url: config.public_url(bound),
         owner_keys: owners::OwnerKeys::new(config.data_dir.join("owners")),
@@ -220,6 +227,7 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         cartes: access::CarteCache::new(access::DEFAULT_CARTE_CACHE),
         grants: access::GrantCache::default(),
         metrics: Metrics::default(),
+        writer,
         outbox_wake: tokio::sync::Notify::new(),
     })
 }
