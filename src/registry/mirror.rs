@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::VerifyingKey;
 use rusqlite::Connection;
 
-use super::log::{entry_hash, Checkpoint, LogEntry};
-use super::op::SignedOp;
+use super::log::Checkpoint;
+use super::replay::{replay, ReplayError};
 use super::resolver::DbKeys;
-use super::rules::{self, Params};
+use super::rules::Params;
 use super::source::{Source, MAX_LOG_PAGE};
 use super::{NameRecord, RegistryError};
 use crate::clock::Clock;
@@ -280,34 +280,13 @@ impl Mirror {
                     envelope.to_vec(),
                 ));
             }
-            for bytes in page {
-                let forged = |why: String| {
-                    Refusal::Fault(format!("forged entry {seq}: {why}"), bytes.clone())
-                };
-                let entry = LogEntry::decode(&bytes).map_err(|e| forged(e.to_string()))?;
-                if entry.seq != seq || entry.prev_hash != prev {
-                    return Err(forged("it does not chain to the verified log".into()));
-                }
-                let signed = SignedOp::decode(&entry.op).map_err(|e| forged(e.to_string()))?;
-                let name = signed.op.name().clone();
-                let current = store::registry::record(&tx, &name)?;
-                let holder = store::registry::skeleton_holder(&tx, &name.skeleton())?;
-                let record = rules::apply(
-                    &signed,
-                    entry.time,
-                    entry.difficulty,
-                    current.as_ref(),
-                    holder.as_ref(),
-                    self.params,
-                )
-                .map_err(|e| forged(e.to_string()))?;
-                let hash = entry_hash(&bytes);
-                store::registry::append_entry(&tx, seq, &bytes, &hash)?;
-                store::registry::put_record(&tx, &record)?;
-                touched.insert(name);
-                prev = hash;
-                seq += 1;
-            }
+            let done = replay(&tx, seq, prev, page, self.params, true).map_err(|e| match e {
+                ReplayError::Forged(reason, evidence) => Refusal::Fault(reason, evidence),
+                ReplayError::Store(e) => Refusal::from(e),
+            })?;
+            prev = done.head;
+            seq = done.next_seq;
+            touched.extend(done.touched);
         }
         if prev != checkpoint.head_hash {
             return Err(Refusal::Fault(

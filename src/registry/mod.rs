@@ -10,6 +10,7 @@
 //! - [`log`]: log entries, the hash chain and checkpoints (pure);
 //! - [`authority`]: the registry itself, which accepts operations and signs checkpoints;
 //! - [`mirror`]: a node's verified copy, the only registry I/O a node does;
+//! - [`replay`]: applying log entries to a database, with batched signature checks;
 //! - [`resolver`]: key look-ups for carte verification, answered from a local database.
 
 pub mod authority;
@@ -17,6 +18,7 @@ pub mod client;
 pub mod log;
 pub mod mirror;
 pub mod op;
+pub mod replay;
 pub mod resolver;
 pub mod rules;
 pub mod source;
