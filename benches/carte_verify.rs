@@ -1,14 +1,19 @@
 //! `carte_verify`: the cost of verifying a carte, against its floor in the same run.
 //!
-//! The floor (`raw_verify_strict`) is a bare `VerifyingKey::verify_strict` over the very bytes a
-//! carte signature covers; `cold` is the full `carte::verify` (base64, CBOR decode, canonical
-//! re-encode, time, audience and address checks, key look-up, signature). The gap between them
-//! is everything grant-node adds; the target is at most 10%.
+//! - `raw_verify_strict`: a bare `VerifyingKey::verify_strict` over the very bytes a carte
+//!   signature covers: the floor.
+//! - `cold`: the full pure `carte::verify` (base64, CBOR decode, canonical re-encode, claims,
+//!   key look-up, signature). The gap to the floor is what grant-node adds; target ≤ 10%.
+//! - `node_cold`: `NodeState::verify_carte` with a never-seen carte (cache miss, key from the
+//!   mirror's cache).
+//! - `node_warm`: the same carte again: the verified-carte cache skips the signature.
+
+mod common;
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ed25519_dalek::SigningKey;
 use grant_node::carte::codec::{decode, signed_message};
 use grant_node::carte::{verify, Carte, Expectations, KeyEntry, KeyTable};
@@ -44,7 +49,6 @@ fn bench(c: &mut Criterion) {
         max_lifetime: 3600,
     };
     verify(&wire, NOW, &expect, &table).expect("the bench carte verifies");
-
     let decoded = decode(&wire).expect("the bench carte decodes");
     let message = signed_message(&decoded.payload);
     let vk = key.verifying_key();
@@ -61,6 +65,31 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("decode_only", |b| {
         b.iter(|| decode(black_box(&wire)).expect("decodes"))
+    });
+
+    let node = common::node();
+    let mut i = 0u64;
+    group.bench_function("node_cold", |b| {
+        b.iter_batched(
+            || {
+                i += 1;
+                node.carte(i, 0x80000)
+            },
+            |wire| {
+                node.runtime
+                    .block_on(node.state.verify_carte(&wire, node.peer))
+                    .expect("verifies")
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    let warm = node.carte(u64::MAX, 0x80000);
+    group.bench_function("node_warm", |b| {
+        b.iter(|| {
+            node.runtime
+                .block_on(node.state.verify_carte(black_box(&warm), node.peer))
+                .expect("verifies")
+        })
     });
     group.finish();
 }

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Whole-system load benchmark on loopback, bounded in time (about 2 minutes).
+#
+# The server under test is pinned to core 0 with one worker thread, wrk to core 1, and every
+# case runs with the same wrk settings:
+#   (a) a bare hyper server answering GET /                      — the HTTP ceiling
+#   (b) GET /auth/check with one valid carte reused             — the warm path
+#   (c) GET /auth/check with a never-seen carte on every request — the cold path
+#   (d) GET /api/profile with a never-seen carte                 — the cold path, real handler
+#   (e) PUT /api/grants/bench-app, durable grant changes
+# For each: requests/s, p50 and p99 latency, non-2xx count and server CPU per request; then the
+# ratios b/a, c/a and c against the single-core verify_strict rate measured in the same run.
+# Also runs the criterion benches when BENCH_CRITERION=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${BENCH_DURATION:-10}
+CONNS=${BENCH_CONNECTIONS:-32}
+POOL=${BENCH_POOL:-400000}
+NODE=127.0.0.1:18650
+BARE=127.0.0.1:18660
+
+if ! command -v wrk >/dev/null; then
+  echo "installing wrk from Debian's packages" >&2
+  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --bin grant-node --example bare_hyper --example bench_setup >&2
+
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+taskset -c 0 target/release/examples/bare_hyper "$BARE" >/dev/null &
+pids+=($!); bare_pid=$!
+TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/grant-node serve --listen "$NODE" \
+  --data-dir "$tmp/node" --owner alice --pow-bits 8 >"$tmp/node.out" 2>"$tmp/node.err" &
+pids+=($!); node_pid=$!
+for _ in $(seq 1 100); do
+  curl -sf "http://$NODE/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+verify_rate=$(taskset -c 1 target/release/examples/bench_setup "http://$NODE" "$tmp/node" "$tmp" "$POOL" | awk '/verify_rate/ {print $2}')
+
+cat >"$tmp/one.lua" <<LUA
+local f = io.open("$tmp/warm.txt"); local c = f:read("*l"); f:close()
+wrk.headers["Authorization"] = "Carte " .. c
+LUA
+pool_lua() {
+  cat <<LUA
+local cartes = {}
+for line in io.lines("$1") do cartes[#cartes + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  if i > #cartes then i = 1 end
+  return wrk.format("GET", "$2", { ["Authorization"] = "Carte " .. cartes[i] })
+end
+LUA
+}
+pool_lua "$tmp/pool_c.txt" "/auth/check?scope=view-profile" >"$tmp/pool_c.lua"
+pool_lua "$tmp/pool_d.txt" "/api/profile" >"$tmp/pool_d.lua"
+cat >"$tmp/put.lua" <<LUA
+local f = io.open("$tmp/owner.txt"); local c = f:read("*l"); f:close()
+local i = 0
+request = function()
+  i = i + 1
+  local scope = (i % 2 == 0) and '["view-profile"]' or '["view-profile","react"]'
+  return wrk.format("PUT", "/api/grants/bench-app",
+    { ["Authorization"] = "Carte " .. c, ["Content-Type"] = "application/json" },
+    '{"scope":' .. scope .. '}')
+end
+LUA
+
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+declare -A RPS P50 P99 NON2XX CPU REQS
+run() { # name pid url [script]
+  local name=$1 pid=$2 url=$3 script=${4:-}
+  local before after out
+  before=$(cpu "$pid")
+  if [ -n "$script" ]; then
+    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$script" "$url")
+  else
+    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$url")
+  fi
+  after=$(cpu "$pid")
+  REQS[$name]=$(echo "$out" | awk '/requests in/ {print $1}')
+  RPS[$name]=$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')
+  P50[$name]=$(echo "$out" | awk '$1=="50%" {print $2}')
+  P99[$name]=$(echo "$out" | awk '$1=="99%" {print $2}')
+  NON2XX[$name]=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+  NON2XX[$name]=${NON2XX[$name]:-0}
+  CPU[$name]=$(awk -v t=$((after - before)) -v hz="$ticks" -v n="${REQS[$name]}" 'BEGIN { printf "%.1f", t / hz / n * 1e6 }')
+}
+run a "$bare_pid" "http://$BARE/"
+run b "$node_pid" "http://$NODE/auth/check?scope=view-profile" "$tmp/one.lua"
+run c "$node_pid" "http://$NODE/" "$tmp/pool_c.lua"
+run d "$node_pid" "http://$NODE/" "$tmp/pool_d.lua"
+run e "$node_pid" "http://$NODE/" "$tmp/put.lua"
+
+for c in c d; do
+  if [ "${REQS[$c]}" -gt "$POOL" ]; then
+    echo "warning: case $c sent ${REQS[$c]} requests with a pool of $POOL cartes; raise BENCH_POOL" >&2
+  fi
+done
+
+echo "grant-node load benchmark, $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), wrk -t1 -c$CONNS -d${DURATION}s"
+echo
+echo "| case | req/s | p50 | p99 | non-2xx | server CPU µs/req |"
+echo "|---|---|---|---|---|---|"
+for c in a b c d e; do
+  label=$(case $c in a) echo "(a) bare hyper GET /";; b) echo "(b) /auth/check, warm carte";; c) echo "(c) /auth/check, fresh carte";; d) echo "(d) /api/profile, fresh carte";; e) echo "(e) PUT /api/grants (durable)";; esac)
+  echo "| $label | ${RPS[$c]} | ${P50[$c]} | ${P99[$c]} | ${NON2XX[$c]} | ${CPU[$c]} |"
+done
+echo
+awk -v a="${RPS[a]}" -v b="${RPS[b]}" -v c="${RPS[c]}" -v v="$verify_rate" 'BEGIN {
+  printf "b/a = %.2f (target >= 0.60)\n", b / a
+  printf "c/a = %.2f\n", c / a
+  printf "c / single-core verify_strict (%.0f/s) = %.2f (target >= 0.80)\n", v, c / v
+}'
+echo "grant changes: ${RPS[e]}/s durable (target >= 5000)"
+
+if [ "${BENCH_CRITERION:-0}" = 1 ]; then
+  cargo bench --bench carte_verify --bench grant_check --bench registry_replay
+fi
