@@ -187,6 +187,11 @@ impl Db {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every transaction here writes. Taking the write lock at BEGIN (IMMEDIATE) lets a
+        // second connection wait in the busy handler; a DEFERRED transaction that reads and
+        // then upgrades would instead fail at once with SQLITE_BUSY when another connection
+        // wrote in between (WAL snapshot rules).
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         migrate(&mut conn)?;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
