@@ -37,14 +37,32 @@ fn bench(c: &mut Criterion) {
         let tx = conn.transaction().expect("tx");
         for i in 0..grants {
             let app = Name::parse(&format!("app{i}")).expect("a name");
-            grant_node::store::grants::put_grant(&tx, &alice, &app, Scope::from_bits(0x80000), None, 1)
-                .expect("grant");
-        }
-        grant_node::store::grants::put_grant(&tx, &alice, &node.app, Scope::from_bits(0x80000), None, 1)
+            grant_node::store::grants::put_grant(
+                &tx,
+                &alice,
+                &app,
+                Scope::from_bits(0x80000),
+                None,
+                1,
+            )
             .expect("grant");
+        }
+        grant_node::store::grants::put_grant(
+            &tx,
+            &alice,
+            &node.app,
+            Scope::from_bits(0x80000),
+            None,
+            1,
+        )
+        .expect("grant");
         tx.commit().expect("commit");
     }
-    node.state.owners.write().expect("lock").insert(alice.clone());
+    node.state
+        .owners
+        .write()
+        .expect("lock")
+        .insert(alice.clone());
     eprintln!(
         "grant_check: {grants} grants stored; resident memory {:.0} MiB",
         common::rss_mib()
@@ -56,7 +74,10 @@ fn bench(c: &mut Criterion) {
     let vk = node.key.verifying_key();
     let mut group = c.benchmark_group("grant_check");
     group.bench_function("raw_verify_strict", |b| {
-        b.iter(|| vk.verify_strict(black_box(&message), &decoded.signature).expect("ok"))
+        b.iter(|| {
+            vk.verify_strict(black_box(&message), &decoded.signature)
+                .expect("ok")
+        })
     });
     let names: Vec<Name> = (0..4096u64)
         .map(|i| Name::parse(&format!("app{}", (i * 7919) % grants)).expect("a name"))
@@ -67,7 +88,10 @@ fn bench(c: &mut Criterion) {
             i += 1;
             let app = &names[i % names.len()];
             node.state.grants.invalidate(&alice, app);
-            node.state.grants.get(&node.state.db, &alice, black_box(app)).expect("ok")
+            node.state
+                .grants
+                .get(&node.state.db, &alice, black_box(app))
+                .expect("ok")
         })
     });
     group.bench_function("lookup_hit", |b| {
@@ -81,7 +105,11 @@ fn bench(c: &mut Criterion) {
     group.bench_function("authorize_warm", |b| {
         b.iter(|| {
             node.runtime
-                .block_on(node.state.authorize(black_box(&carte), node.peer, Scope::from_bits(0x80000)))
+                .block_on(node.state.authorize(
+                    black_box(&carte),
+                    node.peer,
+                    Scope::from_bits(0x80000),
+                ))
                 .expect("allowed")
         })
     });

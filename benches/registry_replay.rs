@@ -60,7 +60,8 @@ fn replay_all(entries: &[Vec<u8>], batch: bool) {
     let mut head = GENESIS;
     let mut seq = 0;
     for page in entries.chunks(1000) {
-        let done = replay(&tx, seq, head, page.to_vec(), Params::default(), batch).expect("replays");
+        let done =
+            replay(&tx, seq, head, page.to_vec(), Params::default(), batch).expect("replays");
         head = done.head;
         seq = done.next_seq;
     }
@@ -74,10 +75,18 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("registry");
     group.sample_size(10);
     group.bench_function(format!("replay_single_{ops}"), |b| {
-        b.iter_batched(|| (), |_| replay_all(&entries, false), BatchSize::PerIteration)
+        b.iter_batched(
+            || (),
+            |_| replay_all(&entries, false),
+            BatchSize::PerIteration,
+        )
     });
     group.bench_function(format!("replay_batch_{ops}"), |b| {
-        b.iter_batched(|| (), |_| replay_all(&entries, true), BatchSize::PerIteration)
+        b.iter_batched(
+            || (),
+            |_| replay_all(&entries, true),
+            BatchSize::PerIteration,
+        )
     });
     drop(entries);
     group.finish();

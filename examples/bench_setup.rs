@@ -55,7 +55,11 @@ async fn main() -> anyhow::Result<()> {
         redirect_uris: vec![],
         pow_nonce: [0; 8],
     };
-    solve_pow(&mut op, meta["pow_bits"].as_u64().unwrap_or(0) as u32, |_| {});
+    solve_pow(
+        &mut op,
+        meta["pow_bits"].as_u64().unwrap_or(0) as u32,
+        |_| {},
+    );
     let r = http
         .send(
             Method::POST,
@@ -64,10 +68,15 @@ async fn main() -> anyhow::Result<()> {
             Operation::Register(op).sign(&key).into(),
         )
         .await?;
-    anyhow::ensure!(r.status.is_success() || r.error_code().as_deref() == Some("name.taken"), "register: {}", r.status);
+    anyhow::ensure!(
+        r.status.is_success() || r.error_code().as_deref() == Some("name.taken"),
+        "register: {}",
+        r.status
+    );
 
     // The owner's own carte with the grant scope, for the grant API (and case e).
-    let owner_key = grant_node::keyfile::load(&std::path::Path::new(data).join("owners/alice/signing.key"))?;
+    let owner_key =
+        grant_node::keyfile::load(&std::path::Path::new(data).join("owners/alice/signing.key"))?;
     let mut owner = Carte::new(alice.clone(), now, now + 3500, nonce(0));
     owner.audience = Some(alice.clone());
     owner.admin_scope = Scope::GRANT;
@@ -76,11 +85,21 @@ async fn main() -> anyhow::Result<()> {
         .send(
             Method::PUT,
             &format!("{node}/api/grants/bench-app"),
-            &[("authorization", &format!("Carte {owner}")), ("content-type", "application/json")],
-            serde_json::json!({"scope": ["view-profile"]}).to_string().into(),
+            &[
+                ("authorization", &format!("Carte {owner}")),
+                ("content-type", "application/json"),
+            ],
+            serde_json::json!({"scope": ["view-profile"]})
+                .to_string()
+                .into(),
         )
         .await?;
-    anyhow::ensure!(r.status.is_success(), "grant: {} {:?}", r.status, r.error_code());
+    anyhow::ensure!(
+        r.status.is_success(),
+        "grant: {} {:?}",
+        r.status,
+        r.error_code()
+    );
     std::fs::write(out.join("owner.txt"), format!("{owner}\n"))?;
 
     let carte = |i: u64| {
@@ -110,6 +129,9 @@ async fn main() -> anyhow::Result<()> {
         }
         n += 100;
     }
-    println!("verify_rate {:.0}", n as f64 / start.elapsed().as_secs_f64());
+    println!(
+        "verify_rate {:.0}",
+        n as f64 / start.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -73,6 +73,8 @@ end
 LUA
 
 ticks=$(getconf CLK_TCK)
+rss() { awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+rss_start=$(rss "$node_pid")
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 declare -A RPS P50 P99 NON2XX CPU REQS
 run() { # name pid url [script]
@@ -96,6 +98,7 @@ run() { # name pid url [script]
 run a "$bare_pid" "http://$BARE/"
 run b "$node_pid" "http://$NODE/auth/check?scope=view-profile" "$tmp/one.lua"
 run c "$node_pid" "http://$NODE/" "$tmp/pool_c.lua"
+rss_after_cold=$(rss "$node_pid")
 run d "$node_pid" "http://$NODE/" "$tmp/pool_d.lua"
 run e "$node_pid" "http://$NODE/" "$tmp/put.lua"
 
@@ -120,6 +123,7 @@ awk -v a="${RPS[a]}" -v b="${RPS[b]}" -v c="${RPS[c]}" -v v="$verify_rate" 'BEGI
   printf "c / single-core verify_strict (%.0f/s) = %.2f (target >= 0.80)\n", v, c / v
 }'
 echo "grant changes: ${RPS[e]}/s durable (target >= 5000)"
+echo "node resident memory: ${rss_start} MiB at start, ${rss_after_cold} MiB after the cold-path run (verified-carte cache full to its bound)"
 
 if [ "${BENCH_CRITERION:-0}" = 1 ]; then
   cargo bench --bench carte_verify --bench grant_check --bench registry_replay

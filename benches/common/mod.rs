@@ -48,14 +48,19 @@ pub fn node() -> Bench {
         .build()
         .expect("a runtime");
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let mut config = Config::new("127.0.0.1:0".parse().expect("an address"), dir.path().to_path_buf());
+    let mut config = Config::new(
+        "127.0.0.1:0".parse().expect("an address"),
+        dir.path().to_path_buf(),
+    );
     config.registry = RegistrySetting::Embedded { pow_bits: 0 };
     config.node_name = Some(Name::parse("alice").expect("a name"));
     let peer: SocketAddr = "127.0.0.1:1".parse().expect("an address");
     let key = SigningKey::from_bytes(&[7; 32]);
     let app = Name::parse("photo-app").expect("a name");
     let state = runtime.block_on(async {
-        let state = grant_node::node::open(config, peer).await.expect("the node opens");
+        let state = grant_node::node::open(config, peer)
+            .await
+            .expect("the node opens");
         let op = Operation::Register(Register {
             name: app.clone(),
             updating_key: key.verifying_key(),

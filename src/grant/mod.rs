@@ -10,6 +10,8 @@ pub mod statement;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GrantError {
+    #[error("the request is longer than {} bytes", request::MAX_QUERY_BYTES)]
+    TooLarge,
     #[error("the request lacks the {0} parameter")]
     MissingParameter(&'static str),
     #[error("the {0} parameter is given more than once")]
@@ -41,6 +43,7 @@ pub enum GrantError {
 impl GrantError {
     pub fn code(&self) -> &'static str {
         match self {
+            GrantError::TooLarge => "request.too-large",
             GrantError::MissingParameter(_) => "grant.missing-parameter",
             GrantError::DuplicateParameter(_) => "grant.duplicate-parameter",
             GrantError::UnknownClient => "grant.unknown-client",

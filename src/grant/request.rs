@@ -31,7 +31,7 @@ impl GrantParams {
     /// refused, since which copy counts would otherwise depend on the reader.
     pub fn parse(query: &str) -> Result<GrantParams, GrantError> {
         if query.len() > MAX_QUERY_BYTES {
-            return Err(GrantError::MissingParameter("client_secret"));
+            return Err(GrantError::TooLarge);
         }
         let mut fields: [Option<String>; 6] = Default::default();
         const NAMES: [&str; 6] = [

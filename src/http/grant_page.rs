@@ -37,7 +37,11 @@ use crate::uri::CheckedUri;
 const PENDING_TTL: u64 = 10 * 60;
 
 fn refused(e: GrantError) -> Response<Body> {
-    error_page(StatusCode::BAD_REQUEST, e.code(), &e.to_string())
+    let status = match e {
+        GrantError::TooLarge => StatusCode::URI_TOO_LONG,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error_page(status, e.code(), &e.to_string())
 }
 
 fn carte_refused(e: CarteError) -> Response<Body> {

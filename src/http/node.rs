@@ -54,11 +54,29 @@ pub async fn route(
     resp
 }
 
+/// The most header bytes a request may carry (names and values together).
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 async fn dispatch(
     state: &Arc<NodeState>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> (&'static str, Result<Response<Body>, ApiError>) {
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return (
+            "other",
+            Err(ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request.headers-too-large",
+                "the request headers are larger than 32 KiB",
+            )),
+        );
+    }
     let path = req.uri().path().to_owned();
     if registry_api::owns(&path) {
         let is_op = req.method() == Method::POST && path == "/registry/ops";
