@@ -42,6 +42,30 @@ async fn mirrored_names_verify_while_the_registry_is_down() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_mirror_catches_up_after_a_registry_restart() {
+    let dir = tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    let addr = stub.server.addr.to_string();
+    let node = Node::start_remote(&dir.path().join("node"), &stub.url(), &stub.public_key_hex(), "alice").await;
+    node.wait_synced_to(&stub).await;
+    stub.stop().await;
+    // While the registry is down the node reports the failed syncs, and keeps serving.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let h = node.health().await;
+    assert_eq!(h["status"], "ok");
+    assert!(h["registry"]["last_error"].as_str().is_some(), "{h}");
+    // The registry comes back (same data, same port) and takes a new name.
+    let stub = Stub::start_at(&dir.path().join("registry"), 0, &addr).await;
+    let app = Identity::new("late-app", 4);
+    app.register(&stub.client(), 0).await;
+    node.wait_synced_to(&stub).await;
+    let h = node.health().await;
+    assert!(h["registry"]["last_error"].is_null(), "{h}");
+    let carte = app.carte("alice", 0x80000, 0).sign(&app.signing);
+    assert_eq!(node.verify(&carte).await, (200, "late-app".into()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unknown_name_is_fetched_at_once() {
     let dir = tempdir();
     let stub = Stub::start(&dir.path().join("registry"), 0).await;

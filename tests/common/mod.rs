@@ -97,6 +97,11 @@ pub struct Stub {
 
 impl Stub {
     pub async fn start(dir: &Path, pow_bits: u32) -> Stub {
+        Stub::start_at(dir, pow_bits, "127.0.0.1:0").await
+    }
+
+    /// Starts on a given address (a restart on the same port).
+    pub async fn start_at(dir: &Path, pow_bits: u32, addr: &str) -> Stub {
         let authority = Authority::open(
             dir,
             AuthorityConfig {
@@ -106,7 +111,7 @@ impl Stub {
             Clock::system(),
         )
         .unwrap();
-        let l = listener().await;
+        let l = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = l.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
         let a = authority.clone();
