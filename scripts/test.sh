@@ -1,7 +1,31 @@
 #!/usr/bin/env bash
 # The project's test command: what the README says to run and what CI runs.
+#
+# Besides cargo's tests it needs a few things from Debian's packages (installed here when
+# missing, as root): nginx for the auth_request test. The crash test runs against a release
+# build of the node. A short fuzz pass runs every fuzz target (FUZZ_SECONDS, default 5 s each;
+# set FUZZ_SECONDS=0 to skip it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+need_apt=()
+[ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing ${need_apt[*]} from Debian's packages" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "warning: ${need_apt[*]} missing and not root; those tests will say so" >&2
+  fi
+fi
+[ -x /usr/sbin/nginx ] && export GRANT_NODE_REQUIRE_NGINX=1
+
+cargo build --release --bin grant-node
+export GRANT_NODE_BIN="$PWD/target/release/grant-node"
 cargo test --workspace --all-targets
 # Doc examples are part of the API contract; --all-targets leaves them out.
 cargo test --workspace --doc
+
+if [ "${FUZZ_SECONDS:-5}" != 0 ]; then
+  FUZZ_SECONDS=${FUZZ_SECONDS:-5} bash scripts/fuzz.sh
+fi
