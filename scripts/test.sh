@@ -2,7 +2,8 @@
 # The project's test command: what the README says to run and what CI runs.
 #
 # Besides cargo's tests it needs a few things from Debian's packages (installed here when
-# missing, as root): nginx for the auth_request test. The crash test runs against a release
+# missing, as root): nginx for the auth_request test, chromium and chromium-driver for the
+# browser test. The crash test runs against a release
 # build of the node. A short fuzz pass runs every fuzz target (FUZZ_SECONDS, default 5 s each;
 # set FUZZ_SECONDS=0 to skip it).
 set -euo pipefail
@@ -10,6 +11,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing ${need_apt[*]} from Debian's packages" >&2
@@ -19,6 +22,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 [ -x /usr/sbin/nginx ] && export GRANT_NODE_REQUIRE_NGINX=1
+[ -x /usr/bin/chromedriver ] && export GRANT_NODE_REQUIRE_CHROMIUM=1
 
 cargo build --release --bin grant-node
 export GRANT_NODE_BIN="$PWD/target/release/grant-node"

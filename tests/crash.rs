@@ -23,12 +23,28 @@ use grant_node::name::Name;
 use grant_node::scope::Scope;
 use hyper::Method;
 
-const SCOPES: [&str; 6] = ["view-profile", "update-profile", "react", "view-settings", "friend", "drafts"];
+const SCOPES: [&str; 6] = [
+    "view-profile",
+    "update-profile",
+    "react",
+    "view-settings",
+    "friend",
+    "drafts",
+];
 const CLIENTS: usize = 4;
 
 fn start(bin: &str, dir: &Path, port: u16) -> Child {
     Command::new(bin)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--owner", "alice", "--pow-bits", "0", "--config"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--owner",
+            "alice",
+            "--pow-bits",
+            "0",
+            "--config",
+        ])
         .arg(dir.join("node.toml"))
         .arg("--data-dir")
         .arg(dir.join("node"))
@@ -65,30 +81,56 @@ struct Ledger {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn acknowledged_writes_survive_sigkill() {
-    let bin = std::env::var("GRANT_NODE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_grant-node").to_owned());
-    let rounds: u32 = std::env::var("GRANT_NODE_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(8);
+    let bin = std::env::var("GRANT_NODE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_grant-node").to_owned());
+    let rounds: u32 = std::env::var("GRANT_NODE_CRASH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(8);
     let dir = common::tempdir();
     std::fs::write(
         dir.path().join("node.toml"),
         "[[controllers]]\nname = \"platform\"\nmax_scope = [\"view-profile\"]\n",
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}");
     let mut node = start(&bin, dir.path(), port);
     wait_ready(&url).await;
 
     // Applications and the platform, registered once.
-    let apps: Vec<Identity> = (0..CLIENTS).map(|i| Identity::new(&format!("app{i}"), i as u8 + 1)).collect();
+    let apps: Vec<Identity> = (0..CLIENTS)
+        .map(|i| Identity::new(&format!("app{i}"), i as u8 + 1))
+        .collect();
     for app in &apps {
-        assert_eq!(common::post_op(&url, app.register_op("https://app.example/", &[], 0)).await.status, 201);
+        assert_eq!(
+            common::post_op(&url, app.register_op("https://app.example/", &[], 0))
+                .await
+                .status,
+            201
+        );
     }
     let platform = Identity::new("platform", 50);
-    assert_eq!(common::post_op(&url, platform.register_op("https://p.example/", &[], 0)).await.status, 201);
-    let owner_key = grant_node::keyfile::load(&dir.path().join("node/owners/alice/signing.key")).unwrap();
+    assert_eq!(
+        common::post_op(&url, platform.register_op("https://p.example/", &[], 0))
+            .await
+            .status,
+        201
+    );
+    let owner_key =
+        grant_node::keyfile::load(&dir.path().join("node/owners/alice/signing.key")).unwrap();
     let alice = Name::parse("alice").unwrap();
     let owner_carte = {
-        let mut c = Carte::new(alice.clone(), common::now(), common::now() + 3500, common::random_nonce());
+        let mut c = Carte::new(
+            alice.clone(),
+            common::now(),
+            common::now() + 3500,
+            common::random_nonce(),
+        );
         c.audience = Some(alice.clone());
         c.admin_scope = Scope::GRANT;
         c.sign(&owner_key)
@@ -109,7 +151,12 @@ async fn acknowledged_writes_survive_sigkill() {
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
         for (c, start_step) in steps.iter().enumerate() {
-            let (url, carte, ledger, stop) = (url.clone(), owner_carte.clone(), ledger.clone(), stop.clone());
+            let (url, carte, ledger, stop) = (
+                url.clone(),
+                owner_carte.clone(),
+                ledger.clone(),
+                stop.clone(),
+            );
             let first = *start_step;
             tasks.push(tokio::spawn(async move {
                 let http = HttpClient::new();
@@ -118,7 +165,15 @@ async fn acknowledged_writes_survive_sigkill() {
                     ledger.lock().unwrap().in_flight[c] = Some(step);
                     let body = format!("{{\"scope\":[\"{}\"]}}", SCOPES[step % SCOPES.len()]);
                     let r = http
-                        .send(Method::PUT, &format!("{url}/api/grants/app{c}"), &[("authorization", &format!("Carte {carte}")), ("content-type", "application/json")], body.into())
+                        .send(
+                            Method::PUT,
+                            &format!("{url}/api/grants/app{c}"),
+                            &[
+                                ("authorization", &format!("Carte {carte}")),
+                                ("content-type", "application/json"),
+                            ],
+                            body.into(),
+                        )
                         .await;
                     match r {
                         Ok(r) if r.status == 200 => {
@@ -136,14 +191,27 @@ async fn acknowledged_writes_survive_sigkill() {
             }));
         }
         let owners = {
-            let (url, carte, ledger, stop) = (url.clone(), controller_carte.clone(), ledger.clone(), stop.clone());
+            let (url, carte, ledger, stop) = (
+                url.clone(),
+                controller_carte.clone(),
+                ledger.clone(),
+                stop.clone(),
+            );
             tokio::spawn(async move {
                 let http = HttpClient::new();
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let name = format!("o{round}x{n}");
                     let r = http
-                        .send(Method::POST, &format!("{url}/api/owners"), &[("authorization", &format!("Carte {carte}")), ("content-type", "application/json")], format!("{{\"name\":\"{name}\"}}").into())
+                        .send(
+                            Method::POST,
+                            &format!("{url}/api/owners"),
+                            &[
+                                ("authorization", &format!("Carte {carte}")),
+                                ("content-type", "application/json"),
+                            ],
+                            format!("{{\"name\":\"{name}\"}}").into(),
+                        )
                         .await;
                     match r {
                         Ok(r) if r.status == 201 => {
@@ -151,7 +219,9 @@ async fn acknowledged_writes_survive_sigkill() {
                             l.owners.push(name);
                             l.acked += 1;
                         }
-                        Ok(r) => panic!("owner creation answered {}: {:?}", r.status, r.error_code()),
+                        Ok(r) => {
+                            panic!("owner creation answered {}: {:?}", r.status, r.error_code())
+                        }
                         Err(_) => return,
                     }
                     n += 1;
@@ -169,7 +239,9 @@ async fn acknowledged_writes_survive_sigkill() {
 
         // The database, as the crash left it.
         let conn = rusqlite::Connection::open(dir.path().join("node/node.sqlite3")).unwrap();
-        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(check, "ok", "round {round}");
         drop(conn);
 
@@ -178,10 +250,17 @@ async fn acknowledged_writes_survive_sigkill() {
         let l = ledger.lock().unwrap();
         for c in 0..CLIENTS {
             let r = HttpClient::new()
-                .send(Method::GET, &format!("{url}/api/grants/app{c}"), &[("authorization", &format!("Carte {owner_carte}"))], Default::default())
+                .send(
+                    Method::GET,
+                    &format!("{url}/api/grants/app{c}"),
+                    &[("authorization", &format!("Carte {owner_carte}"))],
+                    Default::default(),
+                )
                 .await
                 .unwrap();
-            let Some(acked) = l.last_acked[c] else { continue };
+            let Some(acked) = l.last_acked[c] else {
+                continue;
+            };
             let v: serde_json::Value = r.json().unwrap();
             let got = v["scope"][0].as_str().unwrap_or("").to_owned();
             let allowed: Vec<&str> = [Some(acked), l.in_flight[c]]
@@ -189,12 +268,28 @@ async fn acknowledged_writes_survive_sigkill() {
                 .flatten()
                 .map(|s| SCOPES[s % SCOPES.len()])
                 .collect();
-            assert!(allowed.contains(&got.as_str()), "round {round}, app{c}: acknowledged step {acked}, found {got}");
+            assert!(
+                allowed.contains(&got.as_str()),
+                "round {round}, app{c}: acknowledged step {acked}, found {got}"
+            );
         }
-        let d: serde_json::Value = HttpClient::new().get(&format!("{url}/.well-known/grant-node")).await.unwrap().json().unwrap();
-        let present: Vec<String> = d["owners"].as_array().unwrap().iter().map(|o| o.as_str().unwrap().to_owned()).collect();
+        let d: serde_json::Value = HttpClient::new()
+            .get(&format!("{url}/.well-known/grant-node"))
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
+        let present: Vec<String> = d["owners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o.as_str().unwrap().to_owned())
+            .collect();
         for o in &l.owners {
-            assert!(present.contains(o), "round {round}: acknowledged owner {o} is missing");
+            assert!(
+                present.contains(o),
+                "round {round}: acknowledged owner {o} is missing"
+            );
         }
         // Nothing half-applied: each grant equals the newest audit entry written for it.
         let conn = rusqlite::Connection::open(dir.path().join("node/node.sqlite3")).unwrap();

@@ -629,6 +629,24 @@ async fn consent_posts_need_the_session_token_and_our_origin() {
         (403, "csrf.bad-token".into())
     );
 
+    // "null" (sent under Referrer-Policy: no-referrer) counts only when Sec-Fetch-Site vouches.
+    browser.origin = Some("null".into());
+    let r = browser
+        .post_form(
+            &post,
+            &[
+                ("request_id", &id),
+                ("csrf", &csrf),
+                ("decision", "allow"),
+                ("scope", "view-profile"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), page_code(&r)),
+        (403, "csrf.bad-origin".into())
+    );
+
     browser.origin = Some("https://evil.example".into());
     let r = browser
         .post_form(

@@ -46,7 +46,13 @@ async fn the_mirror_catches_up_after_a_registry_restart() {
     let dir = tempdir();
     let stub = Stub::start(&dir.path().join("registry"), 0).await;
     let addr = stub.server.addr.to_string();
-    let node = Node::start_remote(&dir.path().join("node"), &stub.url(), &stub.public_key_hex(), "alice").await;
+    let node = Node::start_remote(
+        &dir.path().join("node"),
+        &stub.url(),
+        &stub.public_key_hex(),
+        "alice",
+    )
+    .await;
     node.wait_synced_to(&stub).await;
     stub.stop().await;
     // While the registry is down the node reports the failed syncs, and keeps serving.

@@ -69,7 +69,11 @@ async fn nginx_auth_request_puts_a_service_behind_grants() {
     let stranger = Identity::new("stranger-app", 2);
     node.register_app(&stranger, &[]).await;
     let r = owner
-        .json(Method::PUT, &format!("{}/api/grants/photo-app", node.url()), Some(serde_json::json!({"add": ["view-profile"]})))
+        .json(
+            Method::PUT,
+            &format!("{}/api/grants/photo-app", node.url()),
+            Some(serde_json::json!({"add": ["view-profile"]})),
+        )
         .await;
     assert_eq!(r.status, 200);
 
@@ -83,13 +87,23 @@ async fn nginx_auth_request_puts_a_service_behind_grants() {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        Response::new(http_body_util::Full::new(hyper::body::Bytes::from(format!("photos for {who}"))))
+        Response::new(http_body_util::Full::new(hyper::body::Bytes::from(
+            format!("photos for {who}"),
+        )))
     });
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let conf_dir = dir.path().join("nginx");
     std::fs::create_dir_all(conf_dir.join("tmp")).unwrap();
-    std::fs::write(conf_dir.join("nginx.conf"), config(&conf_dir, port, upstream, &node.url())).unwrap();
+    std::fs::write(
+        conf_dir.join("nginx.conf"),
+        config(&conf_dir, port, upstream, &node.url()),
+    )
+    .unwrap();
     let mut nginx = Command::new(NGINX)
         .arg("-c")
         .arg(conf_dir.join("nginx.conf"))
@@ -109,21 +123,31 @@ async fn nginx_auth_request_puts_a_service_behind_grants() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert!(up, "nginx did not start: {}", std::fs::read_to_string(conf_dir.join("error.log")).unwrap_or_default());
+    assert!(
+        up,
+        "nginx did not start: {}",
+        std::fs::read_to_string(conf_dir.join("error.log")).unwrap_or_default()
+    );
 
     let call = |carte: Option<String>| {
         let http = http.clone();
         let url = format!("{base}/photos/1");
         async move {
             let auth = carte.map(|c| format!("Carte {c}"));
-            let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
-            http.send(Method::GET, &url, &headers, Default::default()).await.unwrap()
+            let headers: Vec<(&str, &str)> =
+                auth.iter().map(|a| ("authorization", a.as_str())).collect();
+            http.send(Method::GET, &url, &headers, Default::default())
+                .await
+                .unwrap()
         }
     };
     let granted = call(Some(app.carte("alice", 0x80000, 0).sign(&app.signing))).await;
     assert_eq!(granted.status, 200);
     assert_eq!(common::text(&granted), "photos for photo-app");
-    let without = call(Some(stranger.carte("alice", 0x80000, 0).sign(&stranger.signing))).await;
+    let without = call(Some(
+        stranger.carte("alice", 0x80000, 0).sign(&stranger.signing),
+    ))
+    .await;
     assert_eq!(without.status, 403);
     let none = call(None).await;
     assert_eq!(none.status, 401);

@@ -121,9 +121,13 @@ pub fn set_cookie(resp: &mut Response<Body>, value: HeaderValue) {
     resp.headers_mut().append(SET_COOKIE, value);
 }
 
-/// Refuses a state-changing browser request from another origin. `Origin` must equal this
-/// node's origin when present ("null" and foreign origins are refused); `Sec-Fetch-Site`, when
-/// present, must be `same-origin` or `none`.
+/// Refuses a state-changing browser request from another origin.
+///
+/// `Sec-Fetch-Site`, when present, must be `same-origin` or `none`. `Origin`, when present,
+/// must be this node's origin, except `null`: every page here sends `Referrer-Policy:
+/// no-referrer` (cartes travel in URLs), and under that policy browsers send `Origin: null`
+/// even for the node's own forms, so `null` is accepted only when `Sec-Fetch-Site` vouches
+/// that the request is same-origin.
 pub fn check_origin(state: &NodeState, headers: &HeaderMap) -> Result<(), ApiError> {
     let refuse = || {
         ApiError::new(
@@ -132,14 +136,19 @@ pub fn check_origin(state: &NodeState, headers: &HeaderMap) -> Result<(), ApiErr
             "this request came from another site",
         )
     };
-    if let Some(origin) = headers.get("origin") {
-        if origin.to_str().ok() != Some(state.origin()) {
+    let site = headers
+        .get("sec-fetch-site")
+        .map(|v| v.to_str().unwrap_or("invalid"));
+    if let Some(site) = site {
+        if site != "same-origin" && site != "none" {
             return Err(refuse());
         }
     }
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site != "same-origin" && site != "none" {
-            return Err(refuse());
+    if let Some(origin) = headers.get("origin") {
+        match origin.to_str() {
+            Ok("null") if site == Some("same-origin") => {}
+            Ok(o) if o == state.origin() => {}
+            _ => return Err(refuse()),
         }
     }
     Ok(())

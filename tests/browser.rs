@@ -1,0 +1,187 @@
+//! The consent flow in a real browser: headless Chromium (Debian's `chromium` and
+//! `chromium-driver`; scripts/test.sh installs them) driven over WebDriver with fantoccini.
+//! The visitor types their name, logs in, reads the consent page, clicks Allow and lands on
+//! the application's redirect. Screenshots are kept in `target/test-artifacts/`.
+//!
+//! Without Chromium the test says so and passes, unless `GRANT_NODE_REQUIRE_CHROMIUM=1` (set
+//! by scripts/test.sh), where a missing browser fails it.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{grant_url, tempdir, Identity, Node};
+use fantoccini::{ClientBuilder, Locator};
+use hyper::Response;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const DRIVER: &str = "/usr/bin/chromedriver";
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn artifact(name: &str, png: &[u8]) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), png).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consent_flow_in_headless_chromium() {
+    if !std::path::Path::new(DRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
+        assert!(
+            std::env::var_os("GRANT_NODE_REQUIRE_CHROMIUM").is_none(),
+            "Chromium is required here but missing: apt-get install chromium chromium-driver"
+        );
+        eprintln!("chromium is not installed; skipping (scripts/test.sh installs it)");
+        return;
+    }
+    let dir = tempdir();
+    let node = Node::start_embedded(&dir.path().join("node"), "alice").await;
+    node.set_password("alice", "correct horse battery").await;
+
+    // The application: it registers a loopback redirect and shows where the browser landed.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirect = format!("http://{}/cb", listener.local_addr().unwrap());
+    let _app_server = common::serve_task(
+        listener,
+        |req: grant_node::http::Request, _| async move {
+            let q = req.uri().query().unwrap_or("").to_owned();
+            let mut r = Response::new(http_body_util::Full::new(hyper::body::Bytes::from(format!(
+            "<!doctype html><title>photo-app</title><h1>Back at photo-app</h1><p id=\"query\">{}</p>",
+            grant_node::http::html::esc(&q)
+        ))));
+            r.headers_mut()
+                .insert("content-type", "text/html".parse().unwrap());
+            r
+        },
+    );
+    let app = Identity::new("photo-app", 1);
+    node.register_app(&app, &[&redirect]).await;
+    let carte = app.grant_carte(0x80000, &redirect, "browser-state");
+    let start = grant_url(
+        &node.url(),
+        "photo-app",
+        &carte,
+        "view-profile",
+        &redirect,
+        "browser-state",
+        None,
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _driver = Driver(
+        Command::new(DRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--window-size=900,900",
+                     format!("--user-data-dir={}", dir.path().join("chrome").display())],
+        }),
+    );
+    let mut client = None;
+    for _ in 0..100 {
+        match ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(c) => {
+                client = Some(c);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let c = client.expect("chromedriver did not start");
+
+    c.goto(&start).await.unwrap();
+    c.find(Locator::Id("owner"))
+        .await
+        .unwrap()
+        .send_keys("alice")
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Id("password")).await.unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("correct horse battery")
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    if c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("button[value=allow]"))
+        .await
+        .is_err()
+    {
+        artifact("stuck.png", &c.screenshot().await.unwrap());
+        panic!(
+            "no consent page at {}: {}",
+            c.current_url().await.unwrap(),
+            c.source().await.unwrap()
+        );
+    }
+    let consent = c.source().await.unwrap();
+    assert!(consent.contains("photo-app"));
+    assert!(consent.contains("view your profile"));
+    assert!(consent.contains(&redirect.trim_end_matches("/cb").to_string()));
+    artifact("consent.png", &c.screenshot().await.unwrap());
+    c.find(Locator::Css("button[value=allow]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Id("query")).await.unwrap();
+    let landed = c.current_url().await.unwrap();
+    assert!(landed.as_str().starts_with(&redirect), "{landed}");
+    let query = c
+        .find(Locator::Id("query"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(query.contains("state=browser-state"), "{query}");
+    assert!(query.contains("node=alice"));
+    assert!(query.contains("receipt="));
+    artifact("landed.png", &c.screenshot().await.unwrap());
+    c.close().await.unwrap();
+}
