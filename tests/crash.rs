@@ -247,7 +247,10 @@ async fn acknowledged_writes_survive_sigkill() {
 
         node = start(&bin, dir.path(), port);
         wait_ready(&url).await;
-        let l = ledger.lock().unwrap();
+        let (last_acked, in_flight, owners) = {
+            let l = ledger.lock().unwrap();
+            (l.last_acked.clone(), l.in_flight.clone(), l.owners.clone())
+        };
         for c in 0..CLIENTS {
             let r = HttpClient::new()
                 .send(
@@ -263,7 +266,7 @@ async fn acknowledged_writes_survive_sigkill() {
             };
             let v: serde_json::Value = r.json().unwrap();
             let got = v["scope"][0].as_str().unwrap_or("").to_owned();
-            let allowed: Vec<&str> = [Some(acked), l.in_flight[c]]
+            let allowed: Vec<&str> = [Some(acked), in_flight[c]]
                 .iter()
                 .flatten()
                 .map(|s| SCOPES[s % SCOPES.len()])
@@ -285,7 +288,7 @@ async fn acknowledged_writes_survive_sigkill() {
             .iter()
             .map(|o| o.as_str().unwrap().to_owned())
             .collect();
-        for o in &l.owners {
+        for o in &owners {
             assert!(
                 present.contains(o),
                 "round {round}: acknowledged owner {o} is missing"
