@@ -261,7 +261,7 @@ async fn acknowledged_writes_survive_sigkill() {
                 )
                 .await
                 .unwrap();
-            let Some(acked) = l.last_acked[c] else {
+            let Some(acked) = last_acked[c] else {
                 continue;
             };
             let v: serde_json::Value = r.json().unwrap();
