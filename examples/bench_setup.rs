@@ -3,7 +3,8 @@
 //! own key signs), writes the cartes the load cases replay, and measures this machine's
 //! single-core `verify_strict` rate as the baseline for the cold path.
 //!
-//! `bench_setup NODE_URL NODE_DATA_DIR OUT_DIR POOL_SIZE`
+//! `bench_setup NODE_URL NODE_DATA_DIR OUT_DIR POOL_SIZE [GRANT_URLS]`: with GRANT_URLS, also
+//! writes that many `/grant` URLs (fresh grant cartes) to `grants.txt`, for soak tests.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use grant_node::scope::Scope;
 use hyper::Method;
 
 const VIEW_PROFILE: u64 = 0x80000;
+const REDIRECT: &str = "http://127.0.0.1:9/cb";
 
 fn nonce(i: u64) -> [u8; 16] {
     let mut n = [0u8; 16];
@@ -30,8 +32,10 @@ fn nonce(i: u64) -> [u8; 16] {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, node, data, out, pool] = &args[..] else {
-        anyhow::bail!("usage: bench_setup NODE_URL NODE_DATA_DIR OUT_DIR POOL_SIZE");
+    let (node, data, out, pool, grant_urls) = match &args[..] {
+        [_, node, data, out, pool] => (node, data, out, pool, 0u64),
+        [_, node, data, out, pool, g] => (node, data, out, pool, g.parse().context("GRANT_URLS")?),
+        _ => anyhow::bail!("usage: bench_setup NODE_URL NODE_DATA_DIR OUT_DIR POOL_SIZE [GRANT_URLS]"),
     };
     let pool: u64 = pool.parse().context("POOL_SIZE")?;
     let out = std::path::Path::new(out);
@@ -52,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
         signing_key: key.verifying_key(),
         valid_from: now - 120,
         node_uri: "http://127.0.0.1:9/".into(),
-        redirect_uris: vec![],
+        redirect_uris: vec![REDIRECT.into()],
         pow_nonce: [0; 8],
     };
     solve_pow(
@@ -113,6 +117,29 @@ async fn main() -> anyhow::Result<()> {
         let mut f = std::io::BufWriter::new(std::fs::File::create(out.join(file))?);
         for i in 0..pool {
             writeln!(f, "{}", carte(offset + i))?;
+        }
+    }
+
+    if grant_urls > 0 {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(out.join("grants.txt"))?);
+        for i in 0..grant_urls {
+            let state = format!("soak-{i}");
+            let mut c = Carte::new(app.clone(), now, now + 3500, nonce((1 << 50) + i));
+            c.client_scope = Scope::GRANT;
+            c.request = Some(grant_node::carte::GrantRequest {
+                scope: Scope::from_bits(VIEW_PROFILE),
+                redirect_uri: REDIRECT.into(),
+                state: state.clone(),
+            });
+            let q = form_urlencoded::Serializer::new(String::new())
+                .append_pair("client_id", app.as_str())
+                .append_pair("client_secret", &c.sign(&key))
+                .append_pair("scope", "view-profile")
+                .append_pair("redirect_uri", REDIRECT)
+                .append_pair("state", &state)
+                .append_pair("owner", "alice")
+                .finish();
+            writeln!(f, "{node}/grant?{q}")?;
         }
     }
 
