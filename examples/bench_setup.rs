@@ -35,7 +35,9 @@ async fn main() -> anyhow::Result<()> {
     let (node, data, out, pool, grant_urls) = match &args[..] {
         [_, node, data, out, pool] => (node, data, out, pool, 0u64),
         [_, node, data, out, pool, g] => (node, data, out, pool, g.parse().context("GRANT_URLS")?),
-        _ => anyhow::bail!("usage: bench_setup NODE_URL NODE_DATA_DIR OUT_DIR POOL_SIZE [GRANT_URLS]"),
+        _ => anyhow::bail!(
+            "usage: bench_setup NODE_URL NODE_DATA_DIR OUT_DIR POOL_SIZE [GRANT_URLS]"
+        ),
     };
     let pool: u64 = pool.parse().context("POOL_SIZE")?;
     let out = std::path::Path::new(out);

@@ -8,6 +8,7 @@ pub mod api;
 pub mod client;
 mod error;
 pub mod grant_page;
+pub mod grants_api;
 pub mod html;
 pub mod login;
 pub mod metrics;

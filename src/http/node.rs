@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::registry_api::{self, RegistryView};
 use super::response::{error, json, json_value, read_body, Body};
-use super::{api, grant_page, login, owners_api, ApiError};
+use super::{api, grant_page, grants_api, login, owners_api, ApiError};
 use crate::carte;
 use crate::node::NodeState;
 use crate::store::{self, owners::Document};
@@ -106,7 +106,10 @@ async fn dispatch(
         (&Method::POST, ["grant"]) => ("page:grant", grant_page::answer(state, peer, req).await),
         (_, ["api", "grants", rest @ ..]) => {
             let rest: Vec<&str> = rest.to_vec();
-            ("api:grants", api::grants(state, peer, req, &rest).await)
+            (
+                "api:grants",
+                grants_api::grants(state, peer, req, &rest).await,
+            )
         }
         (_, ["api", "profile"]) => (
             "api:profile",

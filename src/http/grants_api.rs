@@ -1,0 +1,321 @@
+//! `/api/grants…`: the owner's grants, read, changed, revoked, and their audit log. Only the
+//! owner (a session, or a carte the owner signed with the `grant` scope) or a controller
+//! acting for an owner it created may use it.
+
+use std::net::SocketAddr;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::api::{
+    audit_on_behalf, authorize, carte_header, missing, owner_session, Actor, MAX_JSON_BYTES,
+};
+use super::response::{json_value, param, query_params, read_body};
+use super::{ApiError, Body};
+use crate::name::Name;
+use crate::node::grants::{self as node_grants, Change};
+use crate::node::NodeState;
+use crate::registry::RegistryError;
+use crate::scope::Scope;
+use crate::store::{self, grants::Grant};
+
+/// The owner, for the grant API: a session, or the owner's own carte with `grant`.
+async fn grant_actor(
+    state: &NodeState,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Actor, ApiError> {
+    if carte_header(req.headers()).is_some() {
+        let p = authorize(state, req.headers(), peer, Scope::GRANT).await?;
+        if p.controller {
+            // A controller whose maximum includes `grant` manages its owners' grants.
+            let label = format!("controller:{}", p.app);
+            audit_on_behalf(state, &p, &label, req, peer).await?;
+            return Ok(Actor {
+                owner: p.owner,
+                label,
+            });
+        }
+        if p.app != p.owner {
+            return Err(missing(state, Scope::GRANT));
+        }
+        return Ok(Actor {
+            owner: p.owner,
+            label: "owner-carte".into(),
+        });
+    }
+    owner_session(state, req).await
+}
+
+fn grant_json(state: &NodeState, app: &Name, g: Option<&Grant>) -> serde_json::Value {
+    match g {
+        Some(g) => json!({
+            "application": app,
+            "scope": state.config.scopes.names(g.scope),
+            "expires": g.expires,
+            "created": g.created,
+            "updated": g.updated,
+        }),
+        None => json!({ "application": app, "scope": [], "expires": null }),
+    }
+}
+
+fn app_name(raw: &str) -> Result<Name, ApiError> {
+    Ok(Name::parse(&super::response::path_segment(raw)?)?)
+}
+
+/// Routes `/api/grants…`.
+pub async fn grants(
+    state: &NodeState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    rest: &[&str],
+) -> Result<Response<Body>, ApiError> {
+    let actor = grant_actor(state, &req, peer).await?;
+    match (req.method().clone(), rest) {
+        (Method::GET, []) => {
+            let owner = actor.owner.clone();
+            let all = state
+                .db
+                .run(move |c| store::grants::grants(c, &owner).map_err(ApiError::from))
+                .await?;
+            let list: Vec<_> = all
+                .iter()
+                .map(|(app, g)| grant_json(state, app, Some(g)))
+                .collect();
+            Ok(json_value(StatusCode::OK, &json!({ "grants": list })))
+        }
+        (Method::DELETE, []) => revoke_all(state, peer, &req, &actor).await,
+        (Method::GET, [app]) => {
+            let app = app_name(app)?;
+            let g = state
+                .grants
+                .get(&state.db, &actor.owner, &app)
+                .map_err(ApiError::from)?;
+            match g {
+                Some(g) => Ok(json_value(
+                    StatusCode::OK,
+                    &grant_json(state, &app, Some(&g)),
+                )),
+                None => Err(no_grant()),
+            }
+        }
+        (Method::PUT, [app]) => {
+            let app = app_name(app)?;
+            update(state, peer, req, &actor, app).await
+        }
+        (Method::DELETE, [app]) => {
+            let app = app_name(app)?;
+            let before = state
+                .grants
+                .get(&state.db, &actor.owner, &app)
+                .map_err(ApiError::from)?;
+            if before.is_none() {
+                return Err(no_grant());
+            }
+            change(state, peer, &actor, &app, Scope::NONE, None, "revoke").await?;
+            Ok(json_value(
+                StatusCode::OK,
+                &json!({ "application": app, "revoked": true }),
+            ))
+        }
+        (Method::GET, [app, "history"]) => {
+            let app = app_name(app)?;
+            let owner = actor.owner.clone();
+            let a = app.clone();
+            let entries = state
+                .db
+                .run(move |c| store::grants::audit(c, &owner, Some(&a)).map_err(ApiError::from))
+                .await?;
+            let scopes = &state.config.scopes;
+            let entries: Vec<_> = entries
+                .iter()
+                .map(|e| {
+                    json!({
+                        "actor": e.actor,
+                        "action": e.action,
+                        "old_scope": scopes.names(Scope::from_bits(e.old_scope)),
+                        "new_scope": scopes.names(Scope::from_bits(e.new_scope)),
+                        "expires": e.expires,
+                        "address": e.address,
+                        "at": e.at,
+                    })
+                })
+                .collect();
+            Ok(json_value(
+                StatusCode::OK,
+                &json!({ "application": app, "entries": entries }),
+            ))
+        }
+        (_, [] | [_] | [_, "history"]) => Err(ApiError::method_not_allowed()),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+fn no_grant() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "grant.not-found",
+        "this application holds no grant",
+    )
+}
+
+async fn revoke_all(
+    state: &NodeState,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+    actor: &Actor,
+) -> Result<Response<Body>, ApiError> {
+    let params = query_params(req.uri().query())?;
+    if param(&params, "all") != Some("true") {
+        return Err(ApiError::bad_request(
+            "grant.all-required",
+            "revoking every grant needs ?all=true",
+        ));
+    }
+    let owner = actor.owner.clone();
+    let all = state
+        .db
+        .run(move |c| store::grants::grants(c, &owner).map_err(ApiError::from))
+        .await?;
+    for (app, _) in &all {
+        change(state, peer, actor, app, Scope::NONE, None, "revoke").await?;
+    }
+    Ok(json_value(StatusCode::OK, &json!({ "revoked": all.len() })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantUpdate {
+    #[serde(default)]
+    add: Vec<String>,
+    #[serde(default)]
+    remove: Vec<String>,
+    scope: Option<Vec<String>>,
+    /// Absent: keep; null: no expiry; a number: Unix seconds.
+    #[serde(default, deserialize_with = "some")]
+    expires: Option<Option<u64>>,
+}
+
+fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(d).map(Some)
+}
+
+async fn update(
+    state: &NodeState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    actor: &Actor,
+    app: Name,
+) -> Result<Response<Body>, ApiError> {
+    let body = read_body(req, MAX_JSON_BYTES, "request.too-large").await?;
+    let u: GrantUpdate = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "request.malformed",
+            format!("expected {{\"add\"?, \"remove\"?, \"scope\"?, \"expires\"?}}: {e}"),
+        )
+    })?;
+    if u.scope.is_some() && (!u.add.is_empty() || !u.remove.is_empty()) {
+        return Err(ApiError::bad_request(
+            "request.malformed",
+            "give either scope, or add and remove",
+        ));
+    }
+    let scopes = &state.config.scopes;
+    let add = scopes.parse_list(&u.add)?;
+    let remove = scopes.parse_list(&u.remove)?;
+    let set = u
+        .scope
+        .as_deref()
+        .map(|s| scopes.parse_list(s))
+        .transpose()?;
+    let now = state.config.clock.now();
+    if let Some(Some(e)) = u.expires {
+        if e <= now {
+            return Err(ApiError::bad_request(
+                "grant.bad-expiry",
+                "expires must be in the future",
+            ));
+        }
+    }
+    let record = state
+        .mirror
+        .record_or_sync(&app)
+        .await?
+        .ok_or(RegistryError::NameUnknown)?;
+    let before = state
+        .grants
+        .get(&state.db, &actor.owner, &app)
+        .map_err(ApiError::from)?;
+    let current = before.map(|g| g.effective(now)).unwrap_or(Scope::NONE);
+    let scope = match set {
+        Some(s) => s,
+        None => current.union(add).difference(remove),
+    };
+    if scope.contains(Scope::GRANT) {
+        return Err(ApiError::bad_request(
+            "grant.scope-not-grantable",
+            "the grant scope is never given to an application",
+        ));
+    }
+    let expires = match u.expires {
+        Some(e) => e,
+        None => before.and_then(|g| g.expires).filter(|e| *e > now),
+    };
+    let action = if scope.is_empty() { "revoke" } else { "update" };
+    let outcome = node_grants::apply(
+        state,
+        Change {
+            owner: actor.owner.clone(),
+            app: app.clone(),
+            scope,
+            expires,
+            actor: actor.label.clone(),
+            action,
+            address: Some(peer.ip().to_string()),
+        },
+        Some(record.node_uri),
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(json_value(
+        StatusCode::OK,
+        &grant_json(state, &app, outcome.after.as_ref()),
+    ))
+}
+
+async fn change(
+    state: &NodeState,
+    peer: SocketAddr,
+    actor: &Actor,
+    app: &Name,
+    scope: Scope,
+    expires: Option<u64>,
+    action: &'static str,
+) -> Result<(), ApiError> {
+    let node_uri = state
+        .mirror
+        .record(app)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.node_uri);
+    node_grants::apply(
+        state,
+        Change {
+            owner: actor.owner.clone(),
+            app: app.clone(),
+            scope,
+            expires,
+            actor: actor.label.clone(),
+            action,
+            address: Some(peer.ip().to_string()),
+        },
+        node_uri,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(())
+}
