@@ -10,6 +10,8 @@ export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
+# Build first, unfiltered, so a build failure fails the script loudly.
+(cd fuzz && cargo fuzz build)
 for t in $TARGETS; do
   echo "== fuzzing $t for ${SECONDS_EACH}s"
   mkdir -p "fuzz/corpus/$t"
