@@ -107,36 +107,28 @@ pub fn put_pending(conn: &Connection, p: &PendingGrant) -> Result<(), StoreError
 
 /// The pending request with this state, left in place.
 pub fn peek_pending(conn: &Connection, state: &str) -> Result<Option<PendingGrant>, StoreError> {
-    let row: Option<(String, String, i64, String, i64)> = conn
-        .query_row(
-            "SELECT owner, node_url, scope, redirect_uri, created FROM book_pending WHERE state = ?1",
-            [state],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()?;
-    row.map(|(owner, node_url, scope, redirect_uri, created)| {
-        Ok(PendingGrant {
-            state: state.to_owned(),
-            owner: Name::parse_canonical(&owner)
-                .map_err(|_| StoreError::Corrupt("a stored name is not canonical"))?,
-            node_url,
-            scope: Scope::from_bits(scope as u64),
-            redirect_uri,
-            created: created as u64,
-        })
-    })
-    .transpose()
+    pending(
+        conn,
+        "SELECT owner, node_url, scope, redirect_uri, created FROM book_pending WHERE state = ?1",
+        state,
+    )
 }
 
 /// Takes (removes and returns) the pending request with this state.
 pub fn take_pending(conn: &Connection, state: &str) -> Result<Option<PendingGrant>, StoreError> {
+    pending(
+        conn,
+        "DELETE FROM book_pending WHERE state = ?1
+         RETURNING owner, node_url, scope, redirect_uri, created",
+        state,
+    )
+}
+
+fn pending(conn: &Connection, sql: &str, state: &str) -> Result<Option<PendingGrant>, StoreError> {
     let row: Option<(String, String, i64, String, i64)> = conn
-        .query_row(
-            "DELETE FROM book_pending WHERE state = ?1
-             RETURNING owner, node_url, scope, redirect_uri, created",
-            [state],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
+        .query_row(sql, [state], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .optional()?;
     row.map(|(owner, node_url, scope, redirect_uri, created)| {
         Ok(PendingGrant {

@@ -141,17 +141,12 @@ pub fn take_setup_token(
     token_hash: &[u8; 32],
     now: u64,
 ) -> Result<Option<Name>, StoreError> {
-    let row: Option<(String, i64)> = conn
-        .query_row(
-            "DELETE FROM setup_tokens WHERE token_hash = ?1 RETURNING owner, expires",
-            [&token_hash[..]],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    match row {
-        Some((owner, expires)) if expires as u64 >= now => Ok(Some(name(owner)?)),
-        _ => Ok(None),
-    }
+    setup_token(
+        conn,
+        "DELETE FROM setup_tokens WHERE token_hash = ?1 RETURNING owner, expires",
+        token_hash,
+        now,
+    )
 }
 
 /// Whether a set-up token exists and is live, without consuming it.
@@ -160,12 +155,22 @@ pub fn peek_setup_token(
     token_hash: &[u8; 32],
     now: u64,
 ) -> Result<Option<Name>, StoreError> {
+    setup_token(
+        conn,
+        "SELECT owner, expires FROM setup_tokens WHERE token_hash = ?1",
+        token_hash,
+        now,
+    )
+}
+
+fn setup_token(
+    conn: &Connection,
+    sql: &str,
+    token_hash: &[u8; 32],
+    now: u64,
+) -> Result<Option<Name>, StoreError> {
     let row: Option<(String, i64)> = conn
-        .query_row(
-            "SELECT owner, expires FROM setup_tokens WHERE token_hash = ?1",
-            [&token_hash[..]],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row(sql, [&token_hash[..]], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     match row {
         Some((owner, expires)) if expires as u64 >= now => Ok(Some(name(owner)?)),
