@@ -346,3 +346,45 @@ async fn notifications_keep_the_grant_book_current() {
     assert_eq!(r.status, 401);
     assert_eq!(app.grants().await.unwrap()[0].scope, 0x80000 | 0x400000);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_speaking_another_protocol_version_is_refused() {
+    let dir = tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    // A "node" from the future: its discovery document says protocol version 2.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let future_url = format!("http://{}/", listener.local_addr().unwrap());
+    let _future = common::serve_task(listener, |_req, _| async {
+        grant_node::http::response::json(hyper::StatusCode::OK, r#"{"protocol_version":2}"#)
+    });
+    let user = Identity::new("carol", 3);
+    stub.client()
+        .submit(user.register_op(&future_url, &[], 0))
+        .await
+        .unwrap();
+    let id = Identity::new("photo-app", 1);
+    stub.client()
+        .submit(id.register_op("https://app.example/", &[REDIRECT], 0))
+        .await
+        .unwrap();
+    let app = App::open(AppConfig {
+        name: id.name.clone(),
+        key: id.signing.clone(),
+        registry_url: stub.url(),
+        registry_key: Some(grant_node::config::parse_key(&stub.public_key_hex()).unwrap()),
+        book: dir.path().join("book.sqlite3"),
+    })
+    .await
+    .unwrap();
+    match app
+        .start_grant(&name("carol"), VIEW_PROFILE, REDIRECT)
+        .await
+    {
+        Err(ClientError::UnsupportedNode { version, .. }) => assert_eq!(version, "2"),
+        other => panic!("expected UnsupportedNode, got {other:?}"),
+    }
+    assert!(matches!(
+        app.discover(&name("nobody")).await,
+        Err(ClientError::UnknownUser(_))
+    ));
+}

@@ -466,3 +466,30 @@ async fn controllers_are_held_to_their_limits() {
         (403, "cors.origin-not-allowed".into())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn public_registration_opens_a_sign_up_page() {
+    let dir = tempdir();
+    let mut config = Node::embedded_config(dir.path(), "alice");
+    config.public_registration = true;
+    let node = Node::start(config).await;
+    let mut browser = Browser::new(&node.url());
+    let form = browser.get(&format!("{}/signup", node.url())).await;
+    assert_eq!(form.status, 200);
+    let html = text(&form);
+    let r = browser
+        .post_form(
+            &format!("{}/signup", node.url()),
+            &[
+                ("name", "Erin"),
+                ("password", "correct horse battery"),
+                ("login_csrf", &hidden(&html, "login_csrf")),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let home = browser.get(&format!("{}/", node.url())).await;
+    assert!(text(&home).contains("Logged in as erin"));
+    let d: serde_json::Value = node.get("/.well-known/grant-node").await.json().unwrap();
+    assert_eq!(d["owners"], json!(["alice", "erin"]));
+}
