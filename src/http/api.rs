@@ -260,7 +260,11 @@ pub async fn check(
         ("x-grant-owner", p.owner.as_str()),
         ("x-grant-scope", allowed.as_str()),
     ] {
-        if let Ok(v) = HeaderValue::from_str(v) {
+        // Names may be non-ASCII; header values are bytes, so those travel percent-encoded
+        // (UTF-8), which every proxy passes through untouched.
+        let encoded =
+            percent_encoding::utf8_percent_encode(v, percent_encoding::CONTROLS).to_string();
+        if let Ok(v) = HeaderValue::from_str(&encoded) {
             h.insert(k, v);
         }
     }
