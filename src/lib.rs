@@ -12,10 +12,19 @@
 //! - [`cbor`]: canonical CBOR helpers shared by every signed format.
 //! - [`carte`]: the carte format (encode/decode) and its verifier, pure with an injected clock.
 //! - [`uri`]: the rules for registered URIs and the exact redirect match.
+//! - [`grant`]: the `/grant` request rules, receipts and grant-updated notifications (pure).
+//! - [`registry`]: registry operations, rules and log (pure); the authority, the node's
+//!   verified mirror and its key resolver; a client for the registry's API.
+//! - [`auth`]: password hashing, tokens and the login rate limiter.
+//! - [`clock`]: the one place that reads the wall clock.
+//! - [`store`]: SQLite: schema, migrations and every query.
+//! - [`keyfile`]: key files with mode 0600.
+//! - [`node`]: the node's state, carte access with its caches, durable grant changes, owners,
+//!   the notification outbox, and the wiring that serves it all.
+//! - [`http`]: the accept loop, routers, pages and JSON API; the only place that speaks HTTP.
 //! - [`client`]: the application developer's library: grants and calls across many nodes.
-//! - [`http`]: the accept loop and router; the only place that speaks HTTP.
-//! - [`cli`]: the raw command-line flags.
-//! - [`config`]: the node's validated configuration.
+//! - [`cli`], [`config`], [`commands`]: the command line, the validated configuration, and
+//!   the subcommands `main` dispatches to.
 
 pub mod auth;
 pub mod carte;
