@@ -1,7 +1,7 @@
 //! Cartes: the short-lived, self-signed token an application presents instead of a secret.
 //!
 //! This module owns the carte's value ([`Carte`]), its wire format ([`codec`]) and its
-//! verification ([`verify`]). All of it is pure: no clock, no network, no storage. The caller
+//! verification ([`verify()`]). All of it is pure: no clock, no network, no storage. The caller
 //! passes `now` and a [`KeyResolver`] that answers "which key did NAME hold at time T", so the
 //! same code serves the node, peers, tests and the golden vectors.
 //!

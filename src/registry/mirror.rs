@@ -1,7 +1,7 @@
 //! A node's verified mirror of the registry: the only registry I/O a node does.
 //!
 //! The mirror syncs the log from a [`Source`], re-checks every operation with the same
-//! [`rules`] the registry applies, checks the hash chain, and accepts the new entries only if
+//! [`super::rules`] the registry applies, checks the hash chain, and accepts the new entries only if
 //! they end exactly at the head of a checkpoint signed by the registry key in the node's
 //! config. A sync is one SQLite transaction: either the mirror moves to a signed checkpoint or
 //! it stays where it was. A checkpoint that contradicts entries already verified (a fork) or a
