@@ -162,3 +162,84 @@ fn batch_verifies(conn: &Connection, page: &[Decoded]) -> Result<bool, StoreErro
         jobs.into_iter().all(|j| j.join().unwrap_or(false))
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::SigningKey;
+
+    use super::*;
+    use crate::registry::log::GENESIS;
+    use crate::registry::op::Register;
+    use crate::store::Db;
+
+    /// Register entries; entry `bad` is signed by a key that is not its updating key.
+    fn log(n: u64, bad: Option<u64>) -> Vec<Vec<u8>> {
+        let mut prev = GENESIS;
+        (0..n)
+            .map(|i| {
+                let key = SigningKey::from_bytes(&[i as u8 + 1; 32]);
+                let signer = if Some(i) == bad {
+                    SigningKey::from_bytes(&[200; 32])
+                } else {
+                    key.clone()
+                };
+                let op = Operation::Register(Register {
+                    name: Name::parse(&format!("n{i}")).unwrap(),
+                    updating_key: key.verifying_key(),
+                    signing_key: key.verifying_key(),
+                    valid_from: 1_000,
+                    node_uri: "https://node.example/".into(),
+                    redirect_uris: vec![],
+                    pow_nonce: [0; 8],
+                })
+                .sign(&signer);
+                let entry = LogEntry {
+                    seq: i,
+                    time: 1_000,
+                    prev_hash: prev,
+                    difficulty: 0,
+                    op,
+                }
+                .encode();
+                prev = entry_hash(&entry);
+                entry
+            })
+            .collect()
+    }
+
+    fn run(entries: Vec<Vec<u8>>, batch: bool) -> Result<Replayed, ReplayError> {
+        let db = Db::in_memory().unwrap();
+        let mut conn = db.lock();
+        let tx = conn.transaction().unwrap();
+        replay(&tx, 0, GENESIS, entries, Params::default(), batch)
+    }
+
+    #[test]
+    fn batch_and_single_agree_on_a_good_log() {
+        let a = run(log(200, None), true).unwrap();
+        let b = run(log(200, None), false).unwrap();
+        assert_eq!((a.head, a.next_seq), (b.head, b.next_seq));
+        assert_eq!(a.touched.len(), 200);
+    }
+
+    #[test]
+    fn a_bad_signature_in_a_batch_is_found_and_named() {
+        for batch in [true, false] {
+            match run(log(200, Some(137)), batch) {
+                Err(ReplayError::Forged(reason, _)) => {
+                    assert!(reason.starts_with("forged entry 137:"), "{reason}")
+                }
+                other => panic!("expected a forged entry, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_broken_chain_is_refused() {
+        let mut entries = log(3, None);
+        entries.swap(1, 2);
+        assert!(
+            matches!(run(entries, true), Err(ReplayError::Forged(r, _)) if r.starts_with("forged entry 1:"))
+        );
+    }
+}
