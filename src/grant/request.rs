@@ -171,6 +171,21 @@ mod tests {
     }
 
     #[test]
+    fn reencoding_can_grow_so_redirects_forward_the_raw_query() {
+        // Regression (fuzz target grant_query): a query under the limit whose raw ':' and '/'
+        // re-encode as %3A and %2F grows past it. The node therefore forwards raw queries.
+        let redirect = format!("https://app.example/{}", "a/".repeat(2600));
+        let q = format!("client_id=a&client_secret=b&scope=c&state=d&redirect_uri={redirect}");
+        assert!(q.len() <= MAX_QUERY_BYTES);
+        let p = GrantParams::parse(&q).unwrap();
+        assert!(p.to_query(None).len() > MAX_QUERY_BYTES);
+        assert_eq!(
+            GrantParams::parse(&p.to_query(None)).unwrap_err(),
+            GrantError::TooLarge
+        );
+    }
+
+    #[test]
     fn query_round_trips() {
         let q = "client_id=a&client_secret=b%2Bc&scope=view-profile+react&redirect_uri=https%3A%2F%2Fx.example%2Fcb&state=%3Cs%3E";
         let p = GrantParams::parse(q).unwrap();

@@ -77,12 +77,15 @@ pub async fn show(
         (None, None) => return Ok(name_prompt(&params)),
     };
     if !state.hosts(&owner) {
-        return Ok(send_home(state, &params, &owner).await);
+        return Ok(send_home(state, &query, &owner).await);
     }
     let session = match session {
         Some(s) if s.owner == owner => s,
         _ => {
-            let here = format!("/grant?{}", params.to_query(Some(owner.as_str())));
+            // The owner came from the query (a session's owner is hosted here), so the raw
+            // query already names it: forward it byte for byte. Re-encoding could lengthen it
+            // past the limit (found by fuzzing), and "intact" means intact.
+            let here = format!("/grant?{query}");
             if let Some(platform) = platform_login(state, &owner, &here).await? {
                 return Ok(see_other(&platform));
             }
@@ -159,8 +162,9 @@ fn name_prompt(params: &GrantParams) -> Response<Body> {
     )
 }
 
-/// 303 to the owner's home node, every parameter intact.
-async fn send_home(state: &NodeState, params: &GrantParams, owner: &Name) -> Response<Body> {
+/// 303 to the owner's home node with the request's query exactly as it came (it names the
+/// owner already): every parameter intact.
+async fn send_home(state: &NodeState, query: &str, owner: &Name) -> Response<Body> {
     let record = match state.mirror.record_or_sync(owner).await {
         Ok(Some(r)) => r,
         Ok(None) => return refused(GrantError::UnknownOwner),
@@ -174,10 +178,7 @@ async fn send_home(state: &NodeState, params: &GrantParams, owner: &Name) -> Res
         // The registry says this node is home, but the owner is not here.
         return refused(GrantError::UnknownOwner);
     }
-    see_other(&format!(
-        "{base}/grant?{}",
-        params.to_query(Some(owner.as_str()))
-    ))
+    see_other(&format!("{base}/grant?{query}"))
 }
 
 /// Every check of point 3, in order; a failure is the error page to show.
