@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{hidden, tempdir, text, Browser, Identity, Node};
+use common::{tempdir, text, Browser, Identity, Node};
 use grant_node::http::client::{HttpClient, Reply};
 use hyper::Method;
 use serde_json::json;
@@ -313,18 +313,8 @@ async fn login_is_rate_limited_fresh_and_ends_at_logout() {
     let u = node.url();
     // Logging in replaces any session id the browser already had (no fixation).
     let before = browser.cookies["gn_session"].clone();
-    let page = browser.get(&format!("{u}/login")).await;
-    let html = text(&page);
     let r = browser
-        .post_form(
-            &format!("{u}/login"),
-            &[
-                ("name", "alice"),
-                ("password", "correct horse battery"),
-                ("login_csrf", &hidden(&html, "login_csrf")),
-                ("next", "//evil.example/"),
-            ],
-        )
+        .log_in(&u, "alice", "correct horse battery", "//evil.example/")
         .await;
     assert_eq!(r.status, 303);
     assert_eq!(
@@ -366,33 +356,11 @@ async fn login_is_rate_limited_fresh_and_ends_at_logout() {
     // Five wrong passwords, then even the right one is refused for a while.
     let mut attacker = Browser::new(&u);
     for _ in 0..5 {
-        let page = attacker.get(&format!("{u}/login")).await;
-        let html = text(&page);
-        let r = attacker
-            .post_form(
-                &format!("{u}/login"),
-                &[
-                    ("name", "alice"),
-                    ("password", "guess guess"),
-                    ("login_csrf", &hidden(&html, "login_csrf")),
-                    ("next", "/"),
-                ],
-            )
-            .await;
+        let r = attacker.log_in(&u, "alice", "guess guess", "/").await;
         assert_eq!(r.status, 401);
     }
-    let page = attacker.get(&format!("{u}/login")).await;
-    let html = text(&page);
     let r = attacker
-        .post_form(
-            &format!("{u}/login"),
-            &[
-                ("name", "alice"),
-                ("password", "correct horse battery"),
-                ("login_csrf", &hidden(&html, "login_csrf")),
-                ("next", "/"),
-            ],
-        )
+        .log_in(&u, "alice", "correct horse battery", "/")
         .await;
     assert_eq!(
         (r.status.as_u16(), common::page_code(&r)),

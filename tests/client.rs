@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{hidden, location, tempdir, text, Browser, Identity, Node, Stub};
+use common::{location, tempdir, text, Browser, Identity, Node, Stub};
 use grant_node::client::{App, AppConfig, ClientError};
 use grant_node::name::Name;
 use grant_node::scope::Scope;
@@ -66,17 +66,7 @@ async fn consent(browser: &mut Browser, url: &str, node: &Node) -> String {
     let page = browser.get(url).await;
     assert_eq!(page.status, 200, "{}", text(&page));
     let html = text(&page);
-    let r = browser
-        .post_form(
-            &format!("{}/grant", node.url()),
-            &[
-                ("request_id", &hidden(&html, "request_id")),
-                ("csrf", &hidden(&html, "csrf")),
-                ("scope", "view-profile"),
-                ("decision", "allow"),
-            ],
-        )
-        .await;
+    let r = browser.allow(&node.url(), &html, "view-profile").await;
     assert_eq!(r.status, 303, "{}", text(&r));
     location(&r)
 }

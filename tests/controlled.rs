@@ -160,17 +160,7 @@ async fn a_platform_drives_its_owners() {
     assert_eq!(consent.status, 200, "{}", text(&consent));
     let html = text(&consent);
     assert!(html.contains("act for carol"));
-    let allowed = browser
-        .post_form(
-            &format!("{}/grant", node.url()),
-            &[
-                ("request_id", &hidden(&html, "request_id")),
-                ("csrf", &hidden(&html, "csrf")),
-                ("scope", "view-profile"),
-                ("decision", "allow"),
-            ],
-        )
-        .await;
+    let allowed = browser.allow(&node.url(), &html, "view-profile").await;
     assert_eq!(allowed.status, 303);
     assert!(location(&allowed).contains("node=carol"));
 

@@ -102,17 +102,7 @@ async fn whole_flow_as_an_application_and_an_owner_see_it() {
     assert!(consent.contains("holds no grant from you yet"));
 
     // Allow.
-    let allowed = browser
-        .post_form(
-            &format!("{}/grant", node.url()),
-            &[
-                ("request_id", &hidden(&consent, "request_id")),
-                ("csrf", &hidden(&consent, "csrf")),
-                ("scope", "view-profile"),
-                ("decision", "allow"),
-            ],
-        )
-        .await;
+    let allowed = browser.allow(&node.url(), &consent, "view-profile").await;
     assert_eq!(allowed.status, 303, "{}", text(&allowed));
     let target = location(&allowed);
     assert!(target.starts_with(&format!("{REDIRECT}?")), "{target}");
@@ -440,18 +430,8 @@ async fn bad_grant_requests_get_an_error_page_never_a_redirect() {
     let url = grant_url(&u, "app", &once, "view-profile", REDIRECT, "s", None);
     to_consent(&node, &mut browser, &url).await;
     let mut second = Browser::new(&u);
-    let login = second.get(&format!("{u}/login")).await;
-    let html = text(&login);
     let r = second
-        .post_form(
-            &format!("{u}/login"),
-            &[
-                ("name", "alice"),
-                ("password", "correct horse battery"),
-                ("login_csrf", &hidden(&html, "login_csrf")),
-                ("next", "/"),
-            ],
-        )
+        .log_in(&u, "alice", "correct horse battery", "/")
         .await;
     assert_eq!(r.status, 303);
     let replay = second.get(&url).await;

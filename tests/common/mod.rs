@@ -468,6 +468,36 @@ impl Browser {
         reply
     }
 
+    /// Opens the login page of the node at `base` and submits it, as a person would.
+    pub async fn log_in(&mut self, base: &str, name: &str, password: &str, next: &str) -> Reply {
+        let page = self.get(&format!("{base}/login")).await;
+        let html = text(&page);
+        self.post_form(
+            &format!("{base}/login"),
+            &[
+                ("name", name),
+                ("password", password),
+                ("login_csrf", &hidden(&html, "login_csrf")),
+                ("next", next),
+            ],
+        )
+        .await
+    }
+
+    /// Answers a consent page (its HTML) with Allow for `scope`.
+    pub async fn allow(&mut self, base: &str, consent: &str, scope: &str) -> Reply {
+        self.post_form(
+            &format!("{base}/grant"),
+            &[
+                ("request_id", &hidden(consent, "request_id")),
+                ("csrf", &hidden(consent, "csrf")),
+                ("scope", scope),
+                ("decision", "allow"),
+            ],
+        )
+        .await
+    }
+
     /// A request with a JSON body (or none), the cookies and `Origin`.
     pub async fn json(
         &mut self,
