@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::NodeState;
 use crate::carte::{self, CarteError, Expectations, VerifiedCarte};
@@ -22,10 +22,14 @@ use crate::store::{self, grants::Grant, StoreError};
 /// How many verified cartes the cache holds at most.
 pub const DEFAULT_CARTE_CACHE: usize = 100_000;
 
+/// A cached carte and the mirror epoch it was verified in.
+type CachedCarte = (Arc<VerifiedCarte>, u64);
+
 /// Verified cartes by fingerprint.
 pub struct CarteCache {
     max: usize,
-    map: Mutex<HashMap<[u8; 32], (VerifiedCarte, u64)>>,
+    /// Shared, so a hit costs a reference count, not a copy of the carte.
+    map: Mutex<HashMap<[u8; 32], CachedCarte>>,
 }
 
 impl CarteCache {
@@ -44,7 +48,7 @@ impl CarteCache {
         self.len() == 0
     }
 
-    fn get(&self, key: &[u8; 32], epoch: u64) -> Option<VerifiedCarte> {
+    fn get(&self, key: &[u8; 32], epoch: u64) -> Option<Arc<VerifiedCarte>> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         match map.get(key) {
             Some((v, e)) if *e == epoch => Some(v.clone()),
@@ -52,7 +56,7 @@ impl CarteCache {
         }
     }
 
-    fn put(&self, key: [u8; 32], verified: VerifiedCarte, epoch: u64, now: u64) {
+    fn put(&self, key: [u8; 32], verified: Arc<VerifiedCarte>, epoch: u64, now: u64) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.max {
             // Drop what has expired; if the cache is still full, start over. Either way the
@@ -163,7 +167,7 @@ impl NodeState {
         &self,
         wire: &str,
         peer: SocketAddr,
-    ) -> Result<VerifiedCarte, CarteError> {
+    ) -> Result<Arc<VerifiedCarte>, CarteError> {
         let accepts = |n: &Name| self.accepts_audience(n);
         let expect = Expectations {
             accepts_audience: &accepts,
@@ -194,7 +198,7 @@ impl NodeState {
             other => other,
         };
         self.metrics.carte_verified(result.as_ref().err());
-        let verified = result?;
+        let verified = Arc::new(result?);
         self.cartes.put(key, verified.clone(), epoch, now);
         Ok(verified)
     }

@@ -52,6 +52,8 @@ pub struct NodeState {
     pub metrics: Metrics,
     /// The group-committing writer of grant changes.
     pub writer: grants::GrantWriter,
+    /// The first owner, once known (the default node name).
+    pub first_owner: std::sync::OnceLock<Name>,
     /// Wakes the outbox worker when a notification is queued.
     pub outbox_wake: tokio::sync::Notify,
 }
@@ -70,9 +72,14 @@ impl NodeState {
         if let Some(n) = &self.config.node_name {
             return Some(n.clone());
         }
-        store::owners::owner_names(&self.db.lock())
+        // The first owner never changes once it exists, so it is read from the database once.
+        if let Some(n) = self.first_owner.get() {
+            return Some(n.clone());
+        }
+        let first = store::owners::owner_names(&self.db.lock())
             .ok()
-            .and_then(|names| names.into_iter().next())
+            .and_then(|names| names.into_iter().next())?;
+        Some(self.first_owner.get_or_init(|| first).clone())
     }
 
     /// Whether a carte addressed to `name` is addressed to this node.
@@ -228,6 +235,7 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         grants: access::GrantCache::default(),
         metrics: Metrics::default(),
         writer,
+        first_owner: std::sync::OnceLock::new(),
         outbox_wake: tokio::sync::Notify::new(),
     })
 }
