@@ -69,6 +69,10 @@ pub struct Config {
     pub login_redirect: Option<String>,
     /// Origins allowed to call `POST /auth/login` from a browser, with credentials.
     pub cors_origins: Vec<String>,
+    /// Open connections at most; `None` derives it from the descriptor limit.
+    pub max_connections: Option<usize>,
+    /// Open connections from one client address at most.
+    pub max_connections_per_address: usize,
     pub clock: Clock,
 }
 
@@ -93,6 +97,8 @@ impl Config {
             public_registration: false,
             login_redirect: None,
             cors_origins: Vec::new(),
+            max_connections: None,
+            max_connections_per_address: crate::http::DEFAULT_PER_ADDRESS,
             clock: Clock::system(),
         }
     }
@@ -201,8 +207,32 @@ impl Config {
             }
             config.cors_origins.push(origin);
         }
+        if let Some(max) = file.max_connections {
+            if max < 16 {
+                bail!("max_connections {max}: at least 16");
+            }
+            config.max_connections = Some(max);
+        }
+        if let Some(max) = file.max_connections_per_address {
+            if max == 0 {
+                bail!("max_connections_per_address must be at least 1");
+            }
+            config.max_connections_per_address = max;
+        }
         config.clock = Clock::offset(args.clock_offset);
         Ok(config)
+    }
+
+    /// The connection limits: configured, or derived from the descriptor limit.
+    pub fn limits(&self) -> crate::http::Limits {
+        let mut limits = crate::http::Limits::from_descriptors();
+        if let Some(max) = self.max_connections {
+            limits.max_connections = max;
+        }
+        limits.max_per_address = self
+            .max_connections_per_address
+            .min(limits.max_connections);
+        limits
     }
 
     /// The URL at which this node is reached.
@@ -238,6 +268,8 @@ struct FileConfig {
     login_redirect: Option<String>,
     #[serde(default)]
     cors_origins: Vec<String>,
+    max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -87,12 +87,36 @@ impl Name {
         &self.0
     }
 
-    /// The UTS #39 confusable skeleton of the canonical form: two names whose skeletons are
-    /// equal look alike, and the registry refuses the second one.
+    /// The confusable skeleton of the canonical form: two names whose skeletons are equal look
+    /// alike, and the registry refuses the second one.
+    ///
+    /// It is the UTS #39 skeleton brought into the same folding as names. UTS #39 maps to
+    /// prototypes of either case (`0` → `O`, `1` → `l`), while names are compared case-folded,
+    /// so `0` and `o` would stay apart; the skeleton is therefore case-folded too, and then a
+    /// few pairs that UTS #39 leaves distinct but that look alike in the lower case every
+    /// name is shown in are folded together ([`LOOKALIKES`]). Any function of the name gives
+    /// an equivalence, so the comparison stays consistent however the pairs chain.
     pub fn skeleton(&self) -> String {
-        unicode_security::skeleton(&self.0).collect()
+        let uts39: String = unicode_security::skeleton(&self.0).collect();
+        let folded = caseless::default_case_fold_str(&uts39);
+        let mut out = String::with_capacity(folded.len());
+        for c in folded.chars() {
+            match LOOKALIKES.iter().find(|(from, _)| *from == c) {
+                Some((_, to)) => out.push_str(to),
+                None => out.push(c),
+            }
+        }
+        out
     }
 }
+
+/// Look-alikes in lower case that UTS #39 keeps apart, each character mapped to its prototype
+/// after case folding. Characters map to strings, never pairs of characters to one, so the map
+/// works letter by letter and a substitution anywhere in a name gives the same result (`w` →
+/// `vv`, not `vv` → `w`; `rn`/`m` is UTS #39's own: both become `rn`). Changing this list
+/// changes stored skeletons: add a migration step that recomputes them
+/// (`store::registry::recompute_skeletons`).
+pub const LOOKALIKES: [(char, &str); 4] = [('i', "l"), ('5', "s"), ('w', "vv"), ('d', "cl")];
 
 fn check_rules(canonical: &str) -> Result<(), NameError> {
     let mut count = 0usize;
@@ -155,6 +179,55 @@ impl<'de> serde::Deserialize<'de> for Name {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digit_and_letter_look_alikes_share_a_skeleton() {
+        let sk = |s: &str| Name::parse(s).unwrap().skeleton();
+        assert_eq!(sk("g00gle"), sk("google"));
+        assert_eq!(sk("paypa1"), sk("paypal"));
+        assert_eq!(sk("paypai"), sk("paypal"));
+        assert_eq!(sk("5hop"), sk("shop"));
+        assert_eq!(sk("rnail"), sk("mail"));
+        assert_eq!(sk("vvave"), sk("wave"));
+        assert_eq!(sk("clove"), sk("dove"));
+        assert_ne!(sk("google"), sk("goggle"));
+    }
+
+    proptest::proptest! {
+        /// Any spelling made from a name by look-alike substitutions (and case changes) has
+        /// the name's skeleton.
+        #[test]
+        fn look_alike_spellings_share_the_skeleton(
+            base in "[a-z]{1,12}",
+            picks in proptest::collection::vec(0usize..64, 12),
+            upper in proptest::collection::vec(proptest::bool::ANY, 12),
+        ) {
+            const PAIRS: [(&str, &[&str]); 7] = [
+                ("o", &["0", "O"]),
+                ("l", &["1", "I", "i"]),
+                ("i", &["1", "l", "I"]),
+                ("s", &["5", "S"]),
+                ("m", &["rn"]),
+                ("w", &["vv"]),
+                ("d", &["cl"]),
+            ];
+            let mut variant = String::new();
+            for (i, c) in base.chars().enumerate() {
+                let c = c.to_string();
+                let alternatives = PAIRS.iter().find(|(k, _)| *k == c).map(|(_, v)| *v);
+                let out = match alternatives {
+                    Some(v) => v[picks[i] % v.len()].to_owned(),
+                    None if upper[i] => c.to_uppercase(),
+                    None => c,
+                };
+                variant.push_str(&out);
+            }
+            let original = Name::parse(&base).unwrap();
+            if let Ok(spelled) = Name::parse(&variant) {
+                proptest::prop_assert_eq!(spelled.skeleton(), original.skeleton(), "{} ~ {}", variant, base);
+            }
+        }
+    }
 
     #[test]
     fn case_variants_are_one_name() {

@@ -62,6 +62,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         Clock::system(),
     )
     .with_context(|| format!("opening the registry in {}", args.data_dir.display()))?;
+    if let Err(e) = grant_node::http::raise_descriptor_limit() {
+        tracing::warn!(error = %e, "cannot raise the descriptor limit");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -19,9 +19,10 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> 
 }
 
 async fn accept(app: &App, req: Request<Incoming>) -> Result<(), (StatusCode, &'static str)> {
-    let body = Limited::new(req.into_body(), 8192)
-        .collect()
+    let collect = Limited::new(req.into_body(), 8192).collect();
+    let body = tokio::time::timeout(crate::http::response::BODY_DEADLINE, collect)
         .await
+        .map_err(|_| (StatusCode::REQUEST_TIMEOUT, "request.timeout"))?
         .map_err(|_| (StatusCode::PAYLOAD_TOO_LARGE, "request.too-large"))?
         .to_bytes();
     app.accept_notification(&body)

@@ -8,6 +8,10 @@ use crate::config::Config;
 /// Runs the node until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::build(args)?;
+    match crate::http::raise_descriptor_limit() {
+        Ok(limit) => tracing::info!(limit, "descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -45,11 +45,14 @@ impl From<AccessError> for ApiError {
 
 /// The carte in the `Authorization` header, if there is one.
 pub fn carte_header(headers: &HeaderMap) -> Option<Result<&str, ApiError>> {
-    let value = headers.get(AUTHORIZATION)?;
     let bad = || {
         ApiError::from(CarteError::Malformed(
-            "Authorization must be \"Carte <carte>\" or \"Bearer carte:<carte>\"",
+            "Authorization must be \"Carte <carte>\" or \"Bearer carte:<carte>\", once",
         ))
+    };
+    let value = match super::response::single_header(headers, AUTHORIZATION.as_str(), bad) {
+        Ok(v) => v?,
+        Err(e) => return Some(Err(e)),
     };
     let Ok(text) = value.to_str() else {
         return Some(Err(bad()));
@@ -232,22 +235,69 @@ pub async fn document(
     }
 }
 
+/// The scope a forward-auth check requires, from `X-Required-Scope` and `?scope=`.
+///
+/// The caller of `/auth/check` is a proxy, but the headers it forwards may be the client's
+/// (Traefik ForwardAuth passes them through by default), so the client must not be able to
+/// choose a weaker requirement: the scope must name at least one scope, a header given twice
+/// is refused, and when both sources are present they must name the same scopes.
+fn required_scope(
+    state: &NodeState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Scope, ApiError> {
+    let mut values = headers.get_all("x-required-scope").iter();
+    let header = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::bad_request(
+            "request.scope-conflict",
+            "X-Required-Scope is given more than once",
+        ));
+    }
+    let header = header
+        .map(|v| v.to_str())
+        .transpose()
+        .map_err(|_| ApiError::bad_request("request.malformed", "X-Required-Scope is not text"))?;
+    let parse = |text: &str| -> Result<Scope, ApiError> {
+        let scope = state.config.scopes.parse(text)?;
+        if scope.is_empty() {
+            return Err(ApiError::bad_request(
+                "request.scope-required",
+                "the required scope is empty: name at least one scope",
+            ));
+        }
+        Ok(scope)
+    };
+    match (header, query) {
+        (None, None) => Err(ApiError::bad_request(
+            "request.scope-required",
+            "name the required scope in X-Required-Scope or ?scope=",
+        )),
+        (Some(h), None) => parse(h),
+        (None, Some(q)) => parse(q),
+        (Some(h), Some(q)) => {
+            let (h, q) = (parse(h)?, parse(q)?);
+            if h != q {
+                return Err(ApiError::bad_request(
+                    "request.scope-conflict",
+                    "X-Required-Scope and ?scope= name different scopes",
+                ));
+            }
+            Ok(h)
+        }
+    }
+}
+
 /// `GET /auth/check`: forward authentication for nginx `auth_request`, Traefik ForwardAuth or
-/// Envoy ext_authz. The scope needed comes from `X-Required-Scope` or `?scope=`.
+/// Envoy ext_authz. The scope needed comes from `X-Required-Scope` or `?scope=` (see
+/// [`required_scope`] for the rules).
 pub async fn check(
     state: &NodeState,
     peer: SocketAddr,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let params = query_params(req.uri().query())?;
-    let header = req
-        .headers()
-        .get("x-required-scope")
-        .map(|v| v.to_str().map(str::to_owned))
-        .transpose()
-        .map_err(|_| ApiError::bad_request("request.malformed", "X-Required-Scope is not text"))?;
-    let wanted = header.as_deref().or(param(&params, "scope")).unwrap_or("");
-    let needed = state.config.scopes.parse(wanted)?;
+    let needed = required_scope(state, req.headers(), param(&params, "scope"))?;
     let p = authorize(state, req.headers(), peer, needed).await?;
     let allowed = state.config.scopes.format(p.allowed);
     let mut resp = json_value(

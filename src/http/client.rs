@@ -77,12 +77,43 @@ impl HttpClient {
     }
 
     /// Sends a request with the given headers and body.
+    ///
+    /// An idempotent request (GET, HEAD, PUT, DELETE, OPTIONS) that fails before any answer
+    /// arrives is sent once more on a fresh connection: a pooled keep-alive connection may have
+    /// been closed by the server (after an error answer, or an idle timeout) just as it was
+    /// picked, and that is no reason to fail the caller. A POST is never resent: it may have
+    /// been acted on.
     pub async fn send(
         &self,
         method: Method,
         url: &str,
         headers: &[(&str, &str)],
         body: Bytes,
+    ) -> Result<Reply, ClientError> {
+        let idempotent = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+        );
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        let first = self
+            .send_once(method.clone(), url, headers, body.clone(), deadline)
+            .await;
+        match first {
+            Err(ClientError::Unreachable { .. }) if idempotent => {
+                tracing::debug!(url, "request failed before an answer; retrying once");
+                self.send_once(method, url, headers, body, deadline).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+        deadline: tokio::time::Instant,
     ) -> Result<Reply, ClientError> {
         let mut builder = Request::builder().method(method).uri(url);
         for (k, v) in headers {
@@ -114,7 +145,7 @@ impl HttpClient {
                 body,
             })
         };
-        tokio::time::timeout(TIMEOUT, fut)
+        tokio::time::timeout_at(deadline, fut)
             .await
             .map_err(|_| ClientError::Timeout {
                 url: url.to_owned(),

@@ -70,11 +70,22 @@ pub async fn show(
     let session = session::current(state, req.headers()).await?;
     let owner = match (&params.owner, &session) {
         (Some(raw), _) => match Name::parse(raw) {
-            Ok(n) => n,
+            Ok(n) => Some(n),
             Err(_) => return Ok(refused(GrantError::UnknownOwner)),
         },
-        (None, Some(s)) => s.owner.clone(),
-        (None, None) => return Ok(name_prompt(&params)),
+        (None, Some(s)) => Some(s.owner.clone()),
+        (None, None) => None,
+    };
+    // Every check that does not need the owner's own node runs before the browser is sent
+    // anywhere (to log in, or home) and before any page names the client: the client is
+    // registered, its carte verifies and is bound to these parameters, and the redirect URI is
+    // registered. Only the single-use mark waits for the owner's home node.
+    let checked = match check(state, peer, &params, owner.as_ref()).await {
+        Ok(c) => c,
+        Err(resp) => return Ok(resp),
+    };
+    let Some(owner) = owner else {
+        return Ok(name_prompt(&params, &checked.app));
     };
     if !state.hosts(&owner) {
         return Ok(send_home(state, &query, &owner).await);
@@ -91,10 +102,6 @@ pub async fn show(
             }
             return Ok(see_other(&login_redirect(&here, Some(owner.as_str()))));
         }
-    };
-    let checked = match check(state, peer, &params, &owner).await {
-        Ok(c) => c,
-        Err(resp) => return Ok(resp),
     };
     let verified_deadline = carte::decode(&params.client_secret)
         .map(|d| d.carte.deadline)
@@ -135,8 +142,9 @@ async fn platform_login(
     )))
 }
 
-/// The page that asks a visitor who is not logged in for their name.
-fn name_prompt(params: &GrantParams) -> Response<Body> {
+/// The page that asks a visitor who is not logged in for their name. `app` is the client's
+/// registered name, whose carte has verified: nothing unverified appears on the page.
+fn name_prompt(params: &GrantParams, app: &Name) -> Response<Body> {
     let hidden: String = [
         ("client_id", &params.client_id),
         ("client_secret", &params.client_secret),
@@ -157,7 +165,7 @@ fn name_prompt(params: &GrantParams) -> Response<Body> {
              <input type=\"text\" id=\"owner\" name=\"owner\" autocomplete=\"username\" required>\
              <button type=\"submit\">Continue</button></form>\
              <p class=\"note\">If your account lives on another node, you will be sent there.</p>",
-            esc(&params.client_id)
+            esc(app.as_str())
         ),
     )
 }
@@ -181,12 +189,14 @@ async fn send_home(state: &NodeState, query: &str, owner: &Name) -> Response<Bod
     see_other(&format!("{base}/grant?{query}"))
 }
 
-/// Every check of point 3, in order; a failure is the error page to show.
+/// Every check of point 3 that needs no single-use mark, in order; a failure is the error
+/// page to show. A grant carte may name its owner as audience; while the owner is not known
+/// yet (the name prompt) any audience passes here, and it is checked once the owner is named.
 async fn check(
     state: &NodeState,
     peer: SocketAddr,
     params: &GrantParams,
-    owner: &Name,
+    owner: Option<&Name>,
 ) -> Result<CheckedRequest, Response<Body>> {
     let client = Name::parse(&params.client_id).map_err(|_| refused(GrantError::UnknownClient))?;
     let record = match state.mirror.record_or_sync(&client).await {
@@ -194,15 +204,14 @@ async fn check(
         Ok(None) => return Err(refused(GrantError::UnknownClient)),
         Err(e) => return Err(api_refused(e.into())),
     };
+    let accepts = |audience: &Name| match owner {
+        Some(o) => audience == o,
+        None => true,
+    };
     let verified = state
-        .verify_carte(&params.client_secret, peer)
+        .verify_carte_for(&params.client_secret, peer, &accepts)
         .await
         .map_err(carte_refused)?;
-    if let Some(audience) = &verified.carte().audience {
-        if audience != owner {
-            return Err(carte_refused(CarteError::WrongNode));
-        }
-    }
     request::check(params, &record, &verified, &state.config.scopes).map_err(refused)
 }
 

@@ -127,16 +127,22 @@ pub async fn submit(
         );
     };
     let now = state.config.clock.now();
-    if let Some(wait) = state.limiter.blocked(&name, peer.ip(), now) {
-        return Ok(error_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "login.rate-limited",
-            &format!(
-                "too many failed logins; try again in {} minutes",
-                wait.div_ceil(60)
-            ),
-        ));
-    }
+    // Counted before the password is checked: parallel guesses cannot all slip under the limit.
+    let reservation = match state.limiter.reserve(&name, peer.ip(), now) {
+        Ok(r) => r,
+        Err(wait) => {
+            let mut resp = error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "login.rate-limited",
+                &format!(
+                    "too many login attempts; try again in {} minutes",
+                    wait.div_ceil(60)
+                ),
+            );
+            retry_after(&mut resp, wait);
+            return Ok(resp);
+        }
+    };
     let who = name.clone();
     let owner = state
         .db
@@ -146,18 +152,25 @@ pub async fn submit(
     let controlled_without_password = owner
         .as_ref()
         .is_some_and(|o| o.password_hash.is_none() && o.controller.is_some());
-    let ok = tokio::task::spawn_blocking(move || match hash {
-        Some(h) => auth::verify_password(&password, &h),
-        None => {
-            // The same work as a real check, so timing does not tell names apart.
-            let _ = auth::verify_password(&password, dummy_hash());
-            false
+    let checked = state
+        .hash_gate
+        .run(move || match hash {
+            Some(h) => auth::verify_password(&password, &h),
+            None => {
+                // The same work as a real check, so timing does not tell names apart.
+                let _ = auth::verify_password(&password, dummy_hash());
+                false
+            }
+        })
+        .await;
+    let ok = match checked {
+        Ok(ok) => ok,
+        Err(auth::Busy) => {
+            state.limiter.release(reservation);
+            return Ok(busy());
         }
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    };
     if !ok {
-        state.limiter.failed(&name, peer.ip(), now);
         if controlled_without_password {
             return Ok(error_page(
                 StatusCode::UNAUTHORIZED,
@@ -173,7 +186,7 @@ pub async fn submit(
             Some("wrong name or password"),
         );
     }
-    state.limiter.succeeded(&name);
+    state.limiter.succeeded(reservation);
     let cookie = session::start(state, &name, Some(&headers)).await?;
     let mut resp = see_other(&next);
     session::set_cookie(&mut resp, cookie);
@@ -182,6 +195,24 @@ pub async fn submit(
         session::cookie_header(state, LOGIN_COOKIE, "", 0, "/login")?,
     );
     Ok(resp)
+}
+
+/// `503 login.busy`: every password-check slot is taken and the queue is full.
+pub fn busy() -> Response<Body> {
+    let mut resp = error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "login.busy",
+        "the node is busy checking other passwords; try again in a moment",
+    );
+    retry_after(&mut resp, 1);
+    resp
+}
+
+fn retry_after(resp: &mut Response<Body>, seconds: u64) {
+    resp.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from(seconds),
+    );
 }
 
 /// An argon2id hash of a random password, made once, for constant-work failures.
@@ -275,10 +306,14 @@ pub async fn setup_submit(
             "this link is not valid",
         ));
     };
-    let phc = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+    let phc = match state
+        .hash_gate
+        .run(move || auth::hash_password(&password))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    {
+        Ok(phc) => phc.map_err(ApiError::internal)?,
+        Err(auth::Busy) => return Ok(busy()),
+    };
     let now = state.config.clock.now();
     let owner = state
         .db

@@ -19,7 +19,8 @@ pub mod response;
 pub mod session;
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -40,8 +41,81 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head (request line and headers) accepted; hyper answers 431 beyond it.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// Serves HTTP/1.1 on `listener` with `handler` until `shutdown` resolves, then stops
-/// accepting and lets in-flight requests finish (up to a drain timeout).
+/// How many connections one listener serves at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections at most; past it, new connections wait in the kernel's backlog until
+    /// one closes, while established ones keep being served.
+    pub max_connections: usize,
+    /// Open connections from one client address at most; past it, a new connection from that
+    /// address is closed at once, so one client cannot take every slot.
+    pub max_per_address: usize,
+}
+
+/// Descriptors kept back from connections: the database, log files, outbound calls.
+const RESERVED_DESCRIPTORS: u64 = 64;
+/// Connections one address may hold by default.
+pub const DEFAULT_PER_ADDRESS: usize = 256;
+
+impl Limits {
+    /// Limits derived from this process's descriptor limit: all of it but an eighth (at least
+    /// [`RESERVED_DESCRIPTORS`]) for connections.
+    pub fn from_descriptors() -> Limits {
+        let soft = rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .map(|(soft, _)| soft)
+            .unwrap_or(1024);
+        let reserve = (soft / 8).max(RESERVED_DESCRIPTORS);
+        let max = soft.saturating_sub(reserve).clamp(16, 1 << 20) as usize;
+        Limits {
+            max_connections: max,
+            max_per_address: DEFAULT_PER_ADDRESS.min(max),
+        }
+    }
+}
+
+/// Raises this process's soft descriptor limit to its hard limit (systemd's default soft
+/// limit is 1,024, far below what a server wants), returning the limit now in force.
+pub fn raise_descriptor_limit() -> std::io::Result<u64> {
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
+    if soft < hard {
+        rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard)?;
+        return Ok(hard);
+    }
+    Ok(soft)
+}
+
+/// Open connections per client address.
+#[derive(Default)]
+struct PerAddress(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
+
+/// One connection's place in [`PerAddress`], given back on drop.
+struct AddressSlot(Arc<PerAddress>, IpAddr);
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, addr: IpAddr, max: usize) -> Option<AddressSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(addr).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot(self.clone(), addr))
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// [`run_with`] under the limits the descriptor limit allows.
 pub async fn run<H, F>(
     listener: TcpListener,
     handler: H,
@@ -51,13 +125,36 @@ where
     H: Fn(Request, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    run_with(listener, handler, shutdown, Limits::from_descriptors()).await
+}
+
+/// Serves HTTP/1.1 on `listener` with `handler` until `shutdown` resolves, then stops
+/// accepting and lets in-flight requests finish (up to a drain timeout).
+pub async fn run_with<H, F>(
+    listener: TcpListener,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+    limits: Limits,
+) -> std::io::Result<()>
+where
+    H: Fn(Request, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
     let mut connections = JoinSet::new();
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let per_address = Arc::new(PerAddress::default());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => {
+            accepted = async {
+                // A slot first: at the cap, connections wait in the backlog, unaccepted.
+                let slot = slots.clone().acquire_owned().await;
+                (slot, listener.accept().await)
+            } => {
+                let (slot, accepted) = accepted;
+                let Ok(slot) = slot else { break };
                 let (stream, peer) = match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
@@ -67,10 +164,16 @@ where
                         continue;
                     }
                 };
+                let Some(address_slot) = per_address.take(peer.ip(), limits.max_per_address)
+                else {
+                    tracing::debug!(%peer, "too many connections from one address; closed");
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 let mut closing = closing_rx.clone();
                 connections.spawn(async move {
+                    let _slots = (slot, address_slot);
                     let service = hyper::service::service_fn(move |req| {
                         let fut = handler(req, peer);
                         async move { Ok::<_, std::convert::Infallible>(fut.await) }

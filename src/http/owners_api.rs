@@ -162,7 +162,14 @@ pub async fn delete(
 
 /// The CORS headers for an allowed origin; `Err` for an origin that is not listed.
 fn cors(state: &NodeState, headers: &HeaderMap) -> Result<Option<HeaderValue>, ApiError> {
-    let Some(origin) = headers.get("origin") else {
+    let refuse = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "cors.origin-not-allowed",
+            "this origin may not call this endpoint",
+        )
+    };
+    let Some(origin) = super::response::single_header(headers, "origin", refuse)? else {
         return Ok(None);
     };
     let listed = origin
@@ -171,11 +178,7 @@ fn cors(state: &NodeState, headers: &HeaderMap) -> Result<Option<HeaderValue>, A
         .filter(|o| state.config.cors_origins.iter().any(|c| c == o));
     match listed {
         Some(_) => Ok(Some(origin.clone())),
-        None => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "cors.origin-not-allowed",
-            "this origin may not call this endpoint",
-        )),
+        None => Err(refuse()),
     }
 }
 
@@ -340,11 +343,16 @@ pub async fn signup(state: &NodeState, req: Request<Incoming>) -> Result<Respons
             why,
         ));
     }
-    create_owner(state, &name, None, None).await?;
-    let phc = tokio::task::spawn_blocking(move || auth::hash_password(&password))
+    // Hashed before the owner exists: a busy node then changes nothing.
+    let phc = match state
+        .hash_gate
+        .run(move || auth::hash_password(&password))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    {
+        Ok(phc) => phc.map_err(ApiError::internal)?,
+        Err(auth::Busy) => return Ok(super::login::busy()),
+    };
+    create_owner(state, &name, None, None).await?;
     let who = name.clone();
     state
         .db

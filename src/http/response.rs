@@ -63,12 +63,24 @@ pub async fn read_body(
             return Err(too_large());
         }
     }
-    Limited::new(req.into_body(), max)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(|_| too_large())
+    let collect = Limited::new(req.into_body(), max).collect();
+    match tokio::time::timeout(BODY_DEADLINE, collect).await {
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(_)) => Err(too_large()),
+        // A body trickling in a byte at a time holds a socket and a task: cut it off.
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request.timeout",
+            format!(
+                "the request body did not arrive within {} seconds",
+                BODY_DEADLINE.as_secs()
+            ),
+        )),
+    }
 }
+
+/// How long a whole request body may take to arrive.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The query string's parameters, decoded. A parameter given twice is an error: which one
 /// counts would otherwise depend on who reads it.
@@ -84,6 +96,22 @@ pub fn query_params(query: Option<&str>) -> Result<Vec<(String, String)>, ApiErr
         out.push((k.into_owned(), v.into_owned()));
     }
     Ok(out)
+}
+
+/// The one value of header `name`, if present. A header sent twice is refused with `refuse`:
+/// which copy counts would otherwise depend on who reads it (a proxy may read the last, we the
+/// first).
+pub fn single_header<'a>(
+    headers: &'a hyper::HeaderMap,
+    name: &str,
+    refuse: impl FnOnce() -> ApiError,
+) -> Result<Option<&'a HeaderValue>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(refuse());
+    }
+    Ok(first)
 }
 
 /// One parameter from [`query_params`]' output.

@@ -136,15 +136,16 @@ pub fn check_origin(state: &NodeState, headers: &HeaderMap) -> Result<(), ApiErr
             "this request came from another site",
         )
     };
-    let site = headers
-        .get("sec-fetch-site")
+    // Each header once: with two, the browser's and an attacker's, which one counts would
+    // depend on the reader.
+    let site = super::response::single_header(headers, "sec-fetch-site", refuse)?
         .map(|v| v.to_str().unwrap_or("invalid"));
     if let Some(site) = site {
         if site != "same-origin" && site != "none" {
             return Err(refuse());
         }
     }
-    if let Some(origin) = headers.get("origin") {
+    if let Some(origin) = super::response::single_header(headers, "origin", refuse)? {
         match origin.to_str() {
             Ok("null") if site == Some("same-origin") => {}
             Ok(o) if o == state.origin() => {}

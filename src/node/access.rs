@@ -169,8 +169,20 @@ impl NodeState {
         peer: SocketAddr,
     ) -> Result<Arc<VerifiedCarte>, CarteError> {
         let accepts = |n: &Name| self.accepts_audience(n);
+        self.verify_carte_for(wire, peer, &accepts).await
+    }
+
+    /// [`NodeState::verify_carte`] with the caller's own rule for acceptable audiences: the
+    /// `/grant` page checks a grant carte addressed to an owner of another node before it
+    /// sends the browser there.
+    pub async fn verify_carte_for(
+        &self,
+        wire: &str,
+        peer: SocketAddr,
+        accepts: &(dyn Fn(&Name) -> bool + Sync),
+    ) -> Result<Arc<VerifiedCarte>, CarteError> {
         let expect = Expectations {
-            accepts_audience: &accepts,
+            accepts_audience: accepts,
             peer: Some(peer.ip()),
             skew: self.config.carte_skew,
             max_lifetime: self.config.carte_max_lifetime,

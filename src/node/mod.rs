@@ -47,6 +47,8 @@ pub struct NodeState {
     pub owners: RwLock<HashSet<Name>>,
     pub owner_keys: owners::OwnerKeys,
     pub limiter: LoginLimiter,
+    /// Bounds concurrent argon2 work (memory) for every password check and hash.
+    pub hash_gate: crate::auth::HashGate,
     pub cartes: access::CarteCache,
     pub grants: access::GrantCache,
     pub metrics: Metrics,
@@ -172,7 +174,13 @@ pub async fn serve(
         let state = handler_state.clone();
         async move { http::node::route(state, peer, req).await }
     };
-    http::run(listener, handler, shutdown)
+    let limits = state.config.limits();
+    tracing::info!(
+        max_connections = limits.max_connections,
+        max_per_address = limits.max_per_address,
+        "connection limits"
+    );
+    http::run_with(listener, handler, shutdown, limits)
         .await
         .context("serving HTTP")?;
     let _ = stop_tx.send(true);
@@ -231,6 +239,7 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         registry_client,
         owners: RwLock::new(owners),
         limiter: LoginLimiter::default(),
+        hash_gate: crate::auth::HashGate::default(),
         cartes: access::CarteCache::new(access::DEFAULT_CARTE_CACHE),
         grants: access::GrantCache::default(),
         metrics: Metrics::default(),

@@ -29,7 +29,12 @@ pub struct PendingGrant {
     pub created: u64,
 }
 
-/// Records a grant; an empty scope removes it. Older news never overwrites newer.
+/// Records a grant; an empty scope revokes it. Older news never overwrites newer.
+///
+/// A revocation leaves its row as a tombstone (scope 0) holding the time of the news, so a
+/// replayed older notification cannot bring the grant back. News with the same time as what
+/// is held can only narrow it: the order of two signed statements made in one second is not
+/// known, and the narrower one is the safe one to keep.
 pub fn put(
     conn: &Connection,
     owner: &Name,
@@ -38,20 +43,20 @@ pub fn put(
     expires: Option<u64>,
     time: u64,
 ) -> Result<(), StoreError> {
-    let newer: Option<i64> = conn
+    let held: Option<(i64, i64)> = conn
         .query_row(
-            "SELECT updated FROM book_grants WHERE owner = ?1",
+            "SELECT updated, scope FROM book_grants WHERE owner = ?1",
             [owner.as_str()],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    if newer.is_some_and(|u| u as u64 > time) {
-        return Ok(());
-    }
-    if scope.is_empty() {
-        conn.execute("DELETE FROM book_grants WHERE owner = ?1", [owner.as_str()])?;
-        return Ok(());
-    }
+    let scope = match held {
+        Some((updated, _)) if updated as u64 > time => return Ok(()),
+        Some((updated, held)) if updated as u64 == time => {
+            scope.intersection(Scope::from_bits(held as u64))
+        }
+        _ => scope,
+    };
     conn.execute(
         "INSERT INTO book_grants (owner, node_url, scope, expires, updated) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (owner) DO UPDATE SET node_url = excluded.node_url, scope = excluded.scope,
@@ -61,10 +66,12 @@ pub fn put(
     Ok(())
 }
 
+/// The grant `owner` gave, if it is not revoked.
 pub fn get(conn: &Connection, owner: &Name) -> Result<Option<BookEntry>, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT owner, node_url, scope, expires, updated FROM book_grants WHERE owner = ?1",
+            "SELECT owner, node_url, scope, expires, updated FROM book_grants
+             WHERE owner = ?1 AND scope != 0",
             [owner.as_str()],
             row,
         )
@@ -73,7 +80,8 @@ pub fn get(conn: &Connection, owner: &Name) -> Result<Option<BookEntry>, StoreEr
 
 pub fn all(conn: &Connection) -> Result<Vec<BookEntry>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT owner, node_url, scope, expires, updated FROM book_grants ORDER BY owner",
+        "SELECT owner, node_url, scope, expires, updated FROM book_grants
+         WHERE scope != 0 ORDER BY owner",
     )?;
     let rows = stmt.query_map([], row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -159,4 +167,40 @@ pub fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreEr
         [key, value],
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Db;
+
+    #[test]
+    fn a_revocation_cannot_be_rolled_back_by_older_news() {
+        let db = Db::in_memory().unwrap();
+        let c = db.lock();
+        let alice = Name::parse("alice").unwrap();
+        let both = Scope::from_bits(0b11);
+        put(&c, &alice, "https://a.example", both, None, 100).unwrap();
+        put(&c, &alice, "https://a.example", Scope::NONE, None, 200).unwrap();
+        assert_eq!(get(&c, &alice).unwrap(), None);
+        // The grant's own notification, replayed after the revocation.
+        put(&c, &alice, "https://a.example", both, None, 100).unwrap();
+        assert_eq!(get(&c, &alice).unwrap(), None);
+        assert!(all(&c).unwrap().is_empty());
+        // Newer news is applied.
+        put(&c, &alice, "https://a.example", both, None, 300).unwrap();
+        assert_eq!(get(&c, &alice).unwrap().unwrap().scope, 0b11);
+    }
+
+    #[test]
+    fn news_of_the_same_second_can_only_narrow() {
+        let db = Db::in_memory().unwrap();
+        let c = db.lock();
+        let alice = Name::parse("alice").unwrap();
+        put(&c, &alice, "u", Scope::from_bits(0b01), None, 100).unwrap();
+        put(&c, &alice, "u", Scope::from_bits(0b11), None, 100).unwrap();
+        assert_eq!(get(&c, &alice).unwrap().unwrap().scope, 0b01);
+        put(&c, &alice, "u", Scope::NONE, None, 100).unwrap();
+        assert_eq!(get(&c, &alice).unwrap(), None);
+    }
 }

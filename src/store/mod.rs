@@ -21,10 +21,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+/// One migration step: SQL, or code for what SQL cannot compute.
+enum Migration {
+    Sql(&'static str),
+    Code(fn(&Connection) -> Result<(), StoreError>),
+}
+use Migration::{Code, Sql};
+
 /// Ordered migrations; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: the registry (the authority's log, or a node's verified mirror of it).
-    "CREATE TABLE registry_log (
+    Sql("CREATE TABLE registry_log (
          seq   INTEGER PRIMARY KEY,
          entry BLOB NOT NULL,
          hash  BLOB NOT NULL
@@ -56,10 +63,10 @@ const MIGRATIONS: &[&str] = &[
          time     INTEGER NOT NULL,
          reason   TEXT NOT NULL,
          evidence BLOB NOT NULL
-     );",
+     );"),
     // 2: the node: owners, sessions, grants with their audit log, the notification outbox,
     // one-use grant cartes and consent requests waiting for an answer.
-    "CREATE TABLE owners (
+    Sql("CREATE TABLE owners (
          name          TEXT PRIMARY KEY,
          password_hash TEXT,
          profile       TEXT NOT NULL DEFAULT '{}',
@@ -126,15 +133,15 @@ const MIGRATIONS: &[&str] = &[
          redirect_uri TEXT NOT NULL,
          state        TEXT NOT NULL,
          expires      INTEGER NOT NULL
-     );",
+     );"),
     // 3: controllers: platforms that create and drive owners (controlled accounts).
-    "CREATE TABLE controllers (
+    Sql("CREATE TABLE controllers (
          name      TEXT PRIMARY KEY,
          max_scope INTEGER NOT NULL,
          created   INTEGER NOT NULL
-     );",
+     );"),
     // 4: an application's grant book (the client library keeps it in its own database).
-    "CREATE TABLE book_grants (
+    Sql("CREATE TABLE book_grants (
          owner    TEXT PRIMARY KEY,
          node_url TEXT NOT NULL,
          scope    INTEGER NOT NULL,
@@ -152,7 +159,9 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE book_meta (
          key   TEXT PRIMARY KEY,
          value TEXT NOT NULL
-     );",
+     );"),
+    // 5: skeletons of version 2 (case-folded, with the look-alike pairs): recomputed.
+    Code(registry::recompute_skeletons),
 ];
 
 /// Why storage failed. Always an internal error to clients; the detail goes to the log.
@@ -222,9 +231,12 @@ impl Db {
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let done: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(done) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        match step {
+            Sql(sql) => tx.execute_batch(sql)?,
+            Code(f) => f(&tx)?,
+        }
         tx.pragma_update(None, "user_version", i + 1)?;
         tx.commit()?;
     }

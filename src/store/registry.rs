@@ -126,6 +126,33 @@ pub fn skeleton_holder(conn: &Connection, skeleton: &str) -> Result<Option<Name>
         .transpose()
 }
 
+/// Recomputes every stored skeleton after [`Name::skeleton`] changed. Two names registered
+/// under the old rules may now share a skeleton; the later one keeps a skeleton of its own
+/// (its new skeleton, a NUL and the name, which no real skeleton contains), so both stay and
+/// the older one holds the look-alike space for new registrations.
+pub fn recompute_skeletons(conn: &Connection) -> Result<(), StoreError> {
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM registry_names ORDER BY created, name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    conn.execute("UPDATE registry_names SET skeleton = '\u{1}' || name", [])?;
+    for n in names {
+        let name = Name::parse_canonical(&n).map_err(|_| corrupt())?;
+        let skeleton = name.skeleton();
+        let taken = skeleton_holder(conn, &skeleton)?.is_some();
+        let value = if taken {
+            format!("{skeleton}\u{0}{n}")
+        } else {
+            skeleton
+        };
+        conn.execute(
+            "UPDATE registry_names SET skeleton = ?1 WHERE name = ?2",
+            params![value, n],
+        )?;
+    }
+    Ok(())
+}
+
 /// Writes a record (insert or replace), with its whole key history.
 pub fn put_record(conn: &Connection, rec: &NameRecord) -> Result<(), StoreError> {
     let uris = serde_json::to_string(&rec.redirect_uris).map_err(|_| corrupt())?;
