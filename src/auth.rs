@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::Argon2;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -21,25 +21,94 @@ pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Longest password accepted (argon2 has no limit; a megabyte password is a DoS).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
-/// Hashes a password into a PHC string.
+thread_local! {
+    /// argon2's working memory (19 MiB with the defaults), kept per thread and reused: see
+    /// [`HashGate`] for why a fresh allocation per check is not good enough.
+    static MEMORY: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The largest argon2 memory a stored hash may ask for (64 MiB): a hash is ours, but a
+/// corrupted row must not make one check take gigabytes.
+const MAX_BLOCKS: usize = 64 * 1024;
+
+/// Runs argon2id with `params` into `out`, in this thread's reused memory.
+fn argon2_into(
+    params: argon2::Params,
+    version: argon2::Version,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    let blocks = params.block_count();
+    if blocks > MAX_BLOCKS {
+        return Err(argon2::Error::MemoryTooMuch);
+    }
+    let hasher = Argon2::new(argon2::Algorithm::Argon2id, version, params);
+    MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if memory.len() < blocks {
+            memory.resize(blocks, argon2::Block::default());
+        }
+        hasher.hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+    })
+}
+
+/// Hashes a password into a PHC string (argon2id with the crate's default parameters).
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
     let mut salt = [0u8; 16];
     getrandom::getrandom(&mut salt).map_err(|e| anyhow::anyhow!("random salt: {e}"))?;
+    let params = argon2::Params::default();
+    let mut out = [0u8; 32];
+    argon2_into(
+        params.clone(),
+        argon2::Version::V0x13,
+        password.as_bytes(),
+        &salt,
+        &mut out,
+    )
+    .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
     let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))
+    let phc = PasswordHash {
+        algorithm: argon2::Algorithm::Argon2id.ident(),
+        version: Some(argon2::Version::V0x13.into()),
+        params: (&params)
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("params: {e}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("output: {e}"))?),
+    };
+    Ok(phc.to_string())
 }
 
-/// Checks a password against a PHC string. A malformed hash never matches.
+/// Checks a password against a PHC string. A malformed hash, or one that is not argon2id,
+/// never matches.
 pub fn verify_password(password: &str, hash: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(hash) else {
         return false;
     };
-    Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok()
+    if parsed.algorithm != argon2::Algorithm::Argon2id.ident() {
+        return false;
+    }
+    let (Ok(params), Some(expected), Some(salt)) =
+        (argon2::Params::try_from(&parsed), parsed.hash, parsed.salt)
+    else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from) {
+        None => argon2::Version::V0x13,
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    if argon2_into(params, version, password.as_bytes(), salt, &mut out).is_err() {
+        return false;
+    }
+    // `Output`'s equality is constant-time.
+    Output::new(&out).is_ok_and(|got| got == expected)
 }
 
 /// Why a new password is refused.
@@ -139,9 +208,8 @@ impl LoginLimiter {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let (n_start, n_count) = live(counts.by_name.get(name), now);
         let (a_start, a_count) = live(counts.by_addr.get(&addr), now);
-        let wait = |start: u64, count: u32| {
-            (count >= MAX_FAILURES).then(|| start + FAILURE_WINDOW - now)
-        };
+        let wait =
+            |start: u64, count: u32| (count >= MAX_FAILURES).then(|| start + FAILURE_WINDOW - now);
         if let Some(w) = wait(n_start, n_count).max(wait(a_start, a_count)) {
             return Err(w);
         }
@@ -191,16 +259,18 @@ pub fn default_hash_slots() -> usize {
 /// Password checks allowed to wait for a slot before new ones are turned away.
 pub const HASH_QUEUE: usize = 16;
 
-/// How long a password check may wait for a slot.
-pub const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+type HashJob = Box<dyn FnOnce() + Send>;
 
-/// Admission control for argon2: memory is per-check cost × concurrency, so the concurrency is
-/// bounded (about one check per core), a short queue waits, and past that callers are told
-/// the node is busy instead of piling up on the blocking pool.
+/// Admission control for argon2: memory is per-check cost × concurrency, so password work runs
+/// on a fixed set of threads (about one per core), a short queue waits, and past that callers
+/// are told the node is busy instead of piling up.
+///
+/// Why threads of its own rather than the runtime's blocking pool: each argon2 call allocates
+/// 19 MiB, and glibc keeps a freed block of that size in the arena of the thread that used it.
+/// Spread over the blocking pool's many threads, a burst of logins left hundreds of MiB
+/// resident even with the concurrency bounded; on a few fixed threads it stays a few blocks.
 pub struct HashGate {
-    slots: tokio::sync::Semaphore,
-    waiting: std::sync::atomic::AtomicUsize,
-    queue: usize,
+    jobs: std::sync::mpsc::SyncSender<HashJob>,
 }
 
 /// No slot for a password check: the node is busy; try again shortly.
@@ -214,41 +284,46 @@ impl Default for HashGate {
 }
 
 impl HashGate {
+    /// `slots` worker threads, and room for `queue` checks waiting for one. The threads end
+    /// when the gate is dropped.
     pub fn new(slots: usize, queue: usize) -> HashGate {
-        HashGate {
-            slots: tokio::sync::Semaphore::new(slots.max(1)),
-            waiting: std::sync::atomic::AtomicUsize::new(0),
-            queue,
+        let (jobs, inbox) = std::sync::mpsc::sync_channel::<HashJob>(queue);
+        let inbox = std::sync::Arc::new(Mutex::new(inbox));
+        for i in 0..slots.max(1) {
+            let inbox = inbox.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-{i}"))
+                .spawn(move || loop {
+                    let job = match inbox.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+                        Ok(job) => job,
+                        Err(_) => return,
+                    };
+                    // A panicking job must not take the worker with it; its caller sees the
+                    // reply channel close.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password worker");
+            }
         }
+        HashGate { jobs }
     }
 
-    /// Runs `work` (a password hash or check) on the blocking pool once a slot is free.
+    /// Runs `work` (a password hash or check) on a password worker, or says the node is busy
+    /// when every worker is taken and the queue is full.
     pub async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
-        use std::sync::atomic::Ordering;
-        let permit = match self.slots.try_acquire() {
-            Ok(p) => p,
-            Err(_) => {
-                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue {
-                    self.waiting.fetch_sub(1, Ordering::AcqRel);
-                    return Err(Busy);
-                }
-                let got = tokio::time::timeout(HASH_WAIT, self.slots.acquire()).await;
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
-                match got {
-                    Ok(Ok(p)) => p,
-                    _ => return Err(Busy),
-                }
-            }
-        };
-        let result = tokio::task::spawn_blocking(work).await;
-        drop(permit);
-        match result {
-            Ok(v) => Ok(v),
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
-        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: HashJob = Box::new(move || {
+            let _ = reply.send(work());
+        });
+        self.jobs.try_send(job).map_err(|_| Busy)?;
+        answer.await.map_err(|_| {
+            tracing::error!("a password check failed without an answer");
+            Busy
+        })
     }
 }
 
@@ -263,6 +338,21 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong horse", &h));
         assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn hashes_made_by_the_argon2_crate_itself_still_verify() {
+        use argon2::password_hash::PasswordHasher;
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_password("correct horse", &theirs));
+        assert!(!verify_password("correct horsE", &theirs));
+        // And ours is what theirs would be for the same salt.
+        let ours = hash_password("correct horse").unwrap();
+        assert_eq!(ours.split('$').nth(3), theirs.split('$').nth(3));
     }
 
     #[test]
@@ -307,7 +397,10 @@ mod tests {
             let handles: Vec<_> = (0..30)
                 .map(|_| s.spawn(|| l.reserve(&n, a, 1000).is_ok()))
                 .collect();
-            handles.into_iter().map(|h| usize::from(h.join().unwrap())).sum()
+            handles
+                .into_iter()
+                .map(|h| usize::from(h.join().unwrap()))
+                .sum()
         });
         assert_eq!(admitted, MAX_FAILURES as usize);
     }

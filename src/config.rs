@@ -229,9 +229,7 @@ impl Config {
         if let Some(max) = self.max_connections {
             limits.max_connections = max;
         }
-        limits.max_per_address = self
-            .max_connections_per_address
-            .min(limits.max_connections);
+        limits.max_per_address = self.max_connections_per_address.min(limits.max_connections);
         limits
     }
 

@@ -99,14 +99,21 @@ async fn auth_check_answers_for_nginx_and_friends() {
         json!(["update-profile"])
     );
 
-    let r = with_carte(&node, Method::GET, "/auth/check", "Carte garbage", None).await;
+    let r = with_carte(
+        &node,
+        Method::GET,
+        "/auth/check?scope=view-profile",
+        "Carte garbage",
+        None,
+    )
+    .await;
     assert_eq!(r.status, 401);
     assert_eq!(
         r.headers["www-authenticate"],
         "Carte error=\"carte.malformed\""
     );
     let r = HttpClient::new()
-        .get(&format!("{}/auth/check", node.url()))
+        .get(&format!("{}/auth/check?scope=view-profile", node.url()))
         .await
         .unwrap();
     assert_eq!(
@@ -131,7 +138,7 @@ async fn auth_check_answers_for_nginx_and_friends() {
     let r = with_carte(
         &node,
         Method::GET,
-        "/auth/check",
+        "/auth/check?scope=view-profile",
         &format!("Carte {elsewhere}"),
         None,
     )
@@ -384,11 +391,26 @@ async fn discovery_health_and_metrics() {
     assert_eq!(h["status"], "ok");
     let carte = app.carte("alice", VIEW_PROFILE, 0).sign(&app.signing);
     let auth = format!("Carte {carte}");
-    with_carte(&node, Method::GET, "/auth/check", &auth, None).await;
-    with_carte(&node, Method::GET, "/auth/check", &auth, None).await;
+    // No grant yet: both are refused for the scope, after the carte verified once.
+    with_carte(
+        &node,
+        Method::GET,
+        "/auth/check?scope=view-profile",
+        &auth,
+        None,
+    )
+    .await;
+    with_carte(
+        &node,
+        Method::GET,
+        "/auth/check?scope=view-profile",
+        &auth,
+        None,
+    )
+    .await;
     let m = text(&node.get("/metrics").await);
     assert!(
-        m.contains("grant_node_requests_total{route=\"auth:check\",status=\"200\"} 2"),
+        m.contains("grant_node_requests_total{route=\"auth:check\",status=\"403\"} 2"),
         "{m}"
     );
     assert!(
