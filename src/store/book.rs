@@ -32,9 +32,10 @@ pub struct PendingGrant {
 /// Records a grant; an empty scope revokes it. Older news never overwrites newer.
 ///
 /// A revocation leaves its row as a tombstone (scope 0) holding the time of the news, so a
-/// replayed older notification cannot bring the grant back. News with the same time as what
-/// is held can only narrow it: the order of two signed statements made in one second is not
-/// known, and the narrower one is the safe one to keep.
+/// replayed older notification cannot bring the grant back. Statements carry whole seconds, so
+/// two can share a time: a revocation wins such a tie (nothing of the same second brings the
+/// grant back), while between two grants the later arrival wins, so a grant widened in the
+/// second it was made is recorded. The node, not the book, enforces grants either way.
 pub fn put(
     conn: &Connection,
     owner: &Name,
@@ -50,13 +51,11 @@ pub fn put(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let scope = match held {
+    match held {
         Some((updated, _)) if updated as u64 > time => return Ok(()),
-        Some((updated, held)) if updated as u64 == time => {
-            scope.intersection(Scope::from_bits(held as u64))
-        }
-        _ => scope,
-    };
+        Some((updated, 0)) if updated as u64 == time => return Ok(()),
+        _ => {}
+    }
     conn.execute(
         "INSERT INTO book_grants (owner, node_url, scope, expires, updated) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (owner) DO UPDATE SET node_url = excluded.node_url, scope = excluded.scope,
@@ -193,14 +192,15 @@ mod tests {
     }
 
     #[test]
-    fn news_of_the_same_second_can_only_narrow() {
+    fn a_revocation_wins_a_tie_and_a_widening_of_the_same_second_is_kept() {
         let db = Db::in_memory().unwrap();
         let c = db.lock();
         let alice = Name::parse("alice").unwrap();
         put(&c, &alice, "u", Scope::from_bits(0b01), None, 100).unwrap();
         put(&c, &alice, "u", Scope::from_bits(0b11), None, 100).unwrap();
-        assert_eq!(get(&c, &alice).unwrap().unwrap().scope, 0b01);
+        assert_eq!(get(&c, &alice).unwrap().unwrap().scope, 0b11);
         put(&c, &alice, "u", Scope::NONE, None, 100).unwrap();
+        put(&c, &alice, "u", Scope::from_bits(0b11), None, 100).unwrap();
         assert_eq!(get(&c, &alice).unwrap(), None);
     }
 }
