@@ -121,15 +121,16 @@ impl Config {
         let mut config = Config::new(listen, data_dir);
 
         if let Some(url) = args.public_url.or(file.public_url) {
-            CheckedUri::parse_node(&url).with_context(|| format!("public_url {url:?}"))?;
-            config.public_url = Some(url.trim_end_matches('/').to_owned());
+            let url = CheckedUri::base_url(&url).with_context(|| format!("public_url {url:?}"))?;
+            config.public_url = Some(url);
         }
         let registry_url = args.registry.or(file.registry);
         let registry_key = args.registry_key.or(file.registry_key);
         match (registry_url, registry_key) {
             (Some(url), Some(key)) => {
                 let key = parse_key(&key).context("registry_key")?;
-                CheckedUri::parse_node(&url).with_context(|| format!("registry {url:?}"))?;
+                let url =
+                    CheckedUri::base_url(&url).with_context(|| format!("registry {url:?}"))?;
                 config.registry = RegistrySetting::Remote { url, key };
             }
             (Some(_), None) => bail!(

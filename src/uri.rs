@@ -48,6 +48,19 @@ impl CheckedUri {
         check(input)
     }
 
+    /// Normalises a configured base URL (a registry's, a node's public URL): with or without
+    /// a trailing `/` it is the same base, checked as a node URI and returned without the
+    /// trailing `/`, ready for `base + "/path"`.
+    pub fn base_url(input: &str) -> Result<String, UriError> {
+        let with_slash = if input.ends_with('/') {
+            input.to_owned()
+        } else {
+            format!("{input}/")
+        };
+        check(&with_slash)?;
+        Ok(with_slash.trim_end_matches('/').to_owned())
+    }
+
     /// Checks a URI for registration as a redirect URI: as a node URI, and plain http only
     /// for loopback hosts (RFC 8252 §7.3).
     pub fn parse_redirect(input: &str) -> Result<CheckedUri, UriError> {

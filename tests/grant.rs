@@ -484,11 +484,13 @@ async fn a_user_from_another_node_is_sent_home_with_every_parameter() {
     // At home, bob finishes it.
     let mut at_home = b.set_password("bob", "correct horse battery").await;
     to_consent(&b, &mut at_home, &home).await;
-    // A name that is nobody's is refused on A.
+    // A name that is nobody's is refused on A (with a request that is otherwise valid: the
+    // client and its carte are checked first).
+    let fresh = app.grant_carte(VIEW_PROFILE, REDIRECT, "s");
     let nobody = grant_url(
         &a.url(),
         "app",
-        &carte,
+        &fresh,
         "view-profile",
         REDIRECT,
         "s",
@@ -531,7 +533,7 @@ async fn pages_send_the_security_headers_and_escape_everything() {
         assert_eq!(h("referrer-policy"), "no-referrer");
         assert_eq!(h("cache-control"), "no-store");
     }
-    // A hostile client_id is shown inert on the name prompt.
+    // A hostile client_id is not shown at all: no page names an unverified client.
     let mut stranger = Browser::new(&node.url());
     let hostile = grant_url(
         &node.url(),
@@ -542,12 +544,33 @@ async fn pages_send_the_security_headers_and_escape_everything() {
         state,
         None,
     );
-    let prompt = stranger.get(&hostile).await;
-    let html = text(&prompt);
+    let refused = stranger.get(&hostile).await;
+    let html = text(&refused);
+    assert_eq!(
+        (refused.status.as_u16(), page_code(&refused)),
+        (400, "grant.unknown-client".into())
+    );
     assert!(!html.contains("<script>"), "{html}");
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-    // The state is carried in hidden fields escaped too.
-    assert!(!html.contains("value=\"<script>"));
+    assert!(!html.contains("alert(1)"), "{html}");
+    // The genuine request's state is carried in the name prompt's hidden fields, escaped.
+    let fresh = app.grant_carte(VIEW_PROFILE, REDIRECT, state);
+    let genuine = grant_url(
+        &node.url(),
+        "app",
+        &fresh,
+        "view-profile",
+        REDIRECT,
+        state,
+        None,
+    );
+    let prompt = stranger.get(&genuine).await;
+    let html = text(&prompt);
+    assert_eq!(prompt.status, 200, "{html}");
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(
+        html.contains("value=\"&lt;script&gt;alert(1)&lt;/script&gt;\""),
+        "{html}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

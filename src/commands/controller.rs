@@ -32,6 +32,13 @@ pub fn run(command: ControllerCommand) -> anyhow::Result<()> {
             let name =
                 Name::parse(name).with_context(|| format!("{name:?} is not a valid name"))?;
             let max = catalogue.parse(max_scope).context("--max-scope")?;
+            // The node's verified registry mirror lives in the same database.
+            if store::registry::record(&conn, &name)?.is_none() {
+                bail!(
+                    "{name} is not a registered name (this node's registry mirror does not know \
+                     it); register it first with `grant-node name register {name} …`"
+                );
+            }
             store::controllers::put(&conn, &name, max, Clock::system().now())?;
             println!(
                 "{name} may create owners and act for them with: {}",

@@ -186,14 +186,45 @@ async fn revoke_all(
     Ok(json_value(StatusCode::OK, &json!({ "revoked": all.len() })))
 }
 
+/// Scope names in a JSON body: an array of names (what every answer uses), or one string of
+/// names separated by commas or spaces, as in URLs. Both mean the same.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ScopeNames {
+    List(Vec<String>),
+    Text(String),
+}
+
+impl Default for ScopeNames {
+    fn default() -> ScopeNames {
+        ScopeNames::List(Vec::new())
+    }
+}
+
+impl ScopeNames {
+    fn parse(&self, scopes: &crate::scope::Catalogue) -> Result<Scope, ApiError> {
+        Ok(match self {
+            ScopeNames::List(names) => scopes.parse_list(names)?,
+            ScopeNames::Text(text) => scopes.parse(text)?,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            ScopeNames::List(names) => names.is_empty(),
+            ScopeNames::Text(text) => text.trim().is_empty(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GrantUpdate {
     #[serde(default)]
-    add: Vec<String>,
+    add: ScopeNames,
     #[serde(default)]
-    remove: Vec<String>,
-    scope: Option<Vec<String>>,
+    remove: ScopeNames,
+    scope: Option<ScopeNames>,
     /// Absent: keep; null: no expiry; a number: Unix seconds.
     #[serde(default, deserialize_with = "some")]
     expires: Option<Option<u64>>,
@@ -224,13 +255,9 @@ async fn update(
         ));
     }
     let scopes = &state.config.scopes;
-    let add = scopes.parse_list(&u.add)?;
-    let remove = scopes.parse_list(&u.remove)?;
-    let set = u
-        .scope
-        .as_deref()
-        .map(|s| scopes.parse_list(s))
-        .transpose()?;
+    let add = u.add.parse(scopes)?;
+    let remove = u.remove.parse(scopes)?;
+    let set = u.scope.as_ref().map(|s| s.parse(scopes)).transpose()?;
     let now = state.config.clock.now();
     if let Some(Some(e)) = u.expires {
         if e <= now {

@@ -192,7 +192,7 @@ fn key_at(record: &NameRecord, query: Option<&str>) -> Result<Response<Body>, Ap
     match record.keys.iter().rev().find(|k| k.valid_from <= at) {
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "carte.key-not-valid",
+            "registry.no-key-at",
             "the name held no key at that time",
         )),
         Some(k) => Ok(json_value(

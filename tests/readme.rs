@@ -1,0 +1,186 @@
+//! The README is a specification: its configuration snippets load, its tables match the code,
+//! and its registry commands run as written.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+use grant_node::cli::{Cli, Command as Sub};
+use grant_node::config::Config;
+use grant_node::http::client::HttpClient;
+use grant_node::scope::Catalogue;
+
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap()
+}
+
+/// Every fenced block of language `lang`, with the line number it starts on.
+fn blocks(lang: &str) -> Vec<(usize, String)> {
+    let text = readme();
+    let mut out = Vec::new();
+    let mut current: Option<(usize, String)> = None;
+    for (i, line) in text.lines().enumerate() {
+        match &mut current {
+            None if line.trim_start() == format!("```{lang}") => {
+                current = Some((i + 1, String::new()));
+            }
+            Some(_) if line.trim_start() == "```" => out.push(current.take().unwrap()),
+            Some((_, body)) => {
+                body.push_str(line);
+                body.push('\n');
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn every_toml_snippet_in_the_readme_loads_as_printed() {
+    let dir = common::tempdir();
+    let snippets = blocks("toml");
+    assert!(
+        !snippets.is_empty(),
+        "the README's TOML snippets went missing"
+    );
+    for (line, toml) in snippets {
+        let path = dir.path().join(format!("readme-{line}.toml"));
+        std::fs::write(&path, &toml).unwrap();
+        let cli = Cli::try_parse_from(["grant-node", "serve", "--config", path.to_str().unwrap()])
+            .unwrap();
+        let Sub::Serve(args) = cli.command else {
+            unreachable!()
+        };
+        if let Err(e) = Config::build(args) {
+            panic!("README.md line {line}: the snippet does not load: {e:#}\n{toml}");
+        }
+    }
+}
+
+#[test]
+fn the_scopes_table_is_the_catalogue() {
+    let text = readme();
+    let start = text.find("| scope | bit index | mask |").unwrap();
+    let catalogue = Catalogue::builtin();
+    let mut rows = 0;
+    for line in text[start..].lines().skip(2) {
+        if !line.starts_with('|') {
+            break;
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let (name, index, mask) = (cells[1], cells[2], cells[3].trim_matches('`'));
+        let bits = catalogue.parse(name).unwrap().bits();
+        assert_eq!(bits, 1u64 << index.parse::<u32>().unwrap(), "{line}");
+        assert_eq!(format!("{bits:#x}"), mask, "{line}");
+        rows += 1;
+    }
+    assert_eq!(rows, catalogue.defs().count());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The registry-stub binary next to grant-node's, built if this test runs on its own.
+fn registry_stub_binary() -> std::path::PathBuf {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_grant-node"))
+        .parent()
+        .unwrap()
+        .join("registry-stub");
+    if !bin.exists() {
+        let ok = Command::new(env!("CARGO"))
+            .args(["build", "-p", "registry-stub", "--quiet"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    bin
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a README command line: `cargo run --release [-p P] --` becomes the binary cargo built
+/// for this test, the README's ports become free ones; everything else is as printed.
+fn spawn(line: &str, ports: &[(&str, u16)], key: &str, dir: &std::path::Path) -> Child {
+    let mut line = line
+        .replace(
+            "cargo run --release -p registry-stub --",
+            registry_stub_binary().to_str().unwrap(),
+        )
+        .replace("cargo run --release --", env!("CARGO_BIN_EXE_grant-node"));
+    for (from, to) in ports {
+        line = line.replace(from, &to.to_string());
+    }
+    line = line.replace("8f67c8…", key);
+    // The README's node listens on its default, 127.0.0.1:8650; the test moves it through the
+    // environment, leaving the line as printed.
+    let node_port = ports
+        .iter()
+        .find(|(p, _)| *p == "8650")
+        .map_or(0, |(_, p)| *p);
+    Command::new("bash")
+        .args(["-c", &format!("exec {line}")])
+        .env("GRANT_NODE_LISTEN", format!("127.0.0.1:{node_port}"))
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_registry_commands_run_as_written() {
+    let text = readme();
+    let start = text.find("## The registry").unwrap();
+    let block_start = text[start..].find("```sh\n").unwrap() + start + 6;
+    let block_end = text[block_start..].find("```").unwrap() + block_start;
+    let commands: Vec<&str> = text[block_start..block_end]
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .collect();
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    let dir = common::tempdir();
+    let ports = [("8651", free_port()), ("8650", free_port())];
+    let mut stub = Killed(spawn(commands[0], &ports, "", dir.path()));
+    let mut out = BufReader::new(stub.0.stdout.take().unwrap());
+    let mut key = String::new();
+    for _ in 0..2 {
+        let mut l = String::new();
+        out.read_line(&mut l).unwrap();
+        if let Some(k) = l.trim().strip_prefix("registry public key ") {
+            key = k.to_owned();
+        }
+    }
+    assert_eq!(key.len(), 64, "the stub printed its key");
+    let node = Killed(spawn(commands[1], &ports, &key, dir.path()));
+    let url = format!("http://127.0.0.1:{}/healthz", ports[1].1);
+    let mut health = serde_json::Value::Null;
+    for _ in 0..400 {
+        if let Ok(r) = HttpClient::new().get(&url).await {
+            health = r.json().unwrap();
+            if health["registry"]["last_sync"].is_u64() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(health["status"], "ok", "{health}");
+    assert!(health["registry"]["last_sync"].is_u64(), "{health}");
+    drop(node);
+}
