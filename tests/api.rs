@@ -438,3 +438,59 @@ async fn discovery_health_and_metrics() {
         .unwrap();
     assert_eq!(r.status, 405);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scopes_in_json_are_an_array_or_one_string_of_names() {
+    let (_dir, node, mut browser, _app) = setup().await;
+    let r = grant(
+        &node,
+        &mut browser,
+        json!({"add": "view-profile,update-profile"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let g: serde_json::Value = r.json().unwrap();
+    assert_eq!(g["scope"], json!(["view-profile", "update-profile"]));
+    let r = grant(&node, &mut browser, json!({"remove": "update-profile"})).await;
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["scope"],
+        json!(["view-profile"])
+    );
+    let r = grant(
+        &node,
+        &mut browser,
+        json!({"scope": "view-settings view-profile"}),
+    )
+    .await;
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["scope"],
+        json!(["view-profile", "view-settings"])
+    );
+    let r = grant(&node, &mut browser, json!({"add": "view-profile,fly"})).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (400, "scope.unknown".into())
+    );
+    let r = grant(&node, &mut browser, json!({"add": 7})).await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (400, "request.malformed".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_question_the_registry_cannot_answer_has_a_registry_code() {
+    let (_dir, node, _browser, app) = setup().await;
+    let r = node.get("/registry/names/app/key?at=1").await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (404, "registry.no-key-at".into())
+    );
+    let now = common::now();
+    let r = node.get(&format!("/registry/names/app/key?at={now}")).await;
+    let k: serde_json::Value = r.json().unwrap();
+    assert_eq!(
+        k["key"],
+        hex::encode(app.signing.verifying_key().as_bytes())
+    );
+}

@@ -108,12 +108,18 @@ fn generate() -> String {
         json!({ "name": name, "public_key": hex(key.verifying_key().as_bytes()),
                 "valid_from": valid_from, "compromised": compromised, "seed": hex(&key.to_bytes()) })
     };
-    let registry = vec![
+    let mut registry = vec![
         key_entry("app", &k.app_old, NOW - 100_000, false),
         key_entry("app", &k.app_new, ROTATION, false),
         key_entry("burnt", &k.burnt, NOW - 100_000, true),
         key_entry("late", &k.late, NOW + 10_000, false),
     ];
+    // Keys no registry accepts (`op.weak-key`), listed so that the strictness vectors can
+    // show what a verifier does if one reaches it anyway. No seed: nobody holds their secret.
+    for (name, key) in weak_keys() {
+        registry.push(json!({ "name": name, "public_key": hex(&key),
+            "valid_from": NOW - 100_000, "compromised": false }));
+    }
 
     let mut v = Vec::new();
 
@@ -276,6 +282,8 @@ fn generate() -> String {
         err("carte.bad-signature"),
     ));
 
+    strictness_vectors(&mut v);
+
     let doc = json!({
         "format": "grant-node carte vectors, wire format version 1",
         "signature_prefix_hex": hex(SIGNATURE_PREFIX),
@@ -292,6 +300,192 @@ fn generate() -> String {
     let mut text = serde_json::to_string_pretty(&doc).unwrap();
     text.push('\n');
     text
+}
+
+/// The order-8 point of the curve's torsion subgroup used below.
+fn torsion8() -> curve25519_dalek::EdwardsPoint {
+    curve25519_dalek::constants::EIGHT_TORSION[1]
+}
+
+/// The secret scalar behind the "mixed" key's large-order part.
+fn mixed_secret() -> curve25519_dalek::Scalar {
+    curve25519_dalek::Scalar::from_bytes_mod_order(seed(9))
+}
+
+/// Public keys that verify_strict or the registry must not trust: name and encoding.
+fn weak_keys() -> Vec<(&'static str, [u8; 32])> {
+    use curve25519_dalek::EdwardsPoint;
+    let identity = EdwardsPoint::default().compress().to_bytes();
+    // y = 1 spelled as p + 1: 2^255 - 19 + 1, little-endian.
+    let mut identity_long = [0xffu8; 32];
+    identity_long[0] = 0xee;
+    identity_long[31] = 0x7f;
+    let mixed = (EdwardsPoint::mul_base(&mixed_secret()) + torsion8())
+        .compress()
+        .to_bytes();
+    vec![
+        ("small-identity", identity),
+        ("small-order8", torsion8().compress().to_bytes()),
+        ("small-noncanonical", identity_long),
+        ("mixed", mixed),
+    ]
+}
+
+/// `k = SHA-512(R ‖ A ‖ message) mod ℓ`, as RFC 8032 defines it.
+fn challenge(r: &[u8; 32], a: &[u8; 32], message: &[u8]) -> curve25519_dalek::Scalar {
+    use sha2::Digest;
+    let mut h = sha2::Sha512::new();
+    h.update(r);
+    h.update(a);
+    h.update(message);
+    curve25519_dalek::Scalar::from_bytes_mod_order_wide(&h.finalize().into())
+}
+
+/// A carte with a hand-made signature `(r, s)`.
+fn with_signature(payload: &[u8], r: [u8; 32], s: [u8; 32]) -> String {
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&r);
+    sig[32..].copy_from_slice(&s);
+    wire(payload, &ed25519_dalek::Signature::from_bytes(&sig))
+}
+
+/// The edge cases that tell `verify_strict` from plain RFC 8032 verification. Each signature
+/// here is one that some common verifier accepts; a conforming implementation must give the
+/// recorded answer. (The golden vectors of "Taming the many EdDSAs" cover the same classes.)
+fn strictness_vectors(v: &mut Vec<Value>) {
+    use curve25519_dalek::{EdwardsPoint, Scalar};
+    let weak: std::collections::HashMap<_, _> = weak_keys().into_iter().collect();
+    let app = SigningKey::from_bytes(&seed(2)); // app's current key
+    let app_a = app.verifying_key().to_bytes();
+    let app_secret = app.to_scalar();
+
+    // A = identity: every k·A vanishes, so (R = s·B, s) satisfies s·B = R + k·A for any message.
+    let payload = encode_payload(&base("small-identity", 20));
+    let s = Scalar::from_bytes_mod_order(seed(20));
+    let r = EdwardsPoint::mul_base(&s).compress().to_bytes();
+    v.push(vector(
+        "small-order public key (the identity): the cofactorless equation holds for any message; verify_strict refuses weak keys",
+        with_signature(&payload, r, s.to_bytes()),
+        err("carte.bad-signature"),
+    ));
+
+    // A of order 8: pick the nonce until 8 | k, then k·A vanishes and (s·B, s) verifies.
+    let a8 = weak["small-order8"];
+    let mut n = 21u8;
+    let (payload, r, s) = loop {
+        let payload = encode_payload(&base("small-order8", n));
+        let s = Scalar::from_bytes_mod_order(seed(n));
+        let r = EdwardsPoint::mul_base(&s).compress().to_bytes();
+        let k = challenge(&r, &a8, &signed_message(&payload));
+        if (k * torsion8()) == EdwardsPoint::default() {
+            break (payload, r, s);
+        }
+        n += 1;
+    };
+    v.push(vector(
+        "small-order public key (a point of order 8), with a signature the cofactorless equation accepts",
+        with_signature(&payload, r, s.to_bytes()),
+        err("carte.bad-signature"),
+    ));
+
+    // A = identity spelled non-canonically (y = p + 1).
+    let payload = encode_payload(&base("small-noncanonical", 40));
+    let s = Scalar::from_bytes_mod_order(seed(40));
+    let r = EdwardsPoint::mul_base(&s).compress().to_bytes();
+    v.push(vector(
+        "non-canonical encoding of the public key (the identity as y = p + 1), with a signature the cofactorless equation accepts",
+        with_signature(&payload, r, s.to_bytes()),
+        err("carte.bad-signature"),
+    ));
+
+    // R = identity: s = k·a satisfies s·B = R + k·A.
+    let payload = encode_payload(&base("app", 41));
+    let r = EdwardsPoint::default().compress().to_bytes();
+    let k = challenge(&r, &app_a, &signed_message(&payload));
+    v.push(vector(
+        "small-order R (the identity) with s = k·a: the cofactorless equation holds; verify_strict refuses small-order R",
+        with_signature(&payload, r, (k * app_secret).to_bytes()),
+        err("carte.bad-signature"),
+    ));
+
+    // R of order 8 with s = k·a: only a cofactored verifier (8·s·B = 8·R + 8·k·A) accepts.
+    let payload = encode_payload(&base("app", 42));
+    let r = torsion8().compress().to_bytes();
+    let k = challenge(&r, &app_a, &signed_message(&payload));
+    v.push(vector(
+        "small-order R (order 8) with s = k·a: a cofactored verifier accepts, verify_strict refuses",
+        with_signature(&payload, r, (k * app_secret).to_bytes()),
+        err("carte.bad-signature"),
+    ));
+
+    // A valid signature, then s + ℓ: the same residue, so a verifier that reduces s accepts.
+    let payload = encode_payload(&base("app", 43));
+    let good = app.sign(&signed_message(&payload)).to_bytes();
+    let mut r = [0u8; 32];
+    r.copy_from_slice(&good[..32]);
+    let s = {
+        // s + ℓ, little-endian, with carries; s < ℓ < 2^253, so it fits in 256 bits.
+        const ELL: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut out = [0u8; 32];
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let sum = good[32 + i] as u16 + ELL[i] as u16 + carry;
+            out[i] = sum as u8;
+            carry = sum >> 8;
+        }
+        out
+    };
+    v.push(vector(
+        "non-canonical S (s + ℓ) of a valid signature: refused, or signatures would be malleable",
+        with_signature(&payload, r, s),
+        err("carte.bad-signature"),
+    ));
+
+    // Mixed-order R: a valid (R, s) with R moved by a torsion point.
+    let payload = encode_payload(&base("app", 44));
+    let good = app.sign(&signed_message(&payload)).to_bytes();
+    let mut r_bytes = [0u8; 32];
+    r_bytes.copy_from_slice(&good[..32]);
+    let moved = (curve25519_dalek::edwards::CompressedEdwardsY(r_bytes)
+        .decompress()
+        .unwrap()
+        + torsion8())
+    .compress()
+    .to_bytes();
+    let mut s = [0u8; 32];
+    s.copy_from_slice(&good[32..]);
+    v.push(vector(
+        "mixed-order R (a valid R plus a point of order 8): a cofactored verifier accepts, verify_strict's cofactorless equation refuses",
+        with_signature(&payload, moved, s),
+        err("carte.bad-signature"),
+    ));
+
+    // Mixed-order A = a·B + T8: when 8 | k the torsion part vanishes from k·A and an ordinary
+    // signature with `a` verifies, under verify_strict too (it refuses only small-order keys,
+    // and testing a key for torsion costs a scalar multiplication per check). Such a key never
+    // reaches a verifier: the registry refuses it (`op.weak-key`), at registration and at
+    // rotation. The vector records what verify_strict does, so that a verifier that refuses
+    // it anyway knows it is being stricter, not wrong.
+    let mixed_a = weak["mixed"];
+    let mut n = 45u8;
+    let (payload, r, s) = loop {
+        let payload = encode_payload(&base("mixed", n));
+        let nonce = Scalar::from_bytes_mod_order(seed(n.wrapping_add(100)));
+        let r = EdwardsPoint::mul_base(&nonce).compress().to_bytes();
+        let k = challenge(&r, &mixed_a, &signed_message(&payload));
+        if (k * torsion8()) == EdwardsPoint::default() {
+            break (payload, r, nonce + k * mixed_secret());
+        }
+        n += 1;
+    };
+    v.push(vector(
+        "mixed-order public key (a·B plus a point of order 8) when 8 divides k: verify_strict accepts; the registry never accepts such a key (op.weak-key)",
+        with_signature(&payload, r, s.to_bytes()),
+        ok("mixed"),
+    ));
 }
 
 #[test]
@@ -368,4 +562,48 @@ fn every_vector_verifies_as_recorded() {
     for code in every_code {
         assert!(codes_seen.contains(code), "no vector for {code}");
     }
+}
+
+/// The strictness vectors are worth having only if a weaker verifier would take them: plain
+/// RFC 8032 verification (ed25519-dalek's `verify`, cofactorless, no weak-key checks) accepts
+/// the small-order key and small-order R cases that `verify_strict` refuses.
+#[test]
+fn strictness_vectors_fool_a_plain_verifier() {
+    use ed25519_dalek::Verifier;
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(PATH).unwrap()).unwrap();
+    let key_of = |owner: &str| -> VerifyingKey {
+        let entry = doc["registry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rfind(|e| e["name"] == owner)
+            .unwrap();
+        VerifyingKey::from_bytes(
+            &unhex(entry["public_key"].as_str().unwrap())
+                .try_into()
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let mut fooled = 0;
+    for v in doc["vectors"].as_array().unwrap() {
+        let d = v["description"].as_str().unwrap();
+        if !(d.starts_with("small-order public key (the identity)")
+            || d.starts_with("small-order public key (a point of order 8)")
+            || d.starts_with("small-order R (the identity)")
+            || d.starts_with("non-canonical encoding of the public key"))
+        {
+            continue;
+        }
+        let decoded = grant_node::carte::decode(v["carte"].as_str().unwrap()).unwrap();
+        let key = key_of(decoded.carte.owner.as_str());
+        let message = signed_message(&decoded.payload);
+        assert!(key.verify(&message, &decoded.signature).is_ok(), "{d}");
+        assert!(
+            key.verify_strict(&message, &decoded.signature).is_err(),
+            "{d}"
+        );
+        fooled += 1;
+    }
+    assert_eq!(fooled, 4);
 }

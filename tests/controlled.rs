@@ -483,3 +483,32 @@ async fn public_registration_opens_a_sign_up_page() {
     let d: serde_json::Value = node.get("/.well-known/grant-node").await.json().unwrap();
     assert_eq!(d["owners"], json!(["alice", "erin"]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn controller_add_refuses_a_name_that_is_not_registered() {
+    let (_dir, node, _platform) = start().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_grant-node"))
+        .args([
+            "controller",
+            "add",
+            "nobody-here",
+            "--max-scope",
+            "view-profile",
+            "--data-dir",
+        ])
+        .arg(&node.dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nobody-here is not a registered name"),
+        "{err}"
+    );
+    let listed = Command::new(env!("CARGO_BIN_EXE_grant-node"))
+        .args(["controller", "list", "--data-dir"])
+        .arg(&node.dir)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "");
+}

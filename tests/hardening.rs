@@ -94,7 +94,8 @@ async fn forward_auth_scope_cannot_be_chosen_by_the_client() {
     let auth = format!("Carte {carte}");
     let a = ("authorization", auth.as_str());
     let q = "/auth/check?scope=view-profile";
-    let cases: [(&str, Vec<(&str, &str)>, (u16, &str)); 8] = [
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, (u16, &'a str));
+    let cases: [Case; 8] = [
         (
             q,
             vec![a, ("x-required-scope", "")],

@@ -319,3 +319,75 @@ async fn registry_restart_loses_nothing() {
     assert_eq!(again["size"], 3);
     assert_eq!(again["head_hash"], checkpoint["head_hash"]);
 }
+
+/// Keys that strict verification can never trust: small-order points, a non-canonical
+/// encoding, a point with a torsion component.
+fn weak_keys() -> Vec<(&'static str, ed25519_dalek::VerifyingKey)> {
+    use curve25519_dalek::constants::EIGHT_TORSION;
+    let from = |b: [u8; 32]| ed25519_dalek::VerifyingKey::from_bytes(&b).unwrap();
+    let mut identity_long = [0xffu8; 32];
+    identity_long[0] = 0xee;
+    identity_long[31] = 0x7f;
+    let strong = SigningKey::from_bytes(&[42; 32])
+        .verifying_key()
+        .to_edwards();
+    vec![
+        ("identity", from(EIGHT_TORSION[0].compress().to_bytes())),
+        ("order 2", from(EIGHT_TORSION[4].compress().to_bytes())),
+        ("order 8", from(EIGHT_TORSION[1].compress().to_bytes())),
+        ("non-canonical", from(identity_long)),
+        (
+            "mixed order",
+            from((strong + EIGHT_TORSION[1]).compress().to_bytes()),
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weak_keys_are_refused_at_registration_and_rotation() {
+    let dir = tempdir();
+    let stub = Stub::start(dir.path(), 0).await;
+    for (what, key) in weak_keys() {
+        let app = Identity::new("weakling", 3);
+        let mut r = grant_node::registry::op::Register {
+            name: app.name.clone(),
+            updating_key: app.updating.verifying_key(),
+            signing_key: key,
+            valid_from: now(),
+            node_uri: "https://app.example/".into(),
+            redirect_uris: vec![],
+            pow_nonce: [0; 8],
+        };
+        let op = Operation::Register(r.clone()).sign(&app.updating);
+        let reply = post_op(&stub.url(), op).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.error_code().unwrap()),
+            (400, "op.weak-key".into()),
+            "signing key: {what}"
+        );
+        r.signing_key = app.signing.verifying_key();
+        r.updating_key = key;
+        let reply = post_op(&stub.url(), Operation::Register(r).sign(&app.updating)).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.error_code().unwrap()),
+            (400, "op.weak-key".into()),
+            "updating key: {what}"
+        );
+    }
+    let app = Identity::new("app", 1);
+    let first = app.register(&stub.client(), 0).await;
+    for (what, key) in weak_keys() {
+        let op = update(&app, &first.digest, |u| {
+            u.new_signing_key = Some((key, now() + 10))
+        });
+        let r = post_op(&stub.url(), op).await;
+        assert_eq!(
+            (r.status.as_u16(), r.error_code().unwrap()),
+            (400, "op.weak-key".into()),
+            "rotation to {what}"
+        );
+    }
+    // Nothing changed: the name keeps its one key.
+    let record = stub.client().record(&app.name).await.unwrap().unwrap();
+    assert_eq!(record.keys.len(), 1);
+}

@@ -109,7 +109,8 @@ impl From<RegistryError> for ApiError {
             | RegistryError::Malformed(_)
             | RegistryError::BadUri(_)
             | RegistryError::PowInsufficient { .. }
-            | RegistryError::ValidFromInPast => StatusCode::BAD_REQUEST,
+            | RegistryError::ValidFromInPast
+            | RegistryError::WeakKey(_) => StatusCode::BAD_REQUEST,
             RegistryError::BadSignature => StatusCode::FORBIDDEN,
             RegistryError::NameTaken
             | RegistryError::NameConfusable(_)

@@ -114,6 +114,8 @@ pub enum RegistryError {
     PowInsufficient { need: u32, got: u32 },
     #[error("a key may not be back-dated: valid_from is before the registry's time minus skew")]
     ValidFromInPast,
+    #[error("the key can never verify a strict signature: {0}")]
+    WeakKey(&'static str),
     #[error("operation larger than {} bytes", op::MAX_OP_BYTES)]
     TooLarge,
     #[error("the registry cannot be reached: {0}")]
@@ -135,6 +137,7 @@ impl RegistryError {
             RegistryError::StaleDigest => "op.stale-digest",
             RegistryError::PowInsufficient { .. } => "op.pow-insufficient",
             RegistryError::ValidFromInPast => "op.valid-from-in-past",
+            RegistryError::WeakKey(_) => "op.weak-key",
             RegistryError::TooLarge => "op.too-large",
             RegistryError::Unavailable(_) => "registry.unavailable",
             RegistryError::Untrusted(_) => "registry.untrusted",

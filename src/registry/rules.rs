@@ -67,6 +67,8 @@ pub fn apply(
             }
             CheckedUri::parse_node(&r.node_uri).map_err(RegistryError::BadUri)?;
             check_redirects(&r.redirect_uris)?;
+            check_key(&r.updating_key)?;
+            check_key(&r.signing_key)?;
             if params.check_signature {
                 signed.verify_signature(&r.updating_key)?;
             }
@@ -102,6 +104,12 @@ pub fn apply(
             }
             if let Some(uris) = &u.redirect_uris {
                 check_redirects(uris)?;
+            }
+            if let Some((key, _)) = &u.new_signing_key {
+                check_key(key)?;
+            }
+            if let Some(key) = &u.new_updating_key {
+                check_key(key)?;
             }
             let current = current.ok_or(RegistryError::NameUnknown)?;
             if params.check_signature {
@@ -153,6 +161,26 @@ pub fn apply(
             Ok(next)
         }
     }
+}
+
+/// Refuses a key that strict Ed25519 verification could never trust: a small-order point
+/// (verify_strict refuses every signature under it), a non-canonical encoding (two byte
+/// strings for one key), or a point with a torsion component (a "mixed-order" key, under which
+/// a signature can verify for some messages and not others, see the strictness vectors).
+pub fn check_key(key: &VerifyingKey) -> Result<(), RegistryError> {
+    if key.is_weak() {
+        return Err(RegistryError::WeakKey("a small-order point"));
+    }
+    let point = key.to_edwards();
+    if point.compress().as_bytes() != key.as_bytes() {
+        return Err(RegistryError::WeakKey("a non-canonical encoding"));
+    }
+    if !point.is_torsion_free() {
+        return Err(RegistryError::WeakKey(
+            "a point with a small-order component",
+        ));
+    }
+    Ok(())
 }
 
 fn check_redirects(uris: &[String]) -> Result<(), RegistryError> {
