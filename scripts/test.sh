@@ -3,7 +3,8 @@
 #
 # Besides cargo's tests it needs a few things from Debian's packages (installed here when
 # missing, as root): nginx for the auth_request test, chromium and chromium-driver for the
-# browser test. The crash test runs against a release
+# browser test; Python's openapi-spec-validator (from PyPI, in a virtual environment under
+# target/) for the OpenAPI tests. The crash test runs against a release
 # build of the node. A short fuzz pass runs every fuzz target (FUZZ_SECONDS, default 5 s each;
 # set FUZZ_SECONDS=0 to skip it).
 set -euo pipefail
@@ -21,6 +22,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "warning: ${need_apt[*]} missing and not root; those tests will say so" >&2
   fi
 fi
+# The OpenAPI validators (openapi-spec-validator, openapi-schema-validator) from PyPI, in a
+# virtual environment under target/ so nothing is installed into the system's Python.
+venv=target/openapi-venv
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openapi_spec_validator, openapi_schema_validator' 2>/dev/null; then
+  mkdir -p target
+  if ! python3 -m venv "$venv" 2>/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator openapi-schema-validator
+fi
+export GRANT_NODE_OPENAPI_PYTHON="$PWD/$venv/bin/python" GRANT_NODE_REQUIRE_OPENAPI=1
+
 [ -x /usr/sbin/nginx ] && export GRANT_NODE_REQUIRE_NGINX=1
 [ -x /usr/bin/chromedriver ] && export GRANT_NODE_REQUIRE_CHROMIUM=1
 

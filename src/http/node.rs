@@ -16,6 +16,10 @@ use crate::carte;
 use crate::node::NodeState;
 use crate::store::{self, owners::Document};
 
+/// The OpenAPI 3.1 description of every JSON endpoint (`data/openapi.json`, checked by
+/// `tests/openapi.rs` against a validator and against the live node's answers).
+pub const OPENAPI: &str = include_str!("../../data/openapi.json");
+
 /// The protocol version this node speaks, published in discovery.
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -96,6 +100,7 @@ async fn dispatch(
         (&Method::GET, ["healthz"]) => ("healthz", Ok(healthz(state))),
         (&Method::GET, ["metrics"]) => ("metrics", metrics(state).await),
         (&Method::GET, [".well-known", "grant-node"]) => ("discovery", Ok(discovery(state))),
+        (&Method::GET, ["openapi.json"]) => ("openapi", Ok(json(StatusCode::OK, OPENAPI))),
         (&Method::GET, [""]) => ("page:home", login::home(state, &req).await),
         (&Method::GET, ["login"]) => ("page:login", login::show(state, &req).await),
         (&Method::POST, ["login"]) => ("page:login", login::submit(state, peer, req).await),
@@ -141,6 +146,7 @@ async fn dispatch(
             ("api:verify", verify_for_peer(state, peer, req).await)
         }
         (_, ["healthz" | "metrics" | "login" | "logout" | "setup" | "grant" | "signup"])
+        | (_, ["openapi.json"])
         | (_, ["api", "owners"] | ["api", "owners", _] | ["auth", "login"])
         | (_, [".well-known", "grant-node"])
         | (_, ["auth", "check"])
@@ -211,6 +217,7 @@ fn discovery(state: &NodeState) -> Response<Body> {
             "scopes": scopes,
             "endpoints": {
                 "grant": "/grant",
+                "openapi": "/openapi.json",
                 "grants": "/api/grants",
                 "profile": "/api/profile",
                 "settings": "/api/settings",
