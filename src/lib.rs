@@ -21,7 +21,9 @@
 //! - [`keyfile`]: key files with mode 0600.
 //! - [`node`]: the node's state, carte access with its caches, durable grant changes, owners,
 //!   the notification outbox, and the wiring that serves it all.
-//! - [`http`]: the accept loop, routers, pages and JSON API; the only place that speaks HTTP.
+//! - [`outbound`]: every outbound HTTP(S) call: TLS, timeouts, reply caps, and the guard on
+//!   addresses for URLs taken from registry data.
+//! - [`http`]: the server: accept loop (plain or TLS), routers, pages and JSON API.
 //! - [`client`]: the application developer's library: grants and calls across many nodes.
 //! - [`cli`], [`config`], [`commands`]: the command line, the validated configuration, and
 //!   the subcommands `main` dispatches to.
@@ -39,6 +41,7 @@ pub mod http;
 pub mod keyfile;
 pub mod name;
 pub mod node;
+pub mod outbound;
 pub mod registry;
 pub mod scope;
 pub mod store;

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{tempdir, text, Browser, Identity, Node};
-use grant_node::http::client::{HttpClient, Reply};
+use grant_node::outbound::{HttpClient, Reply};
 use hyper::Method;
 use serde_json::json;
 

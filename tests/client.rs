@@ -325,7 +325,7 @@ async fn notifications_keep_the_grant_book_current() {
         time: common::now() + 10,
     }
     .sign(&ed25519_dalek::SigningKey::from_bytes(&[9; 32]));
-    let r = grant_node::http::client::HttpClient::new()
+    let r = grant_node::outbound::HttpClient::new()
         .send(
             Method::POST,
             &receiver_url,

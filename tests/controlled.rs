@@ -8,8 +8,8 @@ mod common;
 use std::process::Command;
 
 use common::{grant_url, hidden, location, page_code, tempdir, text, Browser, Identity, Node};
-use grant_node::http::client::{HttpClient, Reply};
 use grant_node::name::Name;
+use grant_node::outbound::{HttpClient, Reply};
 use hyper::Method;
 use serde_json::json;
 

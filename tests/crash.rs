@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use common::Identity;
 use grant_node::carte::Carte;
-use grant_node::http::client::HttpClient;
 use grant_node::name::Name;
+use grant_node::outbound::HttpClient;
 use grant_node::scope::Scope;
 use hyper::Method;
 

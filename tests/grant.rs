@@ -7,7 +7,7 @@ mod common;
 
 use common::{grant_url, hidden, location, now, page_code, tempdir, text, Browser, Identity, Node};
 use grant_node::grant::statement::Receipt;
-use grant_node::http::client::HttpClient;
+use grant_node::outbound::HttpClient;
 use hyper::Method;
 
 const REDIRECT: &str = "http://127.0.0.1:4000/cb";

@@ -146,7 +146,7 @@ impl Liar {
                         resp
                     }
                     "/registry/metadata" => {
-                        let r = grant_node::http::client::HttpClient::new()
+                        let r = grant_node::outbound::HttpClient::new()
                             .get(&format!("{upstream}/registry/metadata"))
                             .await
                             .unwrap();

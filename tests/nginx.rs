@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{tempdir, Identity, Node};
-use grant_node::http::client::HttpClient;
+use grant_node::outbound::HttpClient;
 use hyper::{Method, Response};
 
 const NGINX: &str = "/usr/sbin/nginx";

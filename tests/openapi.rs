@@ -11,8 +11,8 @@ mod common;
 use std::process::Command;
 
 use common::{now, tempdir, Identity, Node};
-use grant_node::http::client::HttpClient;
 use grant_node::name::Name;
+use grant_node::outbound::HttpClient;
 use grant_node::scope::Scope;
 use hyper::body::Bytes;
 use hyper::Method;

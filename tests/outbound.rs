@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use grant_node::http::client::HttpClient;
+use grant_node::outbound::HttpClient;
 use hyper::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::Parser;
 use grant_node::cli::{Cli, Command as Sub};
 use grant_node::config::Config;
-use grant_node::http::client::HttpClient;
+use grant_node::outbound::HttpClient;
 use grant_node::scope::Catalogue;
 
 fn readme() -> String {

@@ -6,7 +6,7 @@ mod common;
 
 use common::{now, post_op, tempdir, Identity, Node, Stub};
 use ed25519_dalek::SigningKey;
-use grant_node::http::client::HttpClient;
+use grant_node::outbound::HttpClient;
 use grant_node::registry::op::{Operation, Update};
 
 fn digest(hex_digest: &str) -> [u8; 32] {

@@ -7,7 +7,7 @@ mod common;
 
 use common::{grant_url, page_code, tempdir, text, Browser, Identity, Node};
 use ed25519_dalek::SigningKey;
-use grant_node::http::client::HttpClient;
+use grant_node::outbound::HttpClient;
 use hyper::Method;
 
 const REGISTERED: &str = "https://app.example/cb";

@@ -162,7 +162,7 @@ async fn readme_walkthrough_works_as_written() {
     assert_eq!(profile["owner"], "alice");
     assert!(find("grant-node app grants").starts_with("alice\tview-profile\t"));
     let carte = find("grant-node app carte").trim().to_owned();
-    let r = grant_node::http::client::HttpClient::new()
+    let r = grant_node::outbound::HttpClient::new()
         .send(
             hyper::Method::GET,
             &format!("{node_url}/api/profile"),

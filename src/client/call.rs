@@ -6,8 +6,8 @@ use hyper::{Method, StatusCode};
 
 use super::{nonce, App, ClientError, RENEW_BEFORE};
 use crate::carte::Carte;
-use crate::http::client::Reply;
 use crate::name::Name;
+use crate::outbound::Reply;
 use crate::scope::Scope;
 use crate::store;
 

@@ -13,7 +13,7 @@ use hyper::body::Bytes;
 use hyper::Method;
 
 use super::NodeState;
-use crate::http::client::HttpClient;
+use crate::outbound::HttpClient;
 use crate::store;
 
 /// Longest pause between attempts, seconds.

@@ -6,8 +6,8 @@ use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
 
 use super::RecordJson;
-use crate::http::client::{ClientError, HttpClient, Reply};
 use crate::name::Name;
+use crate::outbound::{ClientError, HttpClient, Reply};
 
 /// What a registry said when it refused, or why it could not be asked.
 #[derive(Debug, Clone, thiserror::Error)]

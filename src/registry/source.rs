@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::authority::Authority;
 use super::RegistryError;
-use crate::http::client::HttpClient;
+use crate::outbound::HttpClient;
 use crate::store;
 
 /// The most entries one `GET /registry/log` returns.
