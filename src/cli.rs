@@ -63,6 +63,8 @@ pub struct AppArgs {
     /// The grant book [default: KEY_DIR/NAME/grants.sqlite3].
     #[arg(long, env = "GRANT_NODE_BOOK", global = true)]
     pub book: Option<PathBuf>,
+    #[command(flatten)]
+    pub outbound: OutboundArgs,
     #[command(subcommand)]
     pub command: AppCommand,
 }
@@ -179,6 +181,50 @@ pub struct ServeArgs {
     /// Shift this node's clock by this many seconds (for testing skew handling).
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     pub clock_offset: i64,
+
+    /// Serve HTTPS with this certificate chain (PEM); reloaded when the file changes or on
+    /// SIGHUP.
+    #[arg(long, env = "GRANT_NODE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, env = "GRANT_NODE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Let notifications go to private, loopback and other non-public addresses (intranets,
+    /// tests).
+    #[arg(long, env = "GRANT_NODE_ALLOW_PRIVATE_TARGETS")]
+    pub allow_private_targets: bool,
+
+    #[command(flatten)]
+    pub outbound: OutboundArgs,
+}
+
+/// How outbound calls reach registries and nodes: for private CAs and pinned names.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OutboundArgs {
+    /// Extra trust roots (PEM) for https, besides the system store: a private CA.
+    #[arg(long, env = "GRANT_NODE_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// Resolve HOST:PORT to ADDR instead of asking DNS (like curl's --resolve); repeatable.
+    #[arg(long = "resolve", value_name = "HOST:PORT:ADDR", global = true)]
+    pub resolve: Vec<String>,
+}
+
+impl OutboundArgs {
+    /// The outbound options these flags describe.
+    pub fn options(&self) -> anyhow::Result<crate::outbound::Options> {
+        let resolve = self
+            .resolve
+            .iter()
+            .map(|r| crate::outbound::ResolveOverride::parse(r).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(crate::outbound::Options {
+            ca_file: self.ca_file.clone(),
+            resolve,
+            ..Default::default()
+        })
+    }
 }
 
 /// Flags every `name` command takes.
@@ -195,6 +241,9 @@ pub struct RegistryArgs {
     /// Where the name's keys live (one folder per name, files with mode 0600).
     #[arg(long, env = "GRANT_NODE_KEY_DIR")]
     pub key_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub outbound: OutboundArgs,
 }
 
 #[derive(Debug, Subcommand)]

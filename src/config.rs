@@ -73,6 +73,19 @@ pub struct Config {
     pub max_connections: Option<usize>,
     /// Open connections from one client address at most.
     pub max_connections_per_address: usize,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<crate::http::tls::TlsFiles>,
+    /// Outbound calls: trust roots, pinned names, plain-http policy. The guard for URLs from
+    /// registry data is [`Config::target_guard`].
+    pub outbound: crate::outbound::Options,
+    /// Let notifications reach non-public addresses.
+    pub allow_private_targets: bool,
+    /// Non-public ranges notifications may reach anyway (an intranet's applications).
+    pub allowed_targets: Vec<crate::outbound::Cidr>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` headers name the client.
+    pub trusted_proxies: Vec<crate::outbound::Cidr>,
+    /// How long a notification is retried before it is given up, seconds.
+    pub outbox_give_up: u64,
     pub clock: Clock,
 }
 
@@ -99,6 +112,12 @@ impl Config {
             cors_origins: Vec::new(),
             max_connections: None,
             max_connections_per_address: crate::http::DEFAULT_PER_ADDRESS,
+            tls: None,
+            outbound: crate::outbound::Options::default(),
+            allow_private_targets: false,
+            allowed_targets: Vec::new(),
+            trusted_proxies: Vec::new(),
+            outbox_give_up: DEFAULT_OUTBOX_GIVE_UP,
             clock: Clock::system(),
         }
     }
@@ -220,8 +239,57 @@ impl Config {
             }
             config.max_connections_per_address = max;
         }
+        match (
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => {
+                config.tls = Some(crate::http::tls::TlsFiles { cert, key });
+            }
+            (None, None) => {}
+            _ => bail!("tls_cert and tls_key go together"),
+        }
+        let mut outbound = args.outbound.options().context("resolve")?;
+        if outbound.ca_file.is_none() {
+            outbound.ca_file = file.ca_file;
+        }
+        for r in &file.resolve {
+            outbound.resolve.push(
+                crate::outbound::ResolveOverride::parse(r)
+                    .map_err(anyhow::Error::msg)
+                    .context("resolve")?,
+            );
+        }
+        outbound.allow_http = file.allow_http.unwrap_or(false);
+        if let Some(ca) = &outbound.ca_file {
+            if !ca.exists() {
+                bail!("ca_file {}: no such file", ca.display());
+            }
+        }
+        config.outbound = outbound;
+        config.allow_private_targets =
+            args.allow_private_targets || file.allow_private_targets.unwrap_or(false);
+        config.allowed_targets = cidrs(&file.allowed_targets).context("allowed_targets")?;
+        config.trusted_proxies = cidrs(&file.trusted_proxies).context("trusted_proxies")?;
+        if let Some(secs) = file.outbox_give_up {
+            if secs < 60 {
+                bail!("outbox_give_up {secs}: at least 60 seconds");
+            }
+            config.outbox_give_up = secs;
+        }
         config.clock = Clock::offset(args.clock_offset);
         Ok(config)
+    }
+
+    /// The guard for outbound calls to URLs taken from registry data.
+    pub fn target_guard(&self) -> crate::outbound::Guard {
+        if self.allow_private_targets {
+            crate::outbound::Guard::Off
+        } else {
+            crate::outbound::Guard::PublicOnly {
+                allow: self.allowed_targets.clone(),
+            }
+        }
     }
 
     /// The connection limits: configured, or derived from the descriptor limit.
@@ -238,6 +306,7 @@ impl Config {
     pub fn public_url(&self, bound: SocketAddr) -> String {
         match &self.public_url {
             Some(url) => url.clone(),
+            None if self.tls.is_some() => format!("https://{bound}"),
             None => format!("http://{bound}"),
         }
     }
@@ -269,6 +338,18 @@ struct FileConfig {
     cors_origins: Vec<String>,
     max_connections: Option<usize>,
     max_connections_per_address: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    resolve: Vec<String>,
+    allow_http: Option<bool>,
+    allow_private_targets: Option<bool>,
+    #[serde(default)]
+    allowed_targets: Vec<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    outbox_give_up: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,6 +373,15 @@ impl FileConfig {
             .with_context(|| format!("reading the config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("in the config file {}", path.display()))
     }
+}
+
+/// How long an undeliverable notification is retried: three days.
+pub const DEFAULT_OUTBOX_GIVE_UP: u64 = 3 * 86_400;
+
+fn cidrs(list: &[String]) -> anyhow::Result<Vec<crate::outbound::Cidr>> {
+    list.iter()
+        .map(|c| crate::outbound::Cidr::parse(c).map_err(anyhow::Error::msg))
+        .collect()
 }
 
 /// A 32-byte Ed25519 public key in hex.

@@ -47,6 +47,7 @@ async fn world(app_node_uri: &str) -> World {
         registry_url: stub.url(),
         registry_key: Some(grant_node::config::parse_key(&key).unwrap()),
         book: dir.path().join("book.sqlite3"),
+        outbound: Default::default(),
     })
     .await
     .unwrap();
@@ -242,6 +243,7 @@ async fn clock_skew_is_handled_by_one_retry() {
         registry_url: stub.url(),
         registry_key: Some(grant_node::config::parse_key(&key).unwrap()),
         book: dir.path().join("book.sqlite3"),
+        outbound: Default::default(),
     })
     .await
     .unwrap()
@@ -364,6 +366,7 @@ async fn a_node_speaking_another_protocol_version_is_refused() {
         registry_url: stub.url(),
         registry_key: Some(grant_node::config::parse_key(&stub.public_key_hex()).unwrap()),
         book: dir.path().join("book.sqlite3"),
+        outbound: Default::default(),
     })
     .await
     .unwrap();

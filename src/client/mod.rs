@@ -110,6 +110,11 @@ pub struct AppConfig {
     pub registry_key: Option<VerifyingKey>,
     /// The grant book's database file.
     pub book: PathBuf,
+    /// How calls reach the registry and nodes: trust roots, pinned names, and the address
+    /// guard for node URLs read from the registry (off by default: the library trusts the
+    /// registry it is pointed at; an application that runs beside private services it must
+    /// not reach sets `Guard::PublicOnly`).
+    pub outbound: crate::outbound::Options,
 }
 
 impl AppConfig {
@@ -131,6 +136,7 @@ impl AppConfig {
             registry_url: registry_url.to_owned(),
             registry_key,
             book: book.to_path_buf(),
+            outbound: crate::outbound::Options::default(),
         })
     }
 }
@@ -177,7 +183,12 @@ impl App {
     /// Opens the grant book and the registry mirror inside it.
     pub async fn open(config: AppConfig) -> Result<App, ClientError> {
         let book = Db::open(&config.book)?;
-        let registry = crate::registry::client::RegistryClient::new(&config.registry_url);
+        let http = HttpClient::with(config.outbound.clone())
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        let registry = crate::registry::client::RegistryClient::with_client(
+            &config.registry_url,
+            http.clone(),
+        );
         let key = match config.registry_key {
             Some(k) => k,
             None => pinned_registry_key(&book, &registry).await?,
@@ -185,7 +196,7 @@ impl App {
         let mirror = Mirror::new(
             book.clone(),
             key,
-            Source::remote(&config.registry_url),
+            Source::remote_with(&config.registry_url, http.clone()),
             Clock::system(),
         )?;
         Ok(App {
@@ -193,7 +204,7 @@ impl App {
             key: config.key,
             mirror: Arc::new(mirror),
             book,
-            http: HttpClient::new(),
+            http,
             clock: Clock::system(),
             ttl: DEFAULT_TTL,
             cartes: Mutex::new(HashMap::new()),

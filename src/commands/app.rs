@@ -35,7 +35,8 @@ async fn dispatch(args: AppArgs) -> anyhow::Result<()> {
         .map(crate::config::parse_key)
         .transpose()
         .context("--registry-key")?;
-    let config = AppConfig::from_key_dir(&name, &key_dir, &args.registry, registry_key, &book)?;
+    let mut config = AppConfig::from_key_dir(&name, &key_dir, &args.registry, registry_key, &book)?;
+    config.outbound = args.outbound.options()?;
     let app = App::open(config).await?;
     let catalogue = Catalogue::builtin();
     match args.command {

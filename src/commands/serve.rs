@@ -22,7 +22,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         tracing::info!(%addr, "grant-node listening");
-        println!("grant-node listening on http://{addr}");
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("grant-node listening on {scheme}://{addr}");
         crate::node::serve(config, listener, shutdown_signal()).await?;
         tracing::info!("grant-node stopped");
         Ok(())

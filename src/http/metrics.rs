@@ -15,6 +15,7 @@ pub struct Metrics {
     cartes: Mutex<BTreeMap<&'static str, u64>>,
     carte_cache_hits: AtomicU64,
     grant_changes: AtomicU64,
+    notifications: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -40,6 +41,17 @@ impl Metrics {
 
     pub fn carte_cache_hit(&self) {
         self.carte_cache_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a notification delivery attempt by result: `delivered`, `failed` (retried),
+    /// `refused` (the target's address is not allowed) or `given-up`.
+    pub fn notification(&self, result: &'static str) {
+        *self
+            .notifications
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(result)
+            .or_default() += 1;
     }
 
     pub fn grant_changed(&self) {
@@ -82,6 +94,18 @@ impl Metrics {
             "# TYPE grant_node_grant_changes_total counter\ngrant_node_grant_changes_total {}",
             self.grant_changes.load(Ordering::Relaxed)
         );
+        out.push_str("# TYPE grant_node_notifications_total counter\n");
+        for (result, n) in self
+            .notifications
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "grant_node_notifications_total{{result=\"{result}\"}} {n}"
+            );
+        }
         let _ = writeln!(
             out,
             "# TYPE grant_node_outbox_pending gauge\ngrant_node_outbox_pending {outbox}"

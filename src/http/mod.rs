@@ -17,6 +17,7 @@ pub mod owners_api;
 pub mod registry_api;
 pub mod response;
 pub mod session;
+pub mod tls;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -140,6 +141,27 @@ where
     H: Fn(Request, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    serve(listener, handler, shutdown, limits, None).await
+}
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves on `listener`, over TLS when `tls` is given (HTTP/2 or HTTP/1.1 as ALPN chose,
+/// HTTP/1.1 otherwise), until `shutdown` resolves; then stops accepting and lets in-flight
+/// requests finish (up to a drain timeout).
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+    limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<()>
+where
+    H: Fn(Request, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let mut connections = JoinSet::new();
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
@@ -171,30 +193,26 @@ where
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
-                let mut closing = closing_rx.clone();
+                let closing = closing_rx.clone();
+                let acceptor = acceptor.clone();
                 connections.spawn(async move {
                     let _slots = (slot, address_slot);
-                    let service = hyper::service::service_fn(move |req| {
-                        let fut = handler(req, peer);
-                        async move { Ok::<_, std::convert::Infallible>(fut.await) }
-                    });
-                    let conn = http1::Builder::new()
-                        .max_buf_size(MAX_HEAD_BYTES)
-                        .header_read_timeout(Duration::from_secs(30))
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .serve_connection(TokioIo::new(stream), service);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        result = conn.as_mut() => {
-                            if let Err(e) = result {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            }
+                    let Some(acceptor) = acceptor else {
+                        return serve_connection(TokioIo::new(stream), false, peer, handler, closing).await;
+                    };
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
                         }
-                        _ = closing.changed() => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = conn.await;
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
                         }
-                    }
+                    };
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    serve_connection(TokioIo::new(tls), h2, peer, handler, closing).await;
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -210,4 +228,54 @@ where
         tracing::warn!("connections still open after the drain timeout; closing them");
     }
     Ok(())
+}
+
+/// Serves one connection (plain or TLS) until it ends or the server closes.
+async fn serve_connection<I, H, F>(
+    io: I,
+    h2: bool,
+    peer: SocketAddr,
+    handler: H,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    H: Fn(Request, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let fut = handler(req, peer);
+        async move { Ok::<_, std::convert::Infallible>(fut.await) }
+    });
+    macro_rules! drive {
+        ($conn:expr) => {{
+            let conn = $conn;
+            tokio::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                _ = closing.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        }};
+    }
+    if h2 {
+        drive!(
+            hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .max_header_list_size(MAX_HEAD_BYTES as u32)
+                .max_concurrent_streams(100)
+                .serve_connection(io, service)
+        );
+    } else {
+        drive!(http1::Builder::new()
+            .max_buf_size(MAX_HEAD_BYTES)
+            .header_read_timeout(Duration::from_secs(30))
+            .timer(hyper_util::rt::TokioTimer::new())
+            .serve_connection(io, service));
+    }
 }

@@ -38,7 +38,10 @@ pub async fn route(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let (label, result) = dispatch(&state, peer, req).await;
+    let (label, result) = match client_address(&state.config.trusted_proxies, peer, req.headers()) {
+        Ok(client) => dispatch(&state, client, req).await,
+        Err(e) => ("other", Err(e)),
+    };
     let mut resp = result.unwrap_or_else(|e| {
         if label.starts_with("page:") {
             super::html::error_page(e.status, e.code, &e.message)
@@ -54,8 +57,91 @@ pub async fn route(
             resp.headers_mut().insert(hyper::header::DATE, v);
         }
     }
+    if state.public_url.starts_with("https://") {
+        // Browsers reach this node over https only from now on (a year, the usual value).
+        resp.headers_mut().insert(
+            hyper::header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     state.metrics.request(label, resp.status().as_u16());
     resp
+}
+
+/// The client's address: the peer's, or, when the peer is a trusted proxy, the one its
+/// `X-Forwarded-For` or `Forwarded` header names. The chain is read from the right (the hop
+/// nearest this node), skipping trusted proxies: an entry further left was written by the
+/// client itself and proves nothing. From any other peer both headers are ignored. When a
+/// trusted proxy sends both headers and they name different clients, the request is refused:
+/// which one counts would depend on the reader.
+pub fn client_address(
+    trusted: &[crate::outbound::Cidr],
+    peer: SocketAddr,
+    headers: &hyper::HeaderMap,
+) -> Result<SocketAddr, ApiError> {
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer.ip()) {
+        return Ok(peer);
+    }
+    let bad = |what: &str| {
+        ApiError::bad_request(
+            "request.bad-forwarded",
+            format!("the proxy's {what} header does not parse"),
+        )
+    };
+    let pick = |entries: Vec<std::net::IpAddr>| {
+        entries
+            .into_iter()
+            .rev()
+            .find(|ip| !is_trusted(*ip))
+            .map(|ip| SocketAddr::new(ip, 0))
+    };
+    let mut xff = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let text = value.to_str().map_err(|_| bad("X-Forwarded-For"))?;
+        for part in text.split(',') {
+            xff.push(parse_forwarded_ip(part.trim()).ok_or_else(|| bad("X-Forwarded-For"))?);
+        }
+    }
+    let mut fwd = Vec::new();
+    for value in headers.get_all("forwarded") {
+        let text = value.to_str().map_err(|_| bad("Forwarded"))?;
+        for element in text.split(',') {
+            for pair in element.split(';') {
+                let Some((k, v)) = pair.trim().split_once('=') else {
+                    continue;
+                };
+                if k.trim().eq_ignore_ascii_case("for") {
+                    let v = v.trim().trim_matches('"');
+                    fwd.push(parse_forwarded_ip(v).ok_or_else(|| bad("Forwarded"))?);
+                }
+            }
+        }
+    }
+    let (from_xff, from_fwd) = (pick(xff.clone()), pick(fwd.clone()));
+    match (xff.is_empty(), fwd.is_empty()) {
+        (true, true) => Ok(peer),
+        (false, true) => Ok(from_xff.unwrap_or(peer)),
+        (true, false) => Ok(from_fwd.unwrap_or(peer)),
+        (false, false) if from_xff == from_fwd => Ok(from_xff.unwrap_or(peer)),
+        (false, false) => Err(ApiError::bad_request(
+            "request.forwarded-conflict",
+            "X-Forwarded-For and Forwarded name different clients",
+        )),
+    }
+}
+
+/// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]:80`.
+fn parse_forwarded_ip(text: &str) -> Option<std::net::IpAddr> {
+    if let Ok(ip) = text.parse() {
+        return Some(ip);
+    }
+    if let Ok(sa) = text.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    text.strip_prefix('[')
+        .and_then(|t| t.split_once(']'))
+        .and_then(|(ip, _)| ip.parse().ok())
 }
 
 /// The most header bytes a request may carry (names and values together).

@@ -26,6 +26,7 @@ use crate::config::{Config, RegistrySetting};
 use crate::http;
 use crate::http::metrics::Metrics;
 use crate::name::Name;
+use crate::outbound::HttpClient;
 use crate::registry::authority::{Authority, AuthorityConfig};
 use crate::registry::client::RegistryClient;
 use crate::registry::mirror::Mirror;
@@ -43,6 +44,8 @@ pub struct NodeState {
     pub authority: Option<Authority>,
     /// Where owner registrations go when the registry is remote.
     pub registry_client: Option<RegistryClient>,
+    /// The guarded client for URLs taken from registry data (notification targets).
+    pub targets: HttpClient,
     /// Names of the owners hosted here.
     pub owners: RwLock<HashSet<Name>>,
     pub owner_keys: owners::OwnerKeys,
@@ -174,13 +177,30 @@ pub async fn serve(
         let state = handler_state.clone();
         async move { http::node::route(state, peer, req).await }
     };
+    let tls = match &state.config.tls {
+        Some(files) => {
+            let store =
+                http::tls::CertStore::open(files.clone()).context("loading the TLS certificate")?;
+            let config = store.server_config();
+            let mut stop = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .watch(Duration::from_secs(2), async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+            }));
+            Some(config)
+        }
+        None => None,
+    };
     let limits = state.config.limits();
     tracing::info!(
         max_connections = limits.max_connections,
         max_per_address = limits.max_per_address,
         "connection limits"
     );
-    http::run_with(listener, handler, shutdown, limits)
+    http::serve(listener, handler, shutdown, limits, tls)
         .await
         .context("serving HTTP")?;
     let _ = stop_tx.send(true);
@@ -195,6 +215,16 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let db = Db::open(&config.data_dir.join("node.sqlite3")).context("opening the database")?;
+    // Two outbound clients: the registry is the node's own trusted configuration; URLs from
+    // registry data (notification targets) go through the address guard, with a small cap on
+    // what is read back.
+    let outbound = HttpClient::with(config.outbound.clone()).context("setting up outbound TLS")?;
+    let targets = HttpClient::with(crate::outbound::Options {
+        guard: config.target_guard(),
+        max_body: 64 * 1024,
+        ..config.outbound.clone()
+    })
+    .context("setting up outbound TLS")?;
     let (authority, source, key, registry_client) = match &config.registry {
         RegistrySetting::Embedded { pow_bits } => {
             let authority = Authority::open(
@@ -211,9 +241,9 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         }
         RegistrySetting::Remote { url, key } => (
             None,
-            Source::remote(url),
+            Source::remote_with(url, outbound.clone()),
             *key,
-            Some(RegistryClient::new(url)),
+            Some(RegistryClient::with_client(url, outbound.clone())),
         ),
     };
     let mirror = Arc::new(Mirror::new(db.clone(), key, source, config.clock)?);
@@ -237,6 +267,7 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         mirror,
         authority,
         registry_client,
+        targets,
         owners: RwLock::new(owners),
         limiter: LoginLimiter::default(),
         hash_gate: crate::auth::HashGate::default(),

@@ -53,10 +53,20 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     pub fn new(base: &str) -> RegistryClient {
+        RegistryClient::with_client(base, HttpClient::new())
+    }
+
+    /// A client for the registry at `base`, reached through `http`.
+    pub fn with_client(base: &str, http: HttpClient) -> RegistryClient {
         RegistryClient {
             base: base.trim_end_matches('/').to_owned(),
-            http: HttpClient::new(),
+            http,
         }
+    }
+
+    /// The HTTP client this registry client uses.
+    pub fn http(&self) -> &HttpClient {
+        &self.http
     }
 
     pub fn base(&self) -> &str {

@@ -43,9 +43,14 @@ pub enum Source {
 
 impl Source {
     pub fn remote(base: &str) -> Source {
+        Source::remote_with(base, HttpClient::new())
+    }
+
+    /// A remote registry reached through `client` (its trust roots and pinned names).
+    pub fn remote_with(base: &str, client: HttpClient) -> Source {
         Source::Remote {
             base: base.trim_end_matches('/').to_owned(),
-            client: HttpClient::new(),
+            client,
         }
     }
 

@@ -171,6 +171,7 @@ pub struct OutboxEntry {
     pub target: String,
     pub body: Vec<u8>,
     pub attempts: u32,
+    pub created: u64,
 }
 
 pub fn enqueue(conn: &Connection, target: &str, body: &[u8], now: u64) -> Result<(), StoreError> {
@@ -184,7 +185,8 @@ pub fn enqueue(conn: &Connection, target: &str, body: &[u8], now: u64) -> Result
 /// Entries due at `now`, oldest first.
 pub fn due(conn: &Connection, now: u64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, target, body, attempts FROM outbox WHERE next_attempt <= ?1 ORDER BY id LIMIT ?2",
+        "SELECT id, target, body, attempts, created FROM outbox WHERE next_attempt <= ?1
+         ORDER BY next_attempt, id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![now as i64, limit], |r| {
         Ok(OutboxEntry {
@@ -192,6 +194,7 @@ pub fn due(conn: &Connection, now: u64, limit: u32) -> Result<Vec<OutboxEntry>, 
             target: r.get(1)?,
             body: r.get(2)?,
             attempts: r.get(3)?,
+            created: r.get::<_, i64>(4)? as u64,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

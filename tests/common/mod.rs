@@ -245,6 +245,8 @@ impl Node {
         };
         config.owner = Name::parse(owner).unwrap();
         config.sync_interval = Duration::from_secs(1);
+        // Every test application listens on loopback.
+        config.allow_private_targets = true;
         config
     }
 
@@ -258,6 +260,8 @@ impl Node {
         config.registry = RegistrySetting::Embedded { pow_bits: 0 };
         config.owner = Name::parse(owner).unwrap();
         config.sync_interval = Duration::from_secs(1);
+        // Every test application listens on loopback.
+        config.allow_private_targets = true;
         config
     }
 
