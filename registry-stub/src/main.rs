@@ -28,6 +28,12 @@ struct Args {
     /// Directory for the registry database and key.
     #[arg(long, env = "REGISTRY_DATA_DIR", default_value = "registry-data")]
     data_dir: PathBuf,
+    /// Serve HTTPS with this certificate chain (PEM); reloaded when it changes or on SIGHUP.
+    #[arg(long, env = "REGISTRY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, env = "REGISTRY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Proof-of-work difficulty for registrations, in leading zero bits (0 disables it).
     #[arg(long, env = "REGISTRY_POW_BITS", default_value_t = DEFAULT_POW_BITS)]
     pow_bits: u32,
@@ -74,12 +80,29 @@ fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr()?;
-        println!("registry-stub listening on http://{addr}");
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => {
+                let store =
+                    grant_node::http::tls::CertStore::open(grant_node::http::tls::TlsFiles {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    })
+                    .context("loading the TLS certificate")?;
+                let config = store.server_config();
+                tokio::spawn(
+                    store.watch(std::time::Duration::from_secs(2), std::future::pending()),
+                );
+                Some(config)
+            }
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        println!("registry-stub listening on {scheme}://{addr}");
         println!(
             "registry public key {}",
             hex_key(authority.public_key().as_bytes())
         );
-        registry_api::serve_standalone(listener, authority, shutdown_signal()).await?;
+        registry_api::serve_standalone_tls(listener, authority, shutdown_signal(), tls).await?;
         Ok(())
     })
 }

@@ -106,7 +106,7 @@ async fn register(
     let dir = name_dir(args.key_dir.as_deref(), &name);
     let updating = keyfile::load_or_create(&dir.join("updating.key"))?;
     let signing = keyfile::load_or_create(&dir.join("signing.key"))?;
-    let client = registry_client(&args)?;
+    let client = registry_client(args)?;
     let metadata = client.metadata().await.map_err(explain)?;
     let mut op = Register {
         name: name.clone(),
@@ -177,7 +177,7 @@ async fn rotate(raw: &str, compromised: bool, args: &RegistryArgs) -> anyhow::Re
         .context("the updating key is needed to change a name")?;
     let signing_path = dir.join("signing.key");
     let old = keyfile::load(&signing_path)?;
-    let client = registry_client(&args)?;
+    let client = registry_client(args)?;
     let record = current(&client, &name).await?;
     let new = keyfile::generate()?;
     // A new key must start after every earlier one; two rotations within a second still work.
@@ -234,7 +234,7 @@ async fn update(
     let dir = name_dir(args.key_dir.as_deref(), &name);
     let updating: SigningKey = keyfile::load(&dir.join("updating.key"))
         .context("the updating key is needed to change a name")?;
-    let client = registry_client(&args)?;
+    let client = registry_client(args)?;
     let record = current(&client, &name).await?;
     let mut update = empty_update(&name, &record)?;
     update.node_uri = node_uri;

@@ -214,6 +214,16 @@ pub async fn serve_standalone(
     authority: Authority,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_standalone_tls(listener, authority, shutdown, None).await
+}
+
+/// [`serve_standalone`], over TLS when `tls` is given.
+pub async fn serve_standalone_tls(
+    listener: tokio::net::TcpListener,
+    authority: Authority,
+    shutdown: impl std::future::Future<Output = ()>,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> std::io::Result<()> {
     let view = RegistryView::Authority(authority);
     let handler = move |req: Request<Incoming>, _peer| {
         let view = view.clone();
@@ -224,5 +234,12 @@ pub async fn serve_standalone(
             route(&view, req).await.unwrap_or_else(response::error)
         }
     };
-    super::run(listener, handler, shutdown).await
+    super::serve(
+        listener,
+        handler,
+        shutdown,
+        super::Limits::from_descriptors(),
+        tls,
+    )
+    .await
 }

@@ -411,8 +411,13 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(origin: &str) -> Browser {
+        Browser::with_client(origin, HttpClient::new())
+    }
+
+    /// A browser whose requests go through `client` (its trust roots and pinned names).
+    pub fn with_client(origin: &str, client: HttpClient) -> Browser {
         Browser {
-            client: HttpClient::new(),
+            client,
             cookies: Default::default(),
             origin: Some(origin.to_owned()),
         }
