@@ -797,3 +797,321 @@ async fn a_target_that_never_answers_delays_no_one_else() {
     assert!(metric(&w, "grant_node_outbox_pending 1").await);
     assert!(!metric(&w, "grant_node_notifications_total{result=\"failed\"}").await);
 }
+
+/// A request to `node` from the local address `from`, with these headers.
+async fn from_address(
+    from: &str,
+    node: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut s = socket.connect(node).await.unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: node\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).await.unwrap();
+    let status = reply.split(' ').nth(1).unwrap().parse().unwrap();
+    let code = reply
+        .split("\"error\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or("")
+        .to_owned();
+    (status, code)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_addresses_count_only_from_a_trusted_proxy() {
+    let dir = common::tempdir();
+    let mut config = common::Node::embedded_config(dir.path(), "alice");
+    config.trusted_proxies = vec![Cidr::parse("127.0.0.2/32").unwrap()];
+    let node = common::Node::start(config).await;
+    let mut browser = node.set_password("alice", "correct horse battery").await;
+    let app = Identity::new("app", 1);
+    node.register_app(&app, &["http://127.0.0.1:4000/cb"]).await;
+    let r = browser
+        .json(
+            Method::PUT,
+            &format!("{}/api/grants/app", node.url()),
+            Some(serde_json::json!({"add": ["view-profile"]})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // A carte that may be used only from 198.51.100.7 (the client behind the proxy).
+    let mut c = app.carte("alice", VIEW_PROFILE.bits(), 0);
+    c.addresses = Some(vec!["198.51.100.7".parse().unwrap()]);
+    let auth = format!("Carte {}", c.sign(&app.signing));
+    let path = "/auth/check?scope=view-profile";
+    let xff = ("x-forwarded-for", "198.51.100.7");
+    let a = ("authorization", auth.as_str());
+    let addr = node.server.addr;
+    // From an untrusted peer the header is ignored: the peer's own address counts.
+    assert_eq!(
+        from_address("127.0.0.1", addr, path, &[a, xff]).await,
+        (401, "carte.address-mismatch".into())
+    );
+    // From the trusted proxy it names the client.
+    assert_eq!(
+        from_address("127.0.0.2", addr, path, &[a, xff]).await,
+        (200, String::new())
+    );
+    assert_eq!(
+        from_address(
+            "127.0.0.2",
+            addr,
+            path,
+            &[a, ("forwarded", "for=198.51.100.7;proto=https")]
+        )
+        .await,
+        (200, String::new())
+    );
+    // A client-written entry further left proves nothing: the proxy appended the real one.
+    assert_eq!(
+        from_address(
+            "127.0.0.2",
+            addr,
+            path,
+            &[a, ("x-forwarded-for", "198.51.100.7, 127.0.0.9")]
+        )
+        .await,
+        (401, "carte.address-mismatch".into())
+    );
+    // The proxy's two headers disagree: refused.
+    assert_eq!(
+        from_address(
+            "127.0.0.2",
+            addr,
+            path,
+            &[a, xff, ("forwarded", "for=192.0.2.1")]
+        )
+        .await,
+        (400, "request.forwarded-conflict".into())
+    );
+    // The audit log records the forwarded address of a change made through the proxy.
+    let cookie = browser
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    let body = r#"{"add": ["view-settings"]}"#;
+    s.write_all(
+        format!(
+            "PUT /api/grants/app HTTP/1.1\r\nHost: node\r\nConnection: close\r\nCookie: {cookie}\r\n\
+             Origin: {}\r\nX-Forwarded-For: 198.51.100.7\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            node.url(),
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let h = browser
+        .json(
+            Method::GET,
+            &format!("{}/api/grants/app/history", node.url()),
+            None,
+        )
+        .await;
+    let entries = h.json::<serde_json::Value>().unwrap()["entries"].clone();
+    let last = entries.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["address"], "198.51.100.7", "{entries}");
+}
+
+/// Runs the real `grant-node` binary with `args`; its stdout, or a panic with its stderr.
+fn cli(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_grant-node"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "grant-node {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_command_line_works_against_https() {
+    let dir = common::tempdir();
+    let pki = Pki::new(dir.path());
+    let mut net = Net {
+        ca: Some(pki.ca_file()),
+        ..Net::default()
+    };
+    let (_registry, authority, raddr) = registry(dir.path(), pki.issue("registry.test")).await;
+    net.pin("registry.test", raddr);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let node_addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    net.pin("node-a.test", node_addr);
+    let registry_url = format!("https://registry.test:{}", raddr.port());
+    let ca = pki.ca_file();
+    let ca = ca.to_str().unwrap();
+    let pin_registry = format!("registry.test:{}:127.0.0.1", raddr.port());
+    let pin_node = format!("node-a.test:{port}:127.0.0.1");
+    let key_dir = dir.path().join("keys");
+    let key_dir = key_dir.to_str().unwrap();
+    let tls = pki.issue("node-a.test");
+
+    // name register | show, against the https registry.
+    let out = cli(&[
+        "name",
+        "register",
+        "photo-app",
+        "--node-uri",
+        "https://app.test/",
+        "--redirect-uri",
+        "https://app.test/cb",
+        "--registry",
+        &registry_url,
+        "--ca-file",
+        ca,
+        "--resolve",
+        &pin_registry,
+        "--key-dir",
+        key_dir,
+    ]);
+    assert!(out.contains("photo-app"), "{out}");
+    let out = cli(&[
+        "name",
+        "show",
+        "photo-app",
+        "--registry",
+        &registry_url,
+        "--ca-file",
+        ca,
+        "--resolve",
+        &pin_registry,
+    ]);
+    assert!(out.contains("https://app.test/cb"), "{out}");
+
+    // serve --registry https://… with its own certificate.
+    let data = dir.path().join("node");
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_grant-node"))
+        .args([
+            "serve",
+            "--listen",
+            &node_addr.to_string(),
+            "--public-url",
+            &format!("https://node-a.test:{port}"),
+            "--registry",
+            &registry_url,
+            "--registry-key",
+            &hex::encode(authority.public_key().as_bytes()),
+            "--tls-cert",
+            tls.cert.to_str().unwrap(),
+            "--tls-key",
+            tls.key.to_str().unwrap(),
+            "--ca-file",
+            ca,
+            "--resolve",
+            &pin_registry,
+            "--owner",
+            "alice",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = net.client();
+    let health = format!("https://node-a.test:{port}/healthz");
+    let mut up = None;
+    for _ in 0..400 {
+        if let Ok(r) = client.get(&health).await {
+            let h: serde_json::Value = r.json().unwrap();
+            if h["registry"]["last_sync"].is_u64() {
+                up = Some(h);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = node.kill();
+    let up = up.expect("the node came up over https and synced from the https registry");
+    let _ = node.wait();
+    assert_eq!(up["status"], "ok");
+
+    // app …: the toolkit from the shell, through the https registry to the https node.
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_grant-node"))
+        .args([
+            "serve",
+            "--listen",
+            &node_addr.to_string(),
+            "--public-url",
+            &format!("https://node-a.test:{port}"),
+            "--registry",
+            &registry_url,
+            "--registry-key",
+            &hex::encode(authority.public_key().as_bytes()),
+            "--tls-cert",
+            tls.cert.to_str().unwrap(),
+            "--tls-key",
+            tls.key.to_str().unwrap(),
+            "--ca-file",
+            ca,
+            "--resolve",
+            &pin_registry,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if client.get(&health).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let url = cli(&[
+        "app",
+        "grant-url",
+        "--name",
+        "photo-app",
+        "--key-dir",
+        key_dir,
+        "--user",
+        "alice",
+        "--scope",
+        "view-profile",
+        "--redirect-uri",
+        "https://app.test/cb",
+        "--registry",
+        &registry_url,
+        "--ca-file",
+        ca,
+        "--resolve",
+        &pin_registry,
+        "--resolve",
+        &pin_node,
+    ]);
+    let _ = node.kill();
+    let _ = node.wait();
+    assert!(
+        url.trim()
+            .starts_with(&format!("https://node-a.test:{port}/grant?")),
+        "{url}"
+    );
+}
