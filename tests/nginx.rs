@@ -155,3 +155,192 @@ async fn nginx_auth_request_puts_a_service_behind_grants() {
     nginx.kill().unwrap();
     nginx.wait().unwrap();
 }
+
+fn tls_config(dir: &std::path::Path, port: u16, node: &str, cert: &str, key: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
+    uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name node-a.test;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        # The node trusts 127.0.0.2 as its proxy: nginx connects from there.
+        proxy_bind 127.0.0.2;
+        location /photos/ {{
+            auth_request /_grant_check;
+            return 200 "photos\n";
+        }}
+        location = /_grant_check {{
+            internal;
+            proxy_pass {node}/auth/check;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Required-Scope "view-profile";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+        location / {{
+            proxy_pass {node};
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto https;
+        }}
+    }}
+}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_terminates_tls_in_front_of_a_plain_node_with_trusted_proxies() {
+    if !std::path::Path::new(NGINX).exists() {
+        assert!(
+            std::env::var_os("GRANT_NODE_REQUIRE_NGINX").is_none(),
+            "nginx is required here but missing: apt-get install nginx-light"
+        );
+        eprintln!("nginx is not installed; skipping (scripts/test.sh installs it)");
+        return;
+    }
+    let dir = tempdir();
+    // A test CA and a certificate for node-a.test.
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["node-a.test".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let pem = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let ca_file = pem("ca.pem", ca.pem());
+    let cert = pem("node.pem", format!("{}{}", leaf.pem(), ca.pem()));
+    let key = pem("node.key", leaf_key.serialize_pem());
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = Node::embedded_config(&dir.path().join("node"), "alice");
+    config.public_url = Some(format!("https://node-a.test:{port}"));
+    config.trusted_proxies = vec![grant_node::outbound::Cidr::parse("127.0.0.2").unwrap()];
+    let node = Node::start(config).await;
+    let app = Identity::new("photo-app", 1);
+    node.register_app(&app, &[]).await;
+    let mut owner = node.set_password("alice", "correct horse battery").await;
+    owner.origin = Some(format!("https://node-a.test:{port}"));
+    let conf_dir = dir.path().join("nginx");
+    std::fs::create_dir_all(conf_dir.join("tmp")).unwrap();
+    std::fs::write(
+        conf_dir.join("nginx.conf"),
+        tls_config(
+            &conf_dir,
+            port,
+            &node.url(),
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let mut nginx = Command::new(NGINX)
+        .arg("-c")
+        .arg(conf_dir.join("nginx.conf"))
+        .arg("-e")
+        .arg(conf_dir.join("error.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = HttpClient::with(grant_node::outbound::Options {
+        ca_file: Some(ca_file),
+        resolve: vec![grant_node::outbound::ResolveOverride::parse(&format!(
+            "node-a.test:{port}:127.0.0.1"
+        ))
+        .unwrap()],
+        ..Default::default()
+    })
+    .unwrap();
+    let base = format!("https://node-a.test:{port}");
+    let mut up = false;
+    for _ in 0..200 {
+        if http.get(&format!("{base}/healthz")).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        up,
+        "nginx did not start: {}",
+        std::fs::read_to_string(conf_dir.join("error.log")).unwrap_or_default()
+    );
+    // The owner grants through the proxy, over https; the audit log keeps her address, not
+    // the proxy's.
+    let mut through = common::Browser::with_client(&base, http.clone());
+    through.cookies = owner.cookies.clone();
+    let r = through
+        .json(
+            Method::PUT,
+            &format!("{base}/api/grants/photo-app"),
+            Some(serde_json::json!({"add": ["view-profile"]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", common::text(&r));
+    assert!(r.headers.get("strict-transport-security").is_some());
+    let h = through
+        .json(
+            Method::GET,
+            &format!("{base}/api/grants/photo-app/history"),
+            None,
+        )
+        .await;
+    let entries = h.json::<serde_json::Value>().unwrap()["entries"].clone();
+    assert_eq!(entries[0]["address"], "127.0.0.1", "{entries}");
+
+    // auth_request still works; a carte pinned to the client's address passes, one pinned
+    // elsewhere does not: the node sees the client through the trusted proxy.
+    let call = |carte: String| {
+        let http = http.clone();
+        let url = format!("{base}/photos/1");
+        async move {
+            let auth = format!("Carte {carte}");
+            http.send(
+                Method::GET,
+                &url,
+                &[("authorization", &auth)],
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .status
+            .as_u16()
+        }
+    };
+    assert_eq!(
+        call(app.carte("alice", 0x80000, 0).sign(&app.signing)).await,
+        200
+    );
+    let mut pinned = app.carte("alice", 0x80000, 0);
+    pinned.addresses = Some(vec!["127.0.0.1".parse().unwrap()]);
+    assert_eq!(call(pinned.sign(&app.signing)).await, 200);
+    let mut elsewhere = app.carte("alice", 0x80000, 0);
+    elsewhere.addresses = Some(vec!["127.0.0.2".parse().unwrap()]);
+    assert_eq!(call(elsewhere.sign(&app.signing)).await, 401);
+
+    nginx.kill().unwrap();
+    nginx.wait().unwrap();
+}
