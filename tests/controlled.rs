@@ -512,3 +512,48 @@ async fn controller_add_refuses_a_name_that_is_not_registered() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&listed.stdout), "");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_link_works_once() {
+    let (_dir, node, platform) = start().await;
+    designate(&node, "platform", "view-profile");
+    let make = controller_carte(&platform, None, 0);
+    let r = call(
+        &node,
+        Method::POST,
+        "/api/owners",
+        &make,
+        Some(json!({"name": "carol"})),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 201);
+    let carte = controller_carte(&platform, Some("carol"), 0);
+    let r = call(
+        &node,
+        Method::POST,
+        "/auth/login",
+        &carte,
+        Some(json!({})),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let link = r.json::<serde_json::Value>().unwrap()["login_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(link.starts_with(&format!("{}/auth/continue?token=", node.url())));
+    let first = HttpClient::new().get(&link).await.unwrap();
+    assert_eq!(first.status, 303);
+    assert_eq!(first.headers["location"], "/");
+    assert!(first.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .starts_with("gn_session="));
+    let again = HttpClient::new().get(&link).await.unwrap();
+    assert_eq!(
+        (again.status.as_u16(), common::page_code(&again)),
+        (404, "login.invalid-token".into())
+    );
+}

@@ -1115,3 +1115,377 @@ async fn the_command_line_works_against_https() {
         "{url}"
     );
 }
+
+// ---- Real browsers over HTTPS ---------------------------------------------------------------
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const DRIVER: &str = "/usr/bin/chromedriver";
+const CERTUTIL: &str = "/usr/bin/certutil";
+
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn have_chromium() -> bool {
+    let present = [CHROMIUM, DRIVER, CERTUTIL]
+        .iter()
+        .all(|p| Path::new(p).exists());
+    if !present {
+        assert!(
+            std::env::var_os("GRANT_NODE_REQUIRE_CHROMIUM").is_none(),
+            "Chromium is required here but missing: apt-get install chromium chromium-driver libnss3-tools"
+        );
+        eprintln!(
+            "chromium or certutil is not installed; skipping (scripts/test.sh installs them)"
+        );
+    }
+    present
+}
+
+fn artifact(name: &str, png: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), png).unwrap();
+}
+
+/// Headless Chromium that trusts the test CA (through the NSS database in its own HOME, as a
+/// person would import a CA) and resolves every `*.test` name to loopback.
+async fn chromium(dir: &Path, pki: &Pki) -> (Driver, fantoccini::Client) {
+    let home = dir.join("home");
+    let nssdb = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new(CERTUTIL)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "certutil {args:?}");
+    };
+    run(&["-d", &db, "-N", "--empty-password"]);
+    run(&[
+        "-d",
+        &db,
+        "-A",
+        "-t",
+        "C,,",
+        "-n",
+        "grant-node-test-ca",
+        "-i",
+        pki.ca_file().to_str().unwrap(),
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = Driver(
+        std::process::Command::new(DRIVER)
+            .arg(format!("--port={port}"))
+            .env("HOME", &home)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--window-size=900,900",
+                     "--host-resolver-rules=MAP *.test 127.0.0.1",
+                     format!("--user-data-dir={}", dir.join("chrome").display())],
+        }),
+    );
+    for _ in 0..100 {
+        if let Ok(c) = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .capabilities(caps.clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        {
+            return (driver, c);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+/// A TLS server that answers every request with this HTML (and the query, escaped, for a
+/// landing page).
+async fn page_server(l: TcpListener, files: TlsFiles, html: String) -> Running {
+    let tls = CertStore::open(files).unwrap().server_config();
+    spawn(move |stop| async move {
+        grant_node::http::serve(
+            l,
+            move |req: grant_node::http::Request, _| {
+                let html = html.clone();
+                async move {
+                    let q = grant_node::http::html::esc(req.uri().query().unwrap_or(""));
+                    let body = html.replace("{query}", &q);
+                    let mut r = hyper::Response::new(http_body_util::Full::new(
+                        hyper::body::Bytes::from(body),
+                    ));
+                    r.headers_mut()
+                        .insert("content-type", "text/html".parse().unwrap());
+                    r
+                }
+            },
+            async {
+                let _ = stop.await;
+            },
+            grant_node::http::Limits::from_descriptors(),
+            Some(tls),
+        )
+        .await
+        .unwrap();
+    })
+}
+
+/// The embedded-registry node over TLS, for the browser tests.
+async fn browser_node(
+    dir: &Path,
+    pki: &Pki,
+    net: &Net,
+    l: TcpListener,
+    tweak: impl FnOnce(&mut Config),
+) -> (Running, String) {
+    let addr = l.local_addr().unwrap();
+    let mut config = common::Node::embedded_config(&dir.join("node"), "alice");
+    config.listen = addr;
+    config.public_url = Some(format!("https://node-a.test:{}", addr.port()));
+    config.tls = Some(pki.issue("node-a.test"));
+    config.outbound = net.options();
+    tweak(&mut config);
+    let running = spawn(move |stop| async move {
+        grant_node::node::serve(config, l, async {
+            let _ = stop.await;
+        })
+        .await
+        .unwrap();
+    });
+    let url = format!("https://node-a.test:{}", addr.port());
+    let client = net.client();
+    for _ in 0..200 {
+        if client.get(&format!("{url}/healthz")).await.is_ok() {
+            return (running, url);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the node did not come up");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chromium_completes_the_consent_flow_over_https() {
+    if !have_chromium() {
+        return;
+    }
+    use fantoccini::Locator;
+    let dir = common::tempdir();
+    let pki = Pki::new(dir.path());
+    let mut net = Net {
+        ca: Some(pki.ca_file()),
+        ..Net::default()
+    };
+    let (l, addr) = listen("127.0.0.1").await;
+    let (lapp, appaddr) = listen("127.0.0.1").await;
+    net.pin("node-a.test", addr);
+    net.pin("app.test", appaddr);
+    let (_node, base) = browser_node(dir.path(), &pki, &net, l, |_| {}).await;
+    set_password(&dir.path().join("node"), &base, "alice", &net).await;
+    let redirect = format!("https://app.test:{}/cb", appaddr.port());
+    let _app = page_server(
+        lapp,
+        pki.issue("app.test"),
+        "<!doctype html><title>photo-app</title><h1>Back at photo-app</h1><p id=\"query\">{query}</p>".into(),
+    )
+    .await;
+    let app = Identity::new("photo-app", 1);
+    let r = net
+        .client()
+        .send(
+            Method::POST,
+            &format!("{base}/registry/ops"),
+            &[("content-type", "application/cbor")],
+            app.register_op("https://app.test/", &[&redirect], 0).into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201);
+    let carte = app.grant_carte(0x80000, &redirect, "tls-state");
+    let start = common::grant_url(
+        &base,
+        "photo-app",
+        &carte,
+        "view-profile",
+        &redirect,
+        "tls-state",
+        None,
+    );
+
+    let (_driver, c) = chromium(dir.path(), &pki).await;
+    c.goto(&start).await.unwrap();
+    c.find(Locator::Id("owner"))
+        .await
+        .unwrap()
+        .send_keys("alice")
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Id("password")).await.unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("correct horse battery")
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    if c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("button[value=allow]"))
+        .await
+        .is_err()
+    {
+        artifact("https-stuck.png", &c.screenshot().await.unwrap());
+        panic!("no consent page: {}", c.source().await.unwrap());
+    }
+    assert!(c
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .starts_with("https://node-a.test:"));
+    artifact("consent-https.png", &c.screenshot().await.unwrap());
+    c.find(Locator::Css("button[value=allow]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Id("query")).await.unwrap();
+    let landed = c.current_url().await.unwrap();
+    assert!(landed.as_str().starts_with(&redirect), "{landed}");
+    let query = c
+        .find(Locator::Id("query"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        query.contains("state=tls-state") && query.contains("receipt="),
+        "{query}"
+    );
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_platform_logs_its_owner_in_from_another_site_over_https() {
+    if !have_chromium() {
+        return;
+    }
+    use fantoccini::Locator;
+    let dir = common::tempdir();
+    let pki = Pki::new(dir.path());
+    let mut net = Net {
+        ca: Some(pki.ca_file()),
+        ..Net::default()
+    };
+    let (l, addr) = listen("127.0.0.1").await;
+    let (lp, paddr) = listen("127.0.0.1").await;
+    net.pin("node-a.test", addr);
+    let platform_origin = format!("https://platform.test:{}", paddr.port());
+    let origin = platform_origin.clone();
+    let (_node, base) = browser_node(dir.path(), &pki, &net, l, move |c| {
+        c.controllers = vec![(Name::parse("platform").unwrap(), VIEW_PROFILE)];
+        c.cors_origins = vec![origin];
+    })
+    .await;
+    let platform = Identity::new("platform", 7);
+    let client = net.client();
+    let r = client
+        .send(
+            Method::POST,
+            &format!("{base}/registry/ops"),
+            &[("content-type", "application/cbor")],
+            platform
+                .register_op("https://platform.test/", &[], 0)
+                .into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201);
+    // The platform creates carol…
+    let make = format!(
+        "Carte {}",
+        platform.carte("alice", 0, 0).sign(&platform.signing)
+    );
+    let r = client
+        .send(
+            Method::POST,
+            &format!("{base}/api/owners"),
+            &[
+                ("authorization", &make),
+                ("content-type", "application/json"),
+            ],
+            r#"{"name": "carol"}"#.into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", text(&r));
+    // …and its own page logs her in at the node, from another site, with credentials.
+    let mut login = platform.carte("alice", 0, 0);
+    login.subject = Some(Name::parse("carol").unwrap());
+    let login = login.sign(&platform.signing);
+    let page = format!(
+        r#"<!doctype html><title>platform</title><p id="status">working</p>
+<script>
+fetch("{base}/auth/login", {{
+  method: "POST", credentials: "include",
+  headers: {{ "Authorization": "Carte {login}", "Content-Type": "application/json" }},
+  body: "{{}}"
+}}).then(r => r.json().then(j => {{
+    document.getElementById("status").textContent = "done " + r.status + " " + j.owner;
+    location.href = j.login_url;
+  }}))
+  .catch(e => document.getElementById("status").textContent = "failed " + e);
+</script>"#
+    );
+    let _platform = page_server(lp, pki.issue("platform.test"), page).await;
+    let (_driver, c) = chromium(dir.path(), &pki).await;
+    c.goto(&format!("{platform_origin}/")).await.unwrap();
+    // The platform's page called /auth/login from its own origin, with credentials, then sent
+    // the browser through the login link; the node's own first-party cookie logs carol in.
+    let mut landed = String::new();
+    for _ in 0..100 {
+        landed = c.current_url().await.unwrap().to_string();
+        if landed.starts_with(&base) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(landed, format!("{base}/"));
+    let home = c.source().await.unwrap();
+    artifact("platform-login-https.png", &c.screenshot().await.unwrap());
+    assert!(home.contains("Logged in as carol"), "{home}");
+    c.close().await.unwrap();
+}

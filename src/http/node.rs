@@ -226,6 +226,9 @@ async fn dispatch(
             owners_api::proxy_login(state, peer, req).await,
         ),
         (&Method::OPTIONS, ["auth", "login"]) => ("auth:login", owners_api::preflight(state, &req)),
+        (&Method::GET, ["auth", "continue"]) => {
+            ("page:login", owners_api::continue_login(state, &req).await)
+        }
         (&Method::GET, ["signup"]) => ("page:signup", owners_api::signup_form(state)),
         (&Method::POST, ["signup"]) => ("page:signup", owners_api::signup(state, req).await),
         (&Method::POST, ["api", "cartes", "verify"]) => {
@@ -233,7 +236,7 @@ async fn dispatch(
         }
         (_, ["healthz" | "metrics" | "login" | "logout" | "setup" | "grant" | "signup"])
         | (_, ["openapi.json"])
-        | (_, ["api", "owners"] | ["api", "owners", _] | ["auth", "login"])
+        | (_, ["api", "owners"] | ["api", "owners", _] | ["auth", "login" | "continue"])
         | (_, [".well-known", "grant-node"])
         | (_, ["auth", "check"])
         | (_, ["api", "cartes", "verify"]) => ("other", Err(ApiError::method_not_allowed())),

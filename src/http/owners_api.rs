@@ -249,13 +249,35 @@ pub async fn proxy_login(
         Some(url) => Some(into_this_node(state, &url)?),
         None => None,
     };
-    let cookie = session::start(state, &principal.owner, None).await?;
+    let cookie = session::start_cross_site(state, &principal.owner).await?;
+    // A browser that blocks third-party cookies (most do, or will) does not keep the cookie
+    // above: it came from a cross-site response. The login link does not depend on it: the
+    // platform sends the browser there, a top-level navigation to this node, which sets its
+    // own first-party cookie and continues to `redirect`.
+    let (token, hash) = auth::new_token();
+    let now = state.config.clock.now();
+    let who = principal.owner.clone();
+    let to = redirect.clone().unwrap_or_else(|| "/".to_owned());
+    state
+        .db
+        .run(move |c| {
+            store::owners::insert_login_token(
+                c,
+                &hash,
+                &who,
+                &to,
+                now + store::owners::LOGIN_TOKEN_TTL,
+            )
+            .map_err(ApiError::from)
+        })
+        .await?;
     let mut resp = json_value(
         StatusCode::OK,
         &json!({
             "owner": principal.owner,
-            "expires": state.config.clock.now() + state.config.session_ttl,
+            "expires": now + state.config.session_ttl,
             "redirect": redirect,
+            "login_url": format!("{}/auth/continue?token={token}", state.public_url),
         }),
     );
     session::set_cookie(&mut resp, cookie);
@@ -360,6 +382,40 @@ pub async fn signup(state: &NodeState, req: Request<Incoming>) -> Result<Respons
         .await?;
     let cookie = session::start(state, &name, Some(&headers)).await?;
     let mut resp = see_other("/");
+    session::set_cookie(&mut resp, cookie);
+    Ok(resp)
+}
+
+/// `GET /auth/continue?token=`: a login link from `POST /auth/login`. Used once, within a
+/// minute: the browser gets the owner's session (a first-party cookie) and goes on to the
+/// redirect that was checked when the link was made.
+pub async fn continue_login(
+    state: &NodeState,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let params = super::response::query_params(req.uri().query())?;
+    let token = super::response::param(&params, "token").unwrap_or("");
+    let now = state.config.clock.now();
+    let taken = match auth::token_hash(token) {
+        Some(hash) => {
+            state
+                .db
+                .run(move |c| {
+                    store::owners::take_login_token(c, &hash, now).map_err(ApiError::from)
+                })
+                .await?
+        }
+        None => None,
+    };
+    let Some((owner, redirect)) = taken else {
+        return Ok(error_page(
+            StatusCode::NOT_FOUND,
+            "login.invalid-token",
+            "this login link is not valid: it was used already or has expired",
+        ));
+    };
+    let cookie = session::start(state, &owner, Some(req.headers())).await?;
+    let mut resp = super::html::see_other(&redirect);
     session::set_cookie(&mut resp, cookie);
     Ok(resp)
 }

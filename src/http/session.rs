@@ -57,6 +57,33 @@ pub async fn start(
     owner: &Name,
     previous: Option<&HeaderMap>,
 ) -> Result<HeaderValue, ApiError> {
+    let token = start_session(state, owner, previous).await?;
+    cookie_header(state, SESSION_COOKIE, &token, state.config.session_ttl, "/")
+}
+
+/// Starts a session from a platform's page on another site (`POST /auth/login` with
+/// credentials). Browsers refuse to store a `SameSite=Lax` cookie set by a cross-site
+/// response, so this one is `SameSite=None`, which browsers accept only with `Secure`: over
+/// https. (The session is then sent on cross-site requests too; every state-changing request
+/// still needs this node's `Origin` and, for forms, the session-bound CSRF token.) Over plain
+/// http it stays `Lax`, and only a same-site platform can use it.
+pub async fn start_cross_site(state: &NodeState, owner: &Name) -> Result<HeaderValue, ApiError> {
+    let token = start_session(state, owner, None).await?;
+    let ttl = state.config.session_ttl;
+    if !state.public_url.starts_with("https://") {
+        return cookie_header(state, SESSION_COOKIE, &token, ttl, "/");
+    }
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; Max-Age={ttl}; HttpOnly; SameSite=None; Secure"
+    ))
+    .map_err(ApiError::internal)
+}
+
+async fn start_session(
+    state: &NodeState,
+    owner: &Name,
+    previous: Option<&HeaderMap>,
+) -> Result<String, ApiError> {
     let old = previous
         .and_then(|h| cookie(h, SESSION_COOKIE))
         .and_then(auth::token_hash);
@@ -78,7 +105,7 @@ pub async fn start(
         })
         .await
         .map_err(ApiError::from)?;
-    cookie_header(state, SESSION_COOKIE, &token, state.config.session_ttl, "/")
+    Ok(token)
 }
 
 /// Ends the request's session, if any, and returns the cookie that clears it.

@@ -162,6 +162,13 @@ const MIGRATIONS: &[Migration] = &[
      );"),
     // 5: skeletons of version 2 (case-folded, with the look-alike pairs): recomputed.
     Code(registry::recompute_skeletons),
+    // 6: one-time login links a platform hands its owner's browser (`POST /auth/login`).
+    Sql("CREATE TABLE login_tokens (
+         token_hash BLOB PRIMARY KEY,
+         owner      TEXT NOT NULL REFERENCES owners(name) ON DELETE CASCADE,
+         redirect   TEXT NOT NULL,
+         expires    INTEGER NOT NULL
+     );"),
 ];
 
 /// Why storage failed. Always an internal error to clients; the detail goes to the log.

@@ -135,6 +135,51 @@ pub fn insert_setup_token(
     Ok(())
 }
 
+/// Stores a one-time login link's token: its owner and where it leads.
+pub fn insert_login_token(
+    conn: &Connection,
+    token_hash: &[u8; 32],
+    who: &Name,
+    redirect: &str,
+    expires: u64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM login_tokens WHERE expires < ?1",
+        params![expires.saturating_sub(LOGIN_TOKEN_TTL) as i64],
+    )?;
+    conn.execute(
+        "INSERT INTO login_tokens (token_hash, owner, redirect, expires) VALUES (?1, ?2, ?3, ?4)",
+        params![&token_hash[..], who.as_str(), redirect, expires as i64],
+    )?;
+    Ok(())
+}
+
+/// How long a login link works, seconds.
+pub const LOGIN_TOKEN_TTL: u64 = 60;
+
+/// Consumes a login token: its owner and redirect, if it existed and had not expired.
+pub fn take_login_token(
+    conn: &Connection,
+    token_hash: &[u8; 32],
+    now: u64,
+) -> Result<Option<(Name, String)>, StoreError> {
+    let row: Option<(String, String, i64)> = conn
+        .query_row(
+            "DELETE FROM login_tokens WHERE token_hash = ?1 RETURNING owner, redirect, expires",
+            [&token_hash[..]],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    match row {
+        Some((owner, redirect, expires)) if expires as u64 >= now => Ok(Some((
+            Name::parse_canonical(&owner)
+                .map_err(|_| StoreError::Corrupt("a stored name is not canonical"))?,
+            redirect,
+        ))),
+        _ => Ok(None),
+    }
+}
+
 /// Consumes a set-up token: returns its owner if it existed and had not expired.
 pub fn take_setup_token(
     conn: &Connection,
