@@ -1403,7 +1403,6 @@ async fn a_platform_logs_its_owner_in_from_another_site_over_https() {
     if !have_chromium() {
         return;
     }
-    use fantoccini::Locator;
     let dir = common::tempdir();
     let pki = Pki::new(dir.path());
     let mut net = Net {
