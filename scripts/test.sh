@@ -3,7 +3,7 @@
 #
 # Besides cargo's tests it needs a few things from Debian's packages (installed here when
 # missing, as root): nginx for the auth_request test, chromium and chromium-driver for the
-# browser test; Python's openapi-spec-validator (from PyPI, in a virtual environment under
+# browser tests, libnss3-tools (certutil) for the HTTPS browser tests; Python's openapi-spec-validator (from PyPI, in a virtual environment under
 # target/) for the OpenAPI tests. The crash test runs against a release
 # build of the node. A short fuzz pass runs every fuzz target (FUZZ_SECONDS, default 5 s each;
 # set FUZZ_SECONDS=0 to skip it).
@@ -14,6 +14,8 @@ need_apt=()
 [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
+# certutil, to make Chromium trust the test CA in the HTTPS browser tests.
+[ -x /usr/bin/certutil ] || need_apt+=(libnss3-tools)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing ${need_apt[*]} from Debian's packages" >&2
@@ -36,7 +38,7 @@ fi
 export GRANT_NODE_OPENAPI_PYTHON="$PWD/$venv/bin/python" GRANT_NODE_REQUIRE_OPENAPI=1
 
 [ -x /usr/sbin/nginx ] && export GRANT_NODE_REQUIRE_NGINX=1
-[ -x /usr/bin/chromedriver ] && export GRANT_NODE_REQUIRE_CHROMIUM=1
+[ -x /usr/bin/chromedriver ] && [ -x /usr/bin/certutil ] && export GRANT_NODE_REQUIRE_CHROMIUM=1
 
 cargo build --release --bin grant-node
 export GRANT_NODE_BIN="$PWD/target/release/grant-node"
