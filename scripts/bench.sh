@@ -8,6 +8,10 @@
 #   (c) GET /auth/check with a never-seen carte on every request — the cold path
 #   (d) GET /api/profile with a never-seen carte                 — the cold path, real handler
 #   (e) PUT /api/grants/bench-app, durable grant changes
+# and then over TLS (the node restarted with --tls-cert/--tls-key, against bare rustls+hyper):
+#   (f) bare rustls+hyper GET /, keep-alive     (g) the warm path over TLS, keep-alive
+#   (h) bare rustls+hyper, one new TLS connection per request
+#   (i) the node's /healthz, one new TLS connection per request
 # For each: requests/s, p50 and p99 latency, non-2xx count and server CPU per request; then the
 # ratios b/a, c/a and c against the single-core verify_strict rate measured in the same run.
 # Also runs the criterion benches when BENCH_CRITERION=1.
@@ -102,6 +106,30 @@ rss_after_cold=$(rss "$node_pid")
 run d "$node_pid" "http://$NODE/" "$tmp/pool_d.lua"
 run e "$node_pid" "http://$NODE/" "$tmp/put.lua"
 
+# Over TLS: the same node (same data) serving HTTPS, against bare rustls+hyper, both pinned
+# to core 0. A self-signed certificate made here (wrk does not verify it).
+kill "$node_pid" "$bare_pid" 2>/dev/null || true
+wait "$node_pid" "$bare_pid" 2>/dev/null || true
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=localhost -keyout "$tmp/tls.key" -out "$tmp/tls.pem" 2>/dev/null
+taskset -c 0 target/release/examples/bare_hyper "$BARE" "$tmp/tls.pem" "$tmp/tls.key" >/dev/null &
+pids+=($!); bare_pid=$!
+TOKIO_WORKER_THREADS=1 taskset -c 0 target/release/grant-node serve --listen "$NODE" \
+  --data-dir "$tmp/node" --owner alice --pow-bits 8 \
+  --tls-cert "$tmp/tls.pem" --tls-key "$tmp/tls.key" >"$tmp/node-tls.out" 2>"$tmp/node-tls.err" &
+pids+=($!); node_pid=$!
+for _ in $(seq 1 100); do
+  curl -sfk "https://$NODE/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+cat >"$tmp/close.lua" <<LUA
+wrk.headers["Connection"] = "close"
+LUA
+run f "$bare_pid" "https://$BARE/"
+run g "$node_pid" "https://$NODE/auth/check?scope=view-profile" "$tmp/one.lua"
+run h "$bare_pid" "https://$BARE/" "$tmp/close.lua"
+run i "$node_pid" "https://$NODE/healthz" "$tmp/close.lua"
+
 for c in c d; do
   if [ "${REQS[$c]}" -gt "$POOL" ]; then
     echo "warning: case $c sent ${REQS[$c]} requests with a pool of $POOL cartes; raise BENCH_POOL" >&2
@@ -112,8 +140,10 @@ echo "grant-node load benchmark, $(date -u +%Y-%m-%d), $(nproc) cores ($(grep -m
 echo
 echo "| case | req/s | p50 | p99 | non-2xx | server CPU µs/req |"
 echo "|---|---|---|---|---|---|"
-for c in a b c d e; do
-  label=$(case $c in a) echo "(a) bare hyper GET /";; b) echo "(b) /auth/check, warm carte";; c) echo "(c) /auth/check, fresh carte";; d) echo "(d) /api/profile, fresh carte";; e) echo "(e) PUT /api/grants (durable)";; esac)
+for c in a b c d e f g h i; do
+  label=$(case $c in a) echo "(a) bare hyper GET /";; b) echo "(b) /auth/check, warm carte";; c) echo "(c) /auth/check, fresh carte";; d) echo "(d) /api/profile, fresh carte";; e) echo "(e) PUT /api/grants (durable)";;
+    f) echo "(f) bare rustls+hyper GET /, keep-alive";; g) echo "(g) TLS /auth/check, warm carte, keep-alive";;
+    h) echo "(h) bare rustls+hyper, a new TLS connection per request";; i) echo "(i) TLS /healthz, a new TLS connection per request";; esac)
   echo "| $label | ${RPS[$c]} | ${P50[$c]} | ${P99[$c]} | ${NON2XX[$c]} | ${CPU[$c]} |"
 done
 echo
@@ -123,6 +153,10 @@ awk -v a="${RPS[a]}" -v b="${RPS[b]}" -v c="${RPS[c]}" -v v="$verify_rate" 'BEGI
   printf "c / single-core verify_strict (%.0f/s) = %.2f (target >= 0.80)\n", v, c / v
 }'
 echo "grant changes: ${RPS[e]}/s durable (target >= 5000)"
+awk -v f="${RPS[f]}" -v g="${RPS[g]}" -v h="${RPS[h]}" -v i="${RPS[i]}" 'BEGIN {
+  printf "TLS: warm carte over TLS / bare rustls+hyper (g/f) = %.2f\n", g / f
+  printf "TLS: new connections/s, node / bare rustls+hyper (i/h) = %.2f\n", i / h
+}'
 echo "node resident memory: ${rss_start} MiB at start, ${rss_after_cold} MiB after the cold-path run (verified-carte cache full to its bound)"
 
 if [ "${BENCH_CRITERION:-0}" = 1 ]; then
