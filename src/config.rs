@@ -86,6 +86,8 @@ pub struct Config {
     pub trusted_proxies: Vec<crate::outbound::Cidr>,
     /// How long a notification is retried before it is given up, seconds.
     pub outbox_give_up: u64,
+    /// Owners who administer the node (the console's node page); empty: the first owner.
+    pub admins: Vec<Name>,
     pub clock: Clock,
 }
 
@@ -118,6 +120,7 @@ impl Config {
             allowed_targets: Vec::new(),
             trusted_proxies: Vec::new(),
             outbox_give_up: DEFAULT_OUTBOX_GIVE_UP,
+            admins: Vec::new(),
             clock: Clock::system(),
         }
     }
@@ -277,6 +280,11 @@ impl Config {
             }
             config.outbox_give_up = secs;
         }
+        for a in &file.admins {
+            config
+                .admins
+                .push(Name::parse(a).with_context(|| format!("admins: {a:?}"))?);
+        }
         config.clock = Clock::offset(args.clock_offset);
         Ok(config)
     }
@@ -350,6 +358,8 @@ struct FileConfig {
     #[serde(default)]
     trusted_proxies: Vec<String>,
     outbox_give_up: Option<u64>,
+    #[serde(default)]
+    admins: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -187,7 +187,7 @@ pub async fn submit(
         );
     }
     state.limiter.succeeded(reservation);
-    let cookie = session::start(state, &name, Some(&headers)).await?;
+    let cookie = session::start(state, &name, Some(&headers), Some(peer.ip())).await?;
     let mut resp = see_other(&next);
     session::set_cookie(&mut resp, cookie);
     session::set_cookie(
@@ -284,6 +284,7 @@ pub async fn setup_form(
 /// `POST /setup`: sets the password, consumes the link and logs the owner in.
 pub async fn setup_submit(
     state: &NodeState,
+    peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     if let Err(e) = session::check_origin(state, req.headers()) {
@@ -334,47 +335,10 @@ pub async fn setup_submit(
             "this link is not valid: it was used already or has expired",
         ));
     };
-    let cookie = session::start(state, &owner, Some(&headers)).await?;
+    let cookie = session::start(state, &owner, Some(&headers), Some(peer.ip())).await?;
     let mut resp = see_other("/");
     session::set_cookie(&mut resp, cookie);
     Ok(resp)
-}
-
-/// `GET /`: who is logged in, and their grants.
-pub async fn home(state: &NodeState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let Some(s) = session::current(state, req.headers()).await? else {
-        return Ok(see_other("/login"));
-    };
-    let owner = s.owner.clone();
-    let grants = state
-        .db
-        .run(move |c| store::grants::grants(c, &owner).map_err(ApiError::from))
-        .await?;
-    let now = state.config.clock.now();
-    let rows: String = grants
-        .iter()
-        .map(|(app, g)| {
-            format!(
-                "<li><b>{}</b>: {}</li>",
-                esc(app.as_str()),
-                esc(&state.config.scopes.format(g.effective(now)))
-            )
-        })
-        .collect();
-    let rows = if rows.is_empty() {
-        "<li>No application holds a grant.</li>".to_owned()
-    } else {
-        rows
-    };
-    Ok(page(
-        StatusCode::OK,
-        "grant-node",
-        &format!(
-            "<h1>Logged in as {}</h1><h2>Applications you granted</h2><ul class=\"scopes\">{rows}</ul>\
-             <form method=\"post\" action=\"/logout\"><button type=\"submit\">Log out</button></form>",
-            esc(s.owner.as_str())
-        ),
-    ))
 }
 
 /// A header value for a redirect back into this node after login.

@@ -5,6 +5,7 @@
 //! a `match` on method and path (see [`node`] and [`registry_api`]); there is no framework.
 
 pub mod api;
+pub mod console;
 
 mod error;
 pub mod grant_page;

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::registry_api::{self, RegistryView};
 use super::response::{error, json, json_value, read_body, Body};
-use super::{api, grant_page, grants_api, login, owners_api, ApiError};
+use super::{api, console, grant_page, grants_api, login, owners_api, ApiError};
 use crate::carte;
 use crate::node::NodeState;
 use crate::store::{self, owners::Document};
@@ -144,6 +144,13 @@ fn parse_forwarded_ip(text: &str) -> Option<std::net::IpAddr> {
         .and_then(|(ip, _)| ip.parse().ok())
 }
 
+/// An application's name from a console path segment.
+fn page_name(raw: &str) -> Result<crate::name::Name, ApiError> {
+    Ok(crate::name::Name::parse(&super::response::path_segment(
+        raw,
+    )?)?)
+}
+
 /// The most header bytes a request may carry (names and values together).
 const MAX_HEADER_BYTES: usize = 32 * 1024;
 
@@ -187,12 +194,54 @@ async fn dispatch(
         (&Method::GET, ["metrics"]) => ("metrics", metrics(state).await),
         (&Method::GET, [".well-known", "grant-node"]) => ("discovery", Ok(discovery(state))),
         (&Method::GET, ["openapi.json"]) => ("openapi", Ok(json(StatusCode::OK, OPENAPI))),
-        (&Method::GET, [""]) => ("page:home", login::home(state, &req).await),
+        (&Method::GET, [""]) => ("page:home", console::home(state, &req).await),
+        (&Method::GET, ["grants", app]) => match page_name(app) {
+            Ok(app) => ("page:console", console::app_page(state, &req, &app).await),
+            Err(e) => ("page:console", Err(e)),
+        },
+        (&Method::POST, ["grants", app]) => match page_name(app) {
+            Ok(app) => (
+                "page:console",
+                console::app_update(state, peer, req, &app).await,
+            ),
+            Err(e) => ("page:console", Err(e)),
+        },
+        (&Method::GET, ["grants", app, "revoke"]) => match page_name(app) {
+            Ok(app) => (
+                "page:console",
+                console::revoke_confirm(state, &req, &app).await,
+            ),
+            Err(e) => ("page:console", Err(e)),
+        },
+        (&Method::POST, ["grants", app, "revoke"]) => match page_name(app) {
+            Ok(app) => (
+                "page:console",
+                console::revoke(state, peer, req, &app).await,
+            ),
+            Err(e) => ("page:console", Err(e)),
+        },
+        (&Method::GET, ["revoke-all"]) => (
+            "page:console",
+            console::revoke_all_confirm(state, &req).await,
+        ),
+        (&Method::POST, ["revoke-all"]) => {
+            ("page:console", console::revoke_all(state, peer, req).await)
+        }
+        (&Method::GET, ["sessions"]) => ("page:console", console::sessions(state, &req).await),
+        (&Method::POST, ["sessions", "end-others"]) => {
+            ("page:console", console::end_others(state, req).await)
+        }
+        (&Method::GET, ["password"]) => ("page:console", console::password_form(state, &req).await),
+        (&Method::POST, ["password"]) => (
+            "page:console",
+            console::password_change(state, peer, req).await,
+        ),
+        (&Method::GET, ["admin"]) => ("page:console", console::admin(state, &req).await),
         (&Method::GET, ["login"]) => ("page:login", login::show(state, &req).await),
         (&Method::POST, ["login"]) => ("page:login", login::submit(state, peer, req).await),
         (&Method::POST, ["logout"]) => ("page:logout", login::logout(state, &req).await),
         (&Method::GET, ["setup"]) => ("page:setup", login::setup_form(state, &req).await),
-        (&Method::POST, ["setup"]) => ("page:setup", login::setup_submit(state, req).await),
+        (&Method::POST, ["setup"]) => ("page:setup", login::setup_submit(state, peer, req).await),
         (&Method::GET, ["grant"]) => ("page:grant", grant_page::show(state, peer, req).await),
         (&Method::POST, ["grant"]) => ("page:grant", grant_page::answer(state, peer, req).await),
         (_, ["api", "grants", rest @ ..]) => {
@@ -226,15 +275,23 @@ async fn dispatch(
             owners_api::proxy_login(state, peer, req).await,
         ),
         (&Method::OPTIONS, ["auth", "login"]) => ("auth:login", owners_api::preflight(state, &req)),
-        (&Method::GET, ["auth", "continue"]) => {
-            ("page:login", owners_api::continue_login(state, &req).await)
-        }
+        (&Method::GET, ["auth", "continue"]) => (
+            "page:login",
+            owners_api::continue_login(state, peer, &req).await,
+        ),
         (&Method::GET, ["signup"]) => ("page:signup", owners_api::signup_form(state)),
-        (&Method::POST, ["signup"]) => ("page:signup", owners_api::signup(state, req).await),
+        (&Method::POST, ["signup"]) => ("page:signup", owners_api::signup(state, peer, req).await),
         (&Method::POST, ["api", "cartes", "verify"]) => {
             ("api:verify", verify_for_peer(state, peer, req).await)
         }
         (_, ["healthz" | "metrics" | "login" | "logout" | "setup" | "grant" | "signup"])
+        | (
+            _,
+            ["grants", _]
+            | ["grants", _, "revoke"]
+            | ["revoke-all" | "sessions" | "password" | "admin"],
+        )
+        | (_, ["sessions", "end-others"])
         | (_, ["openapi.json"])
         | (_, ["api", "owners"] | ["api", "owners", _] | ["auth", "login" | "continue"])
         | (_, [".well-known", "grant-node"])

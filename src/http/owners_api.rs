@@ -341,7 +341,11 @@ fn closed() -> Response<Body> {
 }
 
 /// `POST /signup`.
-pub async fn signup(state: &NodeState, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn signup(
+    state: &NodeState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     if !state.config.public_registration {
         return Ok(closed());
     }
@@ -380,7 +384,7 @@ pub async fn signup(state: &NodeState, req: Request<Incoming>) -> Result<Respons
         .db
         .run(move |c| store::owners::set_password(c, &who, &phc).map_err(ApiError::from))
         .await?;
-    let cookie = session::start(state, &name, Some(&headers)).await?;
+    let cookie = session::start(state, &name, Some(&headers), Some(peer.ip())).await?;
     let mut resp = see_other("/");
     session::set_cookie(&mut resp, cookie);
     Ok(resp)
@@ -391,6 +395,7 @@ pub async fn signup(state: &NodeState, req: Request<Incoming>) -> Result<Respons
 /// redirect that was checked when the link was made.
 pub async fn continue_login(
     state: &NodeState,
+    peer: SocketAddr,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let params = super::response::query_params(req.uri().query())?;
@@ -414,7 +419,7 @@ pub async fn continue_login(
             "this login link is not valid: it was used already or has expired",
         ));
     };
-    let cookie = session::start(state, &owner, Some(req.headers())).await?;
+    let cookie = session::start(state, &owner, Some(req.headers()), Some(peer.ip())).await?;
     let mut resp = super::html::see_other(&redirect);
     session::set_cookie(&mut resp, cookie);
     Ok(resp)

@@ -46,8 +46,15 @@ pub async fn current(state: &NodeState, headers: &HeaderMap) -> Result<Option<Se
     let now = state.config.clock.now();
     state
         .db
-        .run(move |c| store::owners::session(c, &hash, now).map_err(ApiError::from))
+        .run(move |c| {
+            let session = store::owners::session(c, &hash, now)?;
+            if session.is_some() {
+                store::sessions::touch(c, &hash, now)?;
+            }
+            Ok::<_, crate::store::StoreError>(session)
+        })
         .await
+        .map_err(ApiError::from)
 }
 
 /// Starts a session for `owner`: stores it and returns the `Set-Cookie` value. Any session the
@@ -56,8 +63,9 @@ pub async fn start(
     state: &NodeState,
     owner: &Name,
     previous: Option<&HeaderMap>,
+    address: Option<std::net::IpAddr>,
 ) -> Result<HeaderValue, ApiError> {
-    let token = start_session(state, owner, previous).await?;
+    let token = start_session(state, owner, previous, address).await?;
     cookie_header(state, SESSION_COOKIE, &token, state.config.session_ttl, "/")
 }
 
@@ -68,7 +76,7 @@ pub async fn start(
 /// still needs this node's `Origin` and, for forms, the session-bound CSRF token.) Over plain
 /// http it stays `Lax`, and only a same-site platform can use it.
 pub async fn start_cross_site(state: &NodeState, owner: &Name) -> Result<HeaderValue, ApiError> {
-    let token = start_session(state, owner, None).await?;
+    let token = start_session(state, owner, None, None).await?;
     let ttl = state.config.session_ttl;
     if !state.public_url.starts_with("https://") {
         return cookie_header(state, SESSION_COOKIE, &token, ttl, "/");
@@ -83,7 +91,14 @@ async fn start_session(
     state: &NodeState,
     owner: &Name,
     previous: Option<&HeaderMap>,
+    address: Option<std::net::IpAddr>,
 ) -> Result<String, ApiError> {
+    // What the sessions page shows of this browser: its address and, shortened, its name.
+    let user_agent: Option<String> = previous
+        .and_then(|h| h.get(hyper::header::USER_AGENT))
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(200).collect());
+    let address = address.map(|a| a.to_string());
     let old = previous
         .and_then(|h| cookie(h, SESSION_COOKIE))
         .and_then(auth::token_hash);
@@ -101,7 +116,14 @@ async fn start_session(
             if let Some(old) = old {
                 store::owners::delete_session(c, &old)?;
             }
-            store::owners::insert_session(c, &session, now)
+            store::owners::insert_session(c, &session, now)?;
+            store::sessions::describe(
+                c,
+                &session.id_hash,
+                address.as_deref(),
+                user_agent.as_deref(),
+                now,
+            )
         })
         .await
         .map_err(ApiError::from)?;

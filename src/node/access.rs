@@ -71,13 +71,27 @@ impl CarteCache {
 }
 
 /// Grants by (owner, application); `None` caches "no grant".
+///
+/// Each entry also holds when its grant was last used by a carte, as a plain atomic stored on
+/// the hit path (no lock beyond the read lock already held, no allocation): the console's
+/// "last used" costs the hot path one relaxed store. [`GrantCache::take_usage`] collects and
+/// resets those times for a batched write (once a minute); an entry dropped in between hands
+/// its time over first, so no use is lost.
 #[derive(Default)]
 pub struct GrantCache {
-    map: RwLock<HashMap<(Name, Name), Option<Grant>>>,
+    map: RwLock<HashMap<(Name, Name), CachedGrant>>,
     /// Bumped by every invalidation. A reader that missed the cache fills it only if no
     /// invalidation happened while it was reading the database, so a value read just before a
     /// revocation committed can never be cached after it.
     generation: std::sync::atomic::AtomicU64,
+    /// Uses of entries that were dropped before their time was collected.
+    dropped: Mutex<Vec<(Name, Name, u64)>>,
+}
+
+struct CachedGrant {
+    grant: Option<Grant>,
+    /// Unix seconds of the last use not yet collected; 0 for none.
+    last_used: std::sync::atomic::AtomicU64,
 }
 
 /// Grants kept in memory before the cache starts over.
@@ -91,21 +105,86 @@ impl GrantCache {
         owner: &Name,
         app: &Name,
     ) -> Result<Option<Grant>, StoreError> {
+        self.lookup(db, owner, app, 0)
+    }
+
+    /// [`GrantCache::get`] for a carte that is using the grant at `now`: also notes the use.
+    pub fn use_grant(
+        &self,
+        db: &store::Db,
+        owner: &Name,
+        app: &Name,
+        now: u64,
+    ) -> Result<Option<Grant>, StoreError> {
+        self.lookup(db, owner, app, now)
+    }
+
+    fn lookup(
+        &self,
+        db: &store::Db,
+        owner: &Name,
+        app: &Name,
+        used_at: u64,
+    ) -> Result<Option<Grant>, StoreError> {
+        use std::sync::atomic::Ordering;
         let key = (owner.clone(), app.clone());
         if let Some(g) = self.map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(*g);
+            if used_at != 0 {
+                g.last_used.store(used_at, Ordering::Relaxed);
+            }
+            return Ok(g.grant);
         }
         // A miss reads SQLite on the calling thread: one primary-key look-up.
-        let before = self.generation.load(std::sync::atomic::Ordering::Acquire);
+        let before = self.generation.load(Ordering::Acquire);
         let grant = store::grants::grant(&db.lock(), owner, app)?;
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-        if self.generation.load(std::sync::atomic::Ordering::Acquire) == before {
+        if self.generation.load(Ordering::Acquire) == before {
             if map.len() >= MAX_CACHED_GRANTS {
-                map.clear();
+                let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+                for ((o, a), g) in map.drain() {
+                    let t = g.last_used.load(Ordering::Relaxed);
+                    if t != 0 {
+                        dropped.push((o, a, t));
+                    }
+                }
             }
-            map.insert(key, grant);
+            map.insert(
+                key,
+                CachedGrant {
+                    grant,
+                    last_used: std::sync::atomic::AtomicU64::new(used_at),
+                },
+            );
+        } else if used_at != 0 {
+            self.dropped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((key.0, key.1, used_at));
         }
         Ok(grant)
+    }
+
+    /// Every use noted since the last call: (owner, application, Unix seconds).
+    pub fn take_usage(&self) -> Vec<(Name, Name, u64)> {
+        use std::sync::atomic::Ordering;
+        let mut out = std::mem::take(&mut *self.dropped.lock().unwrap_or_else(|p| p.into_inner()));
+        for ((o, a), g) in self.map.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            let t = g.last_used.swap(0, Ordering::Relaxed);
+            if t != 0 {
+                out.push((o.clone(), a.clone(), t));
+            }
+        }
+        out
+    }
+
+    fn drop_entry(&self, key: (Name, Name), g: CachedGrant) {
+        let t = g.last_used.load(std::sync::atomic::Ordering::Relaxed);
+        if t != 0 {
+            self.dropped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((key.0, key.1, t));
+        }
     }
 
     /// Forgets a grant after it changed (called after the change committed).
@@ -113,7 +192,10 @@ impl GrantCache {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        map.remove(&(owner.clone(), app.clone()));
+        let key = (owner.clone(), app.clone());
+        if let Some(g) = map.remove(&key) {
+            self.drop_entry(key, g);
+        }
     }
 
     /// Forgets every grant of `owner`.
@@ -121,7 +203,12 @@ impl GrantCache {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        map.retain(|(o, _), _| o != owner);
+        let keys: Vec<(Name, Name)> = map.keys().filter(|(o, _)| o == owner).cloned().collect();
+        for key in keys {
+            if let Some(g) = map.remove(&key) {
+                self.drop_entry(key, g);
+            }
+        }
     }
 }
 
@@ -237,13 +324,12 @@ impl NodeState {
             // The owner signing for itself holds every right over its own resources.
             c.admin_scope
         } else {
+            let now = self.config.clock.now();
             let grant = self
                 .grants
-                .get(&self.db, &owner, &c.owner)
+                .use_grant(&self.db, &owner, &c.owner, now)
                 .map_err(|e| AccessError::Internal(e.to_string()))?;
-            let granted = grant
-                .map(|g| g.effective(self.config.clock.now()))
-                .unwrap_or(Scope::NONE);
+            let granted = grant.map(|g| g.effective(now)).unwrap_or(Scope::NONE);
             c.admin_scope.intersection(granted)
         };
         let principal = Principal {

@@ -61,6 +61,8 @@ pub struct NodeState {
     pub first_owner: std::sync::OnceLock<Name>,
     /// Wakes the outbox worker when a notification is queued.
     pub outbox_wake: tokio::sync::Notify,
+    /// When grant uses were last written down (Unix seconds; 0: not yet).
+    pub usage_flushed: std::sync::atomic::AtomicU64,
 }
 
 impl NodeState {
@@ -172,6 +174,24 @@ pub async fn serve(
             }
         }));
     }
+    {
+        // "Last used" for the owner's console: collected from the grant cache and written in
+        // one batch a minute, and once more at shutdown.
+        let state = state.clone();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let done = tokio::select! {
+                    _ = stop.changed() => true,
+                    _ = tokio::time::sleep(USAGE_FLUSH) => false,
+                };
+                flush_usage(&state).await;
+                if done {
+                    return;
+                }
+            }
+        }));
+    }
     let handler_state = state.clone();
     let handler = move |req, peer| {
         let state = handler_state.clone();
@@ -208,6 +228,28 @@ pub async fn serve(
         let _ = t.await;
     }
     Ok(())
+}
+
+/// How often grant uses are written down.
+pub const USAGE_FLUSH: Duration = Duration::from_secs(60);
+
+/// Writes the grant uses noted since the last flush.
+pub async fn flush_usage(state: &NodeState) {
+    let uses = state.grants.take_usage();
+    let now = state.config.clock.now();
+    if !uses.is_empty() {
+        if let Err(e) = state
+            .db
+            .run(move |c| store::sessions::record_usage(c, &uses))
+            .await
+        {
+            tracing::warn!(error = %e, "recording grant use failed");
+            return;
+        }
+    }
+    state
+        .usage_flushed
+        .store(now, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Opens the node's database, registry and mirror, and syncs the mirror once.
@@ -277,5 +319,6 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         writer,
         first_owner: std::sync::OnceLock::new(),
         outbox_wake: tokio::sync::Notify::new(),
+        usage_flushed: std::sync::atomic::AtomicU64::new(0),
     })
 }

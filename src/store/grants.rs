@@ -218,6 +218,29 @@ pub fn retry_later(
     Ok(())
 }
 
+/// A waiting notification, as the console shows it.
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    pub body: Vec<u8>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// Every notification still waiting (the outbox is small: deliveries are retried for days at
+/// most, and each owner's changes coalesce into few).
+pub fn outbox_all(conn: &Connection) -> Result<Vec<Waiting>, StoreError> {
+    let mut stmt =
+        conn.prepare("SELECT body, attempts, last_error FROM outbox ORDER BY id LIMIT 10000")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Waiting {
+            body: r.get(0)?,
+            attempts: r.get(1)?,
+            last_error: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub fn outbox_len(conn: &Connection) -> Result<u64, StoreError> {
     Ok(conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))? as u64)
 }

@@ -15,6 +15,7 @@ pub mod controllers;
 pub mod grants;
 pub mod owners;
 pub mod registry;
+pub mod sessions;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -168,6 +169,16 @@ const MIGRATIONS: &[Migration] = &[
          owner      TEXT NOT NULL REFERENCES owners(name) ON DELETE CASCADE,
          redirect   TEXT NOT NULL,
          expires    INTEGER NOT NULL
+     );"),
+    // 7: the owner's console: what each session is, and when each grant was last used.
+    Sql("ALTER TABLE sessions ADD COLUMN last_seen INTEGER;
+     ALTER TABLE sessions ADD COLUMN address TEXT;
+     ALTER TABLE sessions ADD COLUMN user_agent TEXT;
+     CREATE TABLE grant_usage (
+         owner     TEXT NOT NULL,
+         app       TEXT NOT NULL,
+         last_used INTEGER NOT NULL,
+         PRIMARY KEY (owner, app)
      );"),
 ];
 

@@ -1,0 +1,843 @@
+//! The owner's console: server-rendered pages to see, narrow, expire and revoke grants, read a
+//! grant's history and its notifications' delivery, end sessions, change the password, and,
+//! for the node's administrator, see owners, controllers and the registry mirror.
+//!
+//! No JavaScript. Every form carries a CSRF token bound to the session and to the form's
+//! purpose, and every POST passes the same-origin check first; a refused form changes nothing.
+//! Pages that change something use 303 See Other back to a page that shows the result.
+
+use std::net::SocketAddr;
+
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+
+use super::html::{error_page, esc, page, see_other};
+use super::login::{field, form};
+use super::session;
+use super::{ApiError, Body};
+use crate::auth;
+use crate::grant::statement::Notification;
+use crate::name::Name;
+use crate::node::grants::{self as node_grants, Change};
+use crate::node::NodeState;
+use crate::scope::Scope;
+use crate::store::{self, owners::Session};
+
+/// The logged-in session, or the login page to go to.
+async fn logged_in(
+    state: &NodeState,
+    req: &Request<Incoming>,
+) -> Result<Result<Session, Response<Body>>, ApiError> {
+    match session::current(state, req.headers()).await? {
+        Some(s) => Ok(Ok(s)),
+        None => {
+            let next = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            Ok(Err(see_other(&super::login::login_redirect(
+                &super::login::safe_next(Some(next)),
+                None,
+            ))))
+        }
+    }
+}
+
+/// A hidden CSRF field for the form with this purpose.
+fn csrf_field(s: &Session, purpose: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(&session::csrf_token(s, purpose.as_bytes()))
+    )
+}
+
+/// The checks every console POST passes before anything else: our origin, a session, and the
+/// form's CSRF token for `purpose`. On success, the session and the form's fields.
+async fn checked_post(
+    state: &NodeState,
+    req: Request<Incoming>,
+    purpose: &str,
+) -> Result<Result<(Session, Vec<(String, String)>), Response<Body>>, ApiError> {
+    if let Err(e) = session::check_origin(state, req.headers()) {
+        return Ok(Err(error_page(e.status, e.code, &e.message)));
+    }
+    let Some(s) = session::current(state, req.headers()).await? else {
+        return Ok(Err(error_page(
+            StatusCode::FORBIDDEN,
+            "session.required",
+            "you are not logged in (or your session ended); log in and try again",
+        )));
+    };
+    let fields = form(req).await?;
+    let expected = session::csrf_token(&s, purpose.as_bytes());
+    if !auth::same(field(&fields, "csrf").unwrap_or(""), &expected) {
+        return Ok(Err(error_page(
+            StatusCode::FORBIDDEN,
+            "csrf.bad-token",
+            "this form did not come from your console; open the page again",
+        )));
+    }
+    Ok(Ok((s, fields)))
+}
+
+/// A date and time in UTC, for people: `2026-11-25 16:07 UTC`.
+pub fn when(t: u64) -> String {
+    let (y, m, d) = civil(t / 86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        t % 86_400 / 3600,
+        t % 3600 / 60
+    )
+}
+
+/// The date (`YYYY-MM-DD`) of Unix second `t`, as `<input type=date>` wants it.
+pub fn date(t: u64) -> String {
+    let (y, m, d) = civil(t / 86_400);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Parses `YYYY-MM-DD` into the Unix second at the end of that day (the next midnight UTC).
+pub fn parse_date(text: &str) -> Option<u64> {
+    let mut parts = text.trim().splitn(3, '-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: u32 = parts.next()?.parse().ok()?;
+    let d: u32 = parts.next()?.parse().ok()?;
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = days_from_civil(y, m, d);
+    if civil(days) != (y, m, d) {
+        return None; // 31 February and the like
+    }
+    Some((days + 1) * 86_400)
+}
+
+/// Days since 1970-01-01 → (year, month, day); Howard Hinnant's civil-from-days.
+fn civil(days: u64) -> (i64, u32, u32) {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> u64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe - 719_468) as u64
+}
+
+/// The console's navigation, on every page.
+fn nav(state: &NodeState, s: &Session) -> String {
+    let admin = if is_admin(state, &s.owner) {
+        " · <a href=\"/admin\">Node</a>"
+    } else {
+        ""
+    };
+    format!(
+        "<nav><a href=\"/\">Grants</a> · <a href=\"/sessions\">Sessions</a> · \
+         <a href=\"/password\">Password</a>{admin}</nav>\
+         <form method=\"post\" action=\"/logout\"><button type=\"submit\">Log out</button></form>"
+    )
+}
+
+/// Whether `owner` administers this node: listed in `admins`, or, with no list, the first owner.
+pub fn is_admin(state: &NodeState, owner: &Name) -> bool {
+    if state.config.admins.is_empty() {
+        state.node_name().as_ref() == Some(owner)
+    } else {
+        state.config.admins.contains(owner)
+    }
+}
+
+fn plain_words(state: &NodeState, scope: Scope) -> String {
+    let words: Vec<String> = state
+        .config
+        .scopes
+        .describe(scope)
+        .iter()
+        .map(|(_, w)| esc(w))
+        .collect();
+    if words.is_empty() {
+        "nothing".to_owned()
+    } else {
+        words.join("; ")
+    }
+}
+
+/// `GET /`: one row per application the owner granted.
+pub async fn home(state: &NodeState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let s = match logged_in(state, req).await? {
+        Ok(s) => s,
+        Err(to_login) => return Ok(to_login),
+    };
+    let owner = s.owner.clone();
+    let (grants, usage) = state
+        .db
+        .run(move |c| {
+            Ok::<_, ApiError>((
+                store::grants::grants(c, &owner)?,
+                store::sessions::usage(c, &owner)?,
+            ))
+        })
+        .await?;
+    let now = state.config.clock.now();
+    let rows: String = grants
+        .iter()
+        .map(|(app, g)| {
+            let expiry = match g.expires {
+                Some(e) if e <= now => format!("expired {}", when(e)),
+                Some(e) => when(e),
+                None => "never".to_owned(),
+            };
+            let used = usage
+                .get(app.as_str())
+                .map_or("not yet".to_owned(), |t| when(*t));
+            format!(
+                "<tr><th scope=\"row\"><a href=\"/grants/{}\">{}</a></th><td>{}</td><td>{}</td>\
+                 <td>{expiry}</td><td>{used}</td></tr>",
+                esc(&percent_encoding::utf8_percent_encode(
+                    app.as_str(),
+                    percent_encoding::NON_ALPHANUMERIC
+                )
+                .to_string()),
+                esc(app.as_str()),
+                plain_words(state, g.effective(now)),
+                when(g.created),
+            )
+        })
+        .collect();
+    let table = if rows.is_empty() {
+        "<p>No application holds a grant from you.</p>".to_owned()
+    } else {
+        format!(
+            "<table><caption>Applications you granted</caption><thead><tr><th scope=\"col\">Application</th>\
+             <th scope=\"col\">May</th><th scope=\"col\">Granted</th><th scope=\"col\">Expires</th>\
+             <th scope=\"col\">Last used</th></tr></thead><tbody>{rows}</tbody></table>\
+             <p class=\"note\">{}</p><p><a href=\"/revoke-all\">Revoke every grant…</a></p>",
+            freshness(state)
+        )
+    };
+    Ok(page(
+        StatusCode::OK,
+        "Your grants",
+        &format!(
+            "<main><h1>Logged in as {}</h1>{}{table}</main>",
+            esc(s.owner.as_str()),
+            nav(state, &s)
+        ),
+    ))
+}
+
+/// How fresh "last used" is: written in batches once a minute.
+fn freshness(state: &NodeState) -> String {
+    let at = state
+        .usage_flushed
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let every = crate::node::USAGE_FLUSH.as_secs();
+    if at == 0 {
+        format!("“Last used” is written down every {every} s; not yet since the node started.")
+    } else {
+        format!(
+            "“Last used” is written down every {every} s; last at {}.",
+            when(at)
+        )
+    }
+}
+
+fn app_path(app: &Name) -> String {
+    percent_encoding::utf8_percent_encode(app.as_str(), percent_encoding::NON_ALPHANUMERIC)
+        .to_string()
+}
+
+/// `GET /grants/{app}`.
+pub async fn app_page(
+    state: &NodeState,
+    req: &Request<Incoming>,
+    app: &Name,
+) -> Result<Response<Body>, ApiError> {
+    let s = match logged_in(state, req).await? {
+        Ok(s) => s,
+        Err(to_login) => return Ok(to_login),
+    };
+    let (owner, a) = (s.owner.clone(), app.clone());
+    let (grant, history, outbox) = state
+        .db
+        .run(move |c| {
+            Ok::<_, ApiError>((
+                store::grants::grant(c, &owner, &a)?,
+                store::grants::audit(c, &owner, Some(&a))?,
+                store::grants::outbox_all(c)?,
+            ))
+        })
+        .await?;
+    let now = state.config.clock.now();
+    let scopes = &state.config.scopes;
+    let held = grant.map(|g| g.effective(now)).unwrap_or(Scope::NONE);
+    let boxes: String = scopes
+        .defs()
+        .filter(|d| d.name != "grant")
+        .map(|d| {
+            let bit = Scope::from_bits(1u64 << d.bit);
+            format!(
+                "<li><label><input type=\"checkbox\" name=\"scope\" value=\"{}\"{}> {}</label></li>",
+                esc(&d.name),
+                if held.contains(bit) { " checked" } else { "" },
+                esc(&d.description)
+            )
+        })
+        .collect();
+    let expiry = grant.and_then(|g| g.expires).map(date).unwrap_or_default();
+    let path = app_path(app);
+    let record = state.mirror.record(app).await.ok().flatten();
+    let registry = match &record {
+        Some(r) => {
+            let current = r.keys.last();
+            let fingerprint = current
+                .map(|k| hex::encode(&blake3::hash(k.key.as_bytes()).as_bytes()[..8]))
+                .unwrap_or_default();
+            let warning = if r.keys.iter().any(|k| k.compromised) {
+                "<p class=\"error\" role=\"alert\"><strong>Warning:</strong> a key of this \
+                 application is marked compromised in the registry. Cartes it signed with that \
+                 key are refused, but whoever held it may have acted before; consider revoking.</p>"
+            } else {
+                ""
+            };
+            format!(
+                "<h2>What the registry says</h2>{warning}<dl><dt>Node URI</dt><dd>{}</dd>\
+                 <dt>Registered since</dt><dd>{}</dd><dt>Current key fingerprint</dt><dd><code>{}</code></dd></dl>",
+                esc(&r.node_uri),
+                when(r.created),
+                esc(&fingerprint)
+            )
+        }
+        None => "<h2>What the registry says</h2><p>This name is not in the registry.</p>".into(),
+    };
+    let rows: String = history
+        .iter()
+        .rev()
+        .map(|e| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                when(e.at),
+                esc(&e.actor),
+                esc(&e.action),
+                esc(&scopes.format(Scope::from_bits(e.old_scope))),
+                esc(&scopes.format(Scope::from_bits(e.new_scope))),
+                esc(e.address.as_deref().unwrap_or(""))
+            )
+        })
+        .collect();
+    let pending: Vec<_> = outbox
+        .iter()
+        .filter(|o| {
+            Notification::decode(&o.body)
+                .ok()
+                .is_some_and(|(n, _)| n.owner == s.owner && &n.application == app)
+        })
+        .collect();
+    let dropped = history
+        .iter()
+        .rev()
+        .find(|e| e.action.starts_with("notification "))
+        .map(|e| e.action.clone());
+    let delivery = if let Some(p) = pending.first() {
+        format!(
+            "Pending: {} notification(s) waiting; attempts so far {}{}.",
+            pending.len(),
+            p.attempts,
+            p.last_error
+                .as_deref()
+                .map(|e| format!(", last error: {}", esc(e)))
+                .unwrap_or_default()
+        )
+    } else if let Some(d) = dropped {
+        format!("Given up: {}.", esc(&d))
+    } else {
+        "Delivered: no notification is waiting.".to_owned()
+    };
+    let body = format!(
+        "<main><h1>{name}</h1>{nav}\
+         <h2>What it may do</h2>\
+         <form method=\"post\" action=\"/grants/{path}\">{csrf}\
+         <fieldset><legend>Scopes granted to {name}</legend><ul class=\"scopes\">{boxes}</ul></fieldset>\
+         <label for=\"expires\">Expires after (leave empty for never)</label>\
+         <input type=\"date\" id=\"expires\" name=\"expires\" value=\"{expiry}\">\
+         <button type=\"submit\">Save</button></form>\
+         <p><a href=\"/grants/{path}/revoke\">Revoke this grant…</a></p>\
+         {registry}\
+         <h2>Notifications</h2><p>{delivery}</p>\
+         <h2>History</h2><table><caption>Changes to this grant, newest first</caption><thead><tr>\
+         <th scope=\"col\">Time</th><th scope=\"col\">Who</th><th scope=\"col\">Action</th>\
+         <th scope=\"col\">Before</th><th scope=\"col\">After</th><th scope=\"col\">Address</th></tr></thead>\
+         <tbody>{rows}</tbody></table></main>",
+        name = esc(app.as_str()),
+        nav = nav(state, &s),
+        csrf = csrf_field(&s, &format!("grant:{app}")),
+    );
+    Ok(page(StatusCode::OK, app.as_str(), &body))
+}
+
+/// Applies a change made in the console.
+async fn change(
+    state: &NodeState,
+    owner: &Name,
+    app: &Name,
+    scope: Scope,
+    expires: Option<u64>,
+    action: &'static str,
+    peer: SocketAddr,
+) -> Result<(), ApiError> {
+    let node_uri = state
+        .mirror
+        .record(app)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.node_uri);
+    node_grants::apply(
+        state,
+        Change {
+            owner: owner.clone(),
+            app: app.clone(),
+            scope,
+            expires,
+            actor: "owner".into(),
+            action,
+            address: Some(peer.ip().to_string()),
+        },
+        node_uri,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    Ok(())
+}
+
+/// `POST /grants/{app}`: narrow or widen the grant, and set or clear its expiry.
+pub async fn app_update(
+    state: &NodeState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    app: &Name,
+) -> Result<Response<Body>, ApiError> {
+    let (s, fields) = match checked_post(state, req, &format!("grant:{app}")).await? {
+        Ok(ok) => ok,
+        Err(refused) => return Ok(refused),
+    };
+    let names: Vec<&str> = fields
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let scope = state.config.scopes.parse_list(&names)?;
+    if scope.contains(Scope::GRANT) {
+        return Ok(error_page(
+            StatusCode::BAD_REQUEST,
+            "grant.scope-not-grantable",
+            "the grant scope cannot be given to an application",
+        ));
+    }
+    let now = state.config.clock.now();
+    let expires = match field(&fields, "expires").unwrap_or("").trim() {
+        "" => None,
+        text => match parse_date(text) {
+            Some(t) if t > now => Some(t),
+            _ => {
+                return Ok(error_page(
+                    StatusCode::BAD_REQUEST,
+                    "grant.bad-expiry",
+                    "the expiry must be a date (YYYY-MM-DD) in the future",
+                ))
+            }
+        },
+    };
+    if state.mirror.record(app).await.ok().flatten().is_none() {
+        return Ok(error_page(
+            StatusCode::NOT_FOUND,
+            "name.unknown",
+            "this application is not in the registry",
+        ));
+    }
+    let action = if scope.is_empty() { "revoke" } else { "update" };
+    change(state, &s.owner, app, scope, expires, action, peer).await?;
+    Ok(see_other(&format!("/grants/{}", app_path(app))))
+}
+
+/// `GET /grants/{app}/revoke`: the confirmation step.
+pub async fn revoke_confirm(
+    state: &NodeState,
+    req: &Request<Incoming>,
+    app: &Name,
+) -> Result<Response<Body>, ApiError> {
+    let s = match logged_in(state, req).await? {
+        Ok(s) => s,
+        Err(to_login) => return Ok(to_login),
+    };
+    Ok(page(
+        StatusCode::OK,
+        "Revoke?",
+        &format!(
+            "<main><h1>Revoke {name}’s grant?</h1>{nav}<p>{name} will not be able to act for you \
+             any more; its next request is refused.</p>\
+             <form method=\"post\" action=\"/grants/{path}/revoke\">{csrf}\
+             <button type=\"submit\">Revoke</button></form><p><a href=\"/grants/{path}\">Cancel</a></p></main>",
+            name = esc(app.as_str()),
+            nav = nav(state, &s),
+            path = app_path(app),
+            csrf = csrf_field(&s, &format!("revoke:{app}")),
+        ),
+    ))
+}
+
+/// `POST /grants/{app}/revoke`.
+pub async fn revoke(
+    state: &NodeState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    app: &Name,
+) -> Result<Response<Body>, ApiError> {
+    let (s, _) = match checked_post(state, req, &format!("revoke:{app}")).await? {
+        Ok(ok) => ok,
+        Err(refused) => return Ok(refused),
+    };
+    change(state, &s.owner, app, Scope::NONE, None, "revoke", peer).await?;
+    Ok(see_other("/"))
+}
+
+/// `GET /revoke-all`: the confirmation, naming how many applications lose access.
+pub async fn revoke_all_confirm(
+    state: &NodeState,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let s = match logged_in(state, req).await? {
+        Ok(s) => s,
+        Err(to_login) => return Ok(to_login),
+    };
+    let owner = s.owner.clone();
+    let n = state
+        .db
+        .run(move |c| store::grants::grants(c, &owner).map_err(ApiError::from))
+        .await?
+        .len();
+    Ok(page(
+        StatusCode::OK,
+        "Revoke every grant?",
+        &format!(
+            "<main><h1>Revoke every grant?</h1>{}<p>{n} application{} will lose access to your \
+             account at once.</p><form method=\"post\" action=\"/revoke-all\">{}\
+             <button type=\"submit\">Revoke all {n}</button></form><p><a href=\"/\">Cancel</a></p></main>",
+            nav(state, &s),
+            if n == 1 { "" } else { "s" },
+            csrf_field(&s, "revoke-all"),
+        ),
+    ))
+}
+
+/// `POST /revoke-all`.
+pub async fn revoke_all(
+    state: &NodeState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (s, _) = match checked_post(state, req, "revoke-all").await? {
+        Ok(ok) => ok,
+        Err(refused) => return Ok(refused),
+    };
+    let owner = s.owner.clone();
+    let all = state
+        .db
+        .run(move |c| store::grants::grants(c, &owner).map_err(ApiError::from))
+        .await?;
+    for (app, _) in &all {
+        change(state, &s.owner, app, Scope::NONE, None, "revoke", peer).await?;
+    }
+    Ok(see_other("/"))
+}
+
+/// `GET /sessions`.
+pub async fn sessions(
+    state: &NodeState,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let s = match logged_in(state, req).await? {
+        Ok(s) => s,
+        Err(to_login) => return Ok(to_login),
+    };
+    let (owner, now) = (s.owner.clone(), state.config.clock.now());
+    let list = state
+        .db
+        .run(move |c| store::sessions::list(c, &owner, now).map_err(ApiError::from))
+        .await?;
+    let rows: String = list
+        .iter()
+        .map(|i| {
+            let this = if i.id_hash == s.id_hash {
+                " (this browser)"
+            } else {
+                ""
+            };
+            format!(
+                "<tr><td>{}{this}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                when(i.created),
+                i.last_seen.map(when).unwrap_or_default(),
+                esc(i.address.as_deref().unwrap_or("")),
+                esc(i.user_agent.as_deref().unwrap_or("")),
+            )
+        })
+        .collect();
+    Ok(page(
+        StatusCode::OK,
+        "Sessions",
+        &format!(
+            "<main><h1>Where you are logged in</h1>{}<table><caption>Your sessions</caption><thead><tr>\
+             <th scope=\"col\">Started</th><th scope=\"col\">Last seen</th><th scope=\"col\">Address</th>\
+             <th scope=\"col\">Browser</th></tr></thead><tbody>{rows}</tbody></table>\
+             <form method=\"post\" action=\"/sessions/end-others\">{}\
+             <button type=\"submit\">Log out everywhere else</button></form></main>",
+            nav(state, &s),
+            csrf_field(&s, "end-others"),
+        ),
+    ))
+}
+
+/// `POST /sessions/end-others`.
+pub async fn end_others(
+    state: &NodeState,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (s, _) = match checked_post(state, req, "end-others").await? {
+        Ok(ok) => ok,
+        Err(refused) => return Ok(refused),
+    };
+    let (owner, keep) = (s.owner.clone(), s.id_hash);
+    state
+        .db
+        .run(move |c| store::sessions::end_others(c, &owner, &keep).map_err(ApiError::from))
+        .await?;
+    Ok(see_other("/sessions"))
+}
+
+/// `GET /password`.
+pub async fn password_form(
+    state: &NodeState,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let s = match logged_in(state, req).await? {
+        Ok(s) => s,
+        Err(to_login) => return Ok(to_login),
+    };
+    Ok(password_page(state, &s, StatusCode::OK, None))
+}
+
+fn password_page(
+    state: &NodeState,
+    s: &Session,
+    status: StatusCode,
+    error: Option<&str>,
+) -> Response<Body> {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
+        .unwrap_or_default();
+    page(
+        status,
+        "Change your password",
+        &format!(
+            "<main><h1>Change your password</h1>{}{error}<form method=\"post\" action=\"/password\">{}\
+             <label for=\"current\">Current password</label>\
+             <input type=\"password\" id=\"current\" name=\"current\" autocomplete=\"current-password\" required>\
+             <label for=\"new\">New password (at least 8 characters)</label>\
+             <input type=\"password\" id=\"new\" name=\"new\" autocomplete=\"new-password\" required>\
+             <button type=\"submit\">Change password</button></form>\
+             <p class=\"note\">Every other session ends when the password changes.</p></main>",
+            nav(state, s),
+            csrf_field(s, "password"),
+        ),
+    )
+}
+
+/// `POST /password`: needs the current password; ends every other session.
+pub async fn password_change(
+    state: &NodeState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (s, fields) = match checked_post(state, req, "password").await? {
+        Ok(ok) => ok,
+        Err(refused) => return Ok(refused),
+    };
+    let current = field(&fields, "current").unwrap_or("").to_owned();
+    let new = field(&fields, "new").unwrap_or("").to_owned();
+    if let Err(why) = auth::check_new_password(&new) {
+        return Ok(password_page(state, &s, StatusCode::BAD_REQUEST, Some(why)));
+    }
+    // The current password is a password check like a login: counted first, then gated.
+    let now = state.config.clock.now();
+    let reservation = match state.limiter.reserve(&s.owner, peer.ip(), now) {
+        Ok(r) => r,
+        Err(_) => {
+            return Ok(error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "login.rate-limited",
+                "too many password attempts; try again later",
+            ))
+        }
+    };
+    let who = s.owner.clone();
+    let stored = state
+        .db
+        .run(move |c| store::owners::owner(c, &who).map_err(ApiError::from))
+        .await?
+        .and_then(|o| o.password_hash);
+    let outcome = state
+        .hash_gate
+        .run(move || match stored {
+            Some(h) if auth::verify_password(&current, &h) => auth::hash_password(&new).map(Some),
+            _ => Ok(None),
+        })
+        .await;
+    let phc = match outcome {
+        Err(auth::Busy) => {
+            state.limiter.release(reservation);
+            return Ok(super::login::busy());
+        }
+        Ok(Err(e)) => return Err(ApiError::internal(e)),
+        Ok(Ok(None)) => {
+            return Ok(password_page(
+                state,
+                &s,
+                StatusCode::UNAUTHORIZED,
+                Some("the current password is not right"),
+            ))
+        }
+        Ok(Ok(Some(phc))) => phc,
+    };
+    state.limiter.succeeded(reservation);
+    let (owner, keep) = (s.owner.clone(), s.id_hash);
+    state
+        .db
+        .run(move |c| {
+            let tx = c.transaction().map_err(store::StoreError::from)?;
+            store::owners::set_password(&tx, &owner, &phc)?;
+            store::sessions::end_others(&tx, &owner, &keep)?;
+            tx.commit().map_err(store::StoreError::from)?;
+            Ok::<_, ApiError>(())
+        })
+        .await?;
+    Ok(page(
+        StatusCode::OK,
+        "Password changed",
+        &format!(
+            "<main><h1>Password changed</h1>{}<p>Your other sessions have ended.</p></main>",
+            nav(state, &s)
+        ),
+    ))
+}
+
+/// `GET /admin`: owners, controllers and the registry mirror, for the node's administrator.
+pub async fn admin(state: &NodeState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let s = match logged_in(state, req).await? {
+        Ok(s) => s,
+        Err(to_login) => return Ok(to_login),
+    };
+    if !is_admin(state, &s.owner) {
+        return Ok(error_page(
+            StatusCode::FORBIDDEN,
+            "console.not-admin",
+            "only the node's administrator may see this page",
+        ));
+    }
+    let (owners, controllers, fault) = state
+        .db
+        .run(|c| {
+            let names = store::owners::owner_names(c)?;
+            let mut owners = Vec::new();
+            for n in names {
+                if let Some(o) = store::owners::owner(c, &n)? {
+                    owners.push(o);
+                }
+            }
+            Ok::<_, ApiError>((
+                owners,
+                store::controllers::list(c)?,
+                store::registry::latest_fault(c)?,
+            ))
+        })
+        .await?;
+    let owner_rows: String = owners
+        .iter()
+        .map(|o| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(o.name.as_str()),
+                esc(o.controller.as_ref().map_or("— (the node)", |c| c.as_str())),
+                when(o.created)
+            )
+        })
+        .collect();
+    let controller_rows: String = controllers
+        .iter()
+        .map(|c| {
+            format!(
+                "<tr><td>{}</td><td>{}</td></tr>",
+                esc(c.name.as_str()),
+                plain_words(state, c.max_scope)
+            )
+        })
+        .collect();
+    let m = state.mirror.status();
+    let health = match (&m.degraded, fault) {
+        (Some(_), Some((at, reason))) => format!(
+            "<p class=\"error\" role=\"alert\"><strong>The registry misbehaved.</strong> On {} the \
+             mirror refused what the registry sent: {}. The evidence is kept in the database \
+             (table <code>registry_faults</code>); the mirror serves what it verified before. \
+             Tell the registry's operators and other node owners, and keep the evidence.</p>",
+            when(at),
+            esc(&reason)
+        ),
+        (Some(d), None) => format!("<p class=\"error\" role=\"alert\">Degraded: {}</p>", esc(d)),
+        _ => "<p>Healthy: every checkpoint verified.</p>".to_owned(),
+    };
+    let body = format!(
+        "<main><h1>This node</h1>{}\
+         <h2>Owners</h2><table><caption>Owners on this node</caption><thead><tr><th scope=\"col\">Owner</th>\
+         <th scope=\"col\">Managed by</th><th scope=\"col\">Since</th></tr></thead><tbody>{owner_rows}</tbody></table>\
+         <h2>Controllers</h2><table><caption>Platforms that create and drive owners</caption><thead><tr>\
+         <th scope=\"col\">Controller</th><th scope=\"col\">May at most</th></tr></thead><tbody>{controller_rows}</tbody></table>\
+         <h2>Registry mirror</h2>{health}<dl><dt>Entries verified</dt><dd>{}</dd><dt>Registry size</dt><dd>{}</dd>\
+         <dt>Last sync</dt><dd>{}</dd><dt>Last error</dt><dd>{}</dd></dl></main>",
+        nav(state, &s),
+        m.size,
+        m.registry_size,
+        m.last_sync.map(when).unwrap_or_else(|| "never".into()),
+        esc(m.last_error.as_deref().unwrap_or("none")),
+    );
+    Ok(page(StatusCode::OK, "This node", &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(when(1_795_000_000), "2026-11-18 11:06 UTC");
+        assert_eq!(
+            parse_date("2026-11-25"),
+            Some(days_from_civil(2026, 11, 26) * 86_400)
+        );
+        assert_eq!(date(parse_date("2024-02-29").unwrap() - 1), "2024-02-29");
+        assert_eq!(parse_date("2023-02-29"), None);
+        assert_eq!(parse_date("2026-13-01"), None);
+        assert_eq!(parse_date("yesterday"), None);
+        for t in [0u64, 951_782_400, 1_700_000_000, 4_102_444_800] {
+            assert_eq!(parse_date(&date(t)).unwrap() - 86_400, t - t % 86_400);
+        }
+    }
+}
