@@ -37,6 +37,15 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openapi_spec_v
 fi
 export GRANT_NODE_OPENAPI_PYTHON="$PWD/$venv/bin/python" GRANT_NODE_REQUIRE_OPENAPI=1
 
+# axe-core from the npm registry, for the console's accessibility check in Chromium.
+if [ ! -f target/axe/node_modules/axe-core/axe.min.js ]; then
+  if ! command -v npm >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+  fi
+  mkdir -p target/axe
+  (cd target/axe && npm install --silent --no-audit --no-fund axe-core@4)
+fi
+
 [ -x /usr/sbin/nginx ] && export GRANT_NODE_REQUIRE_NGINX=1
 [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/certutil ] && export GRANT_NODE_REQUIRE_CHROMIUM=1
 

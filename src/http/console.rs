@@ -202,11 +202,7 @@ pub async fn home(state: &NodeState, req: &Request<Incoming>) -> Result<Response
             format!(
                 "<tr><th scope=\"row\"><a href=\"/grants/{}\">{}</a></th><td>{}</td><td>{}</td>\
                  <td>{expiry}</td><td>{used}</td></tr>",
-                esc(&percent_encoding::utf8_percent_encode(
-                    app.as_str(),
-                    percent_encoding::NON_ALPHANUMERIC
-                )
-                .to_string()),
+                esc(&app_path(app)),
                 esc(app.as_str()),
                 plain_words(state, g.effective(now)),
                 when(g.created),
@@ -251,9 +247,15 @@ fn freshness(state: &NodeState) -> String {
     }
 }
 
+/// What a name needs escaped in a path segment: everything but the unreserved characters.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn app_path(app: &Name) -> String {
-    percent_encoding::utf8_percent_encode(app.as_str(), percent_encoding::NON_ALPHANUMERIC)
-        .to_string()
+    percent_encoding::utf8_percent_encode(app.as_str(), SEGMENT).to_string()
 }
 
 /// `GET /grants/{app}`.
@@ -293,7 +295,11 @@ pub async fn app_page(
             )
         })
         .collect();
-    let expiry = grant.and_then(|g| g.expires).map(date).unwrap_or_default();
+    // Stored as the midnight that ends the chosen day; shown as that day.
+    let expiry = grant
+        .and_then(|g| g.expires)
+        .map(|e| date(e.saturating_sub(1)))
+        .unwrap_or_default();
     let path = app_path(app);
     let record = state.mirror.record(app).await.ok().flatten();
     let registry = match &record {

@@ -1,0 +1,452 @@
+//! The owner's console: every form's CSRF and Origin refusals over HTTP, and a real owner's
+//! session in headless Chromium, with axe-core checking every page for accessibility.
+//!
+//! axe-core comes from the npm registry (scripts/test.sh installs it under target/axe); the
+//! browser part says so and passes without Chromium or axe unless `GRANT_NODE_REQUIRE_CHROMIUM`
+//! is set.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{grant_url, page_code, tempdir, text, Browser, Identity, Node};
+use fantoccini::{Client, Locator};
+use grant_node::outbound::HttpClient;
+use hyper::{Method, Response};
+
+const VIEW_PROFILE: u64 = 0x80000;
+const UPDATE_PROFILE: u64 = 0x100000;
+
+async fn grant(node: &Node, b: &mut Browser, app: &str, scopes: serde_json::Value) {
+    let r = b
+        .json(
+            Method::PUT,
+            &format!("{}/api/grants/{app}", node.url()),
+            Some(serde_json::json!({ "scope": scopes })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+}
+
+async fn scope_of(node: &Node, b: &mut Browser, app: &str) -> serde_json::Value {
+    let r = b
+        .json(
+            Method::GET,
+            &format!("{}/api/grants/{app}", node.url()),
+            None,
+        )
+        .await;
+    r.json::<serde_json::Value>()
+        .map(|v| v["scope"].clone())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_console_form_refuses_a_missing_or_foreign_token_or_origin() {
+    let dir = tempdir();
+    let node = Node::start_embedded(dir.path(), "alice").await;
+    let mut b = node.set_password("alice", "correct horse battery").await;
+    let app = Identity::new("app", 1);
+    node.register_app(&app, &[]).await;
+    grant(&node, &mut b, "app", serde_json::json!(["view-profile"])).await;
+    let base = node.url();
+    // Each form: where it posts, the page it comes from, and its fields besides the token.
+    let forms: [(&str, &str, Vec<(&str, &str)>); 5] = [
+        (
+            "/grants/app",
+            "/grants/app",
+            vec![("scope", "react"), ("expires", "")],
+        ),
+        ("/grants/app/revoke", "/grants/app/revoke", vec![]),
+        ("/revoke-all", "/revoke-all", vec![]),
+        ("/sessions/end-others", "/sessions", vec![]),
+        (
+            "/password",
+            "/password",
+            vec![
+                ("current", "correct horse battery"),
+                ("new", "another good one"),
+            ],
+        ),
+    ];
+    let other_token = {
+        let html = text(&b.get(&format!("{base}/sessions")).await);
+        common::hidden(&html, "csrf")
+    };
+    for (action, from, fields) in &forms {
+        let html = text(&b.get(&format!("{base}{from}")).await);
+        let token = common::hidden(&html, "csrf");
+        let with = |t: &str| {
+            let mut f: Vec<(&str, String)> =
+                fields.iter().map(|(k, v)| (*k, v.to_string())).collect();
+            if !t.is_empty() {
+                f.push(("csrf", t.to_owned()));
+            }
+            f
+        };
+        let cases = [
+            ("no token", with(""), Some(base.clone()), "csrf.bad-token"),
+            (
+                "another form's token",
+                with(if *action == "/sessions/end-others" {
+                    "x"
+                } else {
+                    &other_token
+                }),
+                Some(base.clone()),
+                "csrf.bad-token",
+            ),
+            (
+                "a foreign origin",
+                with(&token),
+                Some("https://evil.example".to_owned()),
+                "csrf.bad-origin",
+            ),
+        ];
+        for (what, fields, origin, code) in cases {
+            b.origin = origin;
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let r = b.post_form(&format!("{base}{action}"), &pairs).await;
+            assert_eq!(
+                (r.status.as_u16(), page_code(&r)),
+                (403, code.to_owned()),
+                "{action} with {what}"
+            );
+        }
+        b.origin = Some(base.clone());
+        // Without a session at all.
+        let mut stranger = Browser::new(&base);
+        let pairs: Vec<(&str, String)> = with(&token);
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = stranger.post_form(&format!("{base}{action}"), &pairs).await;
+        assert_eq!(
+            (r.status.as_u16(), page_code(&r)),
+            (403, "session.required".to_owned()),
+            "{action} without a session"
+        );
+    }
+    // Nothing changed: the grant, the password and this session are as they were.
+    assert_eq!(
+        scope_of(&node, &mut b, "app").await,
+        serde_json::json!(["view-profile"])
+    );
+    let mut again = Browser::new(&base);
+    let r = again
+        .log_in(&base, "alice", "correct horse battery", "/")
+        .await;
+    assert_eq!(r.status, 303, "the password is unchanged");
+}
+
+// ---- In the browser ----------------------------------------------------------------------
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const DRIVER: &str = "/usr/bin/chromedriver";
+
+fn axe_script() -> Option<String> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("target/axe/node_modules/axe-core/axe.min.js");
+    std::fs::read_to_string(path).ok()
+}
+
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn artifact(name: &str, png: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), png).unwrap();
+}
+
+/// Screenshots the page and runs axe-core on it; panics on a serious or critical violation.
+async fn check_page(c: &Client, axe: &str, name: &str, checked: &mut Vec<String>) {
+    artifact(
+        &format!("console-{name}.png"),
+        &c.screenshot().await.unwrap(),
+    );
+    c.execute(axe, vec![]).await.unwrap();
+    let result = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             axe.run(document).then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length}))))\
+             .catch(e => done([{id: 'axe-failed', impact: 'critical', help: String(e)}]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let bad: Vec<&serde_json::Value> = result
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .collect();
+    assert!(bad.is_empty(), "axe on {name}: {bad:?}");
+    checked.push(name.to_owned());
+}
+
+/// Waits (up to 10 s) until the page holds `needle`, and returns it.
+async fn wait_for(c: &Client, needle: &str) -> String {
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = c.source().await.unwrap();
+        if page.contains(needle) {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("never saw {needle:?} in {page}");
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_manages_grants_in_chromium() {
+    let present = Path::new(DRIVER).exists() && Path::new(CHROMIUM).exists();
+    let axe = axe_script();
+    if !present || axe.is_none() {
+        assert!(
+            std::env::var_os("GRANT_NODE_REQUIRE_CHROMIUM").is_none(),
+            "Chromium and axe-core are required here (scripts/test.sh installs them)"
+        );
+        eprintln!("chromium or axe-core missing; skipping");
+        return;
+    }
+    let axe = axe.unwrap();
+    let dir = tempdir();
+    let node = Node::start_embedded(&dir.path().join("node"), "alice").await;
+    // A second session of alice's, elsewhere: it will be ended from the sessions page.
+    let mut elsewhere = node.set_password("alice", "correct horse battery").await;
+    let base = node.url();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirect = format!("http://{}/cb", listener.local_addr().unwrap());
+    let _landing = common::serve_task(listener, |_req: grant_node::http::Request, _| async move {
+        let mut r = Response::new(http_body_util::Full::new(hyper::body::Bytes::from(
+            "<!doctype html><html lang=\"en\"><title>back</title><h1 id=\"back\">Back at the application</h1></html>",
+        )));
+        r.headers_mut()
+            .insert("content-type", "text/html".parse().unwrap());
+        r
+    });
+    let photo = Identity::new("photo-app", 1);
+    let notes = Identity::new("notes-app", 2);
+    node.register_app(&photo, &[&redirect]).await;
+    node.register_app(&notes, &[&redirect]).await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _driver = Driver(
+        std::process::Command::new(DRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": CHROMIUM,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--window-size=1000,1100",
+                     format!("--user-data-dir={}", dir.path().join("chrome").display())],
+        }),
+    );
+    let mut client = None;
+    for _ in 0..100 {
+        if let Ok(c) = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .capabilities(caps.clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = client.expect("chromedriver did not start");
+    let mut checked = Vec::new();
+
+    // Log in, then grant both applications through the consent page.
+    c.goto(&format!("{base}/login")).await.unwrap();
+    c.find(Locator::Id("name"))
+        .await
+        .unwrap()
+        .send_keys("alice")
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("correct horse battery")
+        .await
+        .unwrap();
+    click(&c, "button[type=submit]").await;
+    c.wait().for_element(Locator::Css("nav")).await.unwrap();
+    for (app, id) in [("photo-app", &photo), ("notes-app", &notes)] {
+        let carte = id.grant_carte(VIEW_PROFILE | UPDATE_PROFILE, &redirect, "s");
+        let url = grant_url(
+            &base,
+            app,
+            &carte,
+            "view-profile,update-profile",
+            &redirect,
+            "s",
+            None,
+        );
+        c.goto(&url).await.unwrap();
+        c.wait()
+            .for_element(Locator::Css("button[value=allow]"))
+            .await
+            .unwrap();
+        click(&c, "button[value=allow]").await;
+        c.wait().for_element(Locator::Id("back")).await.unwrap();
+    }
+
+    // The grants page lists both in plain words.
+    c.goto(&format!("{base}/")).await.unwrap();
+    let home = c.source().await.unwrap();
+    assert!(
+        home.contains("photo-app") && home.contains("notes-app"),
+        "{home}"
+    );
+    assert!(home.contains("view your profile"), "{home}");
+    check_page(&c, &axe, "grants", &mut checked).await;
+
+    // Narrow photo-app to view-profile and give it an expiry.
+    c.goto(&format!("{base}/grants/photo-app")).await.unwrap();
+    check_page(&c, &axe, "application", &mut checked).await;
+    click(&c, "input[name=scope][value=update-profile]").await;
+    c.execute(
+        "document.getElementById('expires').value = arguments[0];",
+        vec![serde_json::json!("2099-12-31")],
+    )
+    .await
+    .unwrap();
+    click(&c, "form[action='/grants/photo-app'] button[type=submit]").await;
+    let page = wait_for(&c, "value=\"2099-12-31\"").await;
+    assert!(!page.contains("value=\"update-profile\" checked"), "{page}");
+
+    // Revoke notes-app through the confirmation step.
+    c.goto(&format!("{base}/grants/notes-app")).await.unwrap();
+    click(&c, "a[href='/grants/notes-app/revoke']").await;
+    c.wait()
+        .for_element(Locator::Css("form[action='/grants/notes-app/revoke']"))
+        .await
+        .unwrap();
+    check_page(&c, &axe, "revoke-confirmation", &mut checked).await;
+    click(&c, "form[action='/grants/notes-app/revoke'] button").await;
+    wait_for(&c, "<title>Your grants</title>").await;
+
+    // Through the API: photo-app gets only the narrowed scope, notes-app nothing.
+    let http = HttpClient::new();
+    let check = |id: &Identity, scope: &str| {
+        let carte = id
+            .carte("alice", VIEW_PROFILE | UPDATE_PROFILE, 0)
+            .sign(&id.signing);
+        let http = http.clone();
+        let url = format!("{base}/auth/check?scope={scope}");
+        async move {
+            let r = http
+                .send(
+                    Method::GET,
+                    &url,
+                    &[("authorization", &format!("Carte {carte}"))],
+                    Default::default(),
+                )
+                .await
+                .unwrap();
+            (r.status.as_u16(), r.json::<serde_json::Value>().unwrap())
+        }
+    };
+    let (status, body) = check(&photo, "view-profile").await;
+    assert_eq!(
+        (status, &body["scope"]),
+        (200, &serde_json::json!(["view-profile"]))
+    );
+    assert_eq!(check(&photo, "update-profile").await.0, 403);
+    assert_eq!(check(&notes, "view-profile").await.0, 403);
+
+    // The history rows these actions wrote.
+    c.goto(&format!("{base}/grants/photo-app")).await.unwrap();
+    let page = c.source().await.unwrap();
+    assert!(
+        page.contains("<td>consent</td>") && page.contains("<td>update</td>"),
+        "{page}"
+    );
+    c.goto(&format!("{base}/grants/notes-app")).await.unwrap();
+    assert!(c.source().await.unwrap().contains("<td>revoke</td>"));
+    // Revoke everything: the confirmation names how many lose access (photo-app only).
+    c.goto(&format!("{base}/revoke-all")).await.unwrap();
+    assert!(c
+        .source()
+        .await
+        .unwrap()
+        .contains("1 application will lose access"));
+    check_page(&c, &axe, "revoke-all-confirmation", &mut checked).await;
+
+    // End the other session.
+    c.goto(&format!("{base}/sessions")).await.unwrap();
+    check_page(&c, &axe, "sessions", &mut checked).await;
+    assert_eq!(elsewhere.get(&format!("{base}/")).await.status, 200);
+    click(&c, "form[action='/sessions/end-others'] button").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for(&c, "(this browser)").await;
+    let r = elsewhere.get(&format!("{base}/")).await;
+    assert_eq!(r.status, 303, "the other session ended");
+
+    // Change the password.
+    c.goto(&format!("{base}/password")).await.unwrap();
+    check_page(&c, &axe, "password", &mut checked).await;
+    c.find(Locator::Id("current"))
+        .await
+        .unwrap()
+        .send_keys("correct horse battery")
+        .await
+        .unwrap();
+    c.find(Locator::Id("new"))
+        .await
+        .unwrap()
+        .send_keys("a new and better one")
+        .await
+        .unwrap();
+    click(&c, "form[action='/password'] button").await;
+    wait_for(&c, "Password changed").await;
+    let mut fresh = Browser::new(&base);
+    assert_eq!(
+        fresh
+            .log_in(&base, "alice", "a new and better one", "/")
+            .await
+            .status,
+        303
+    );
+
+    // The administrator's page.
+    c.goto(&format!("{base}/admin")).await.unwrap();
+    assert!(c.source().await.unwrap().contains("Registry mirror"));
+    check_page(&c, &axe, "node", &mut checked).await;
+    println!("axe-core checked: {}", checked.join(", "));
+    c.close().await.unwrap();
+}
