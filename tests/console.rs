@@ -54,7 +54,8 @@ async fn every_console_form_refuses_a_missing_or_foreign_token_or_origin() {
     grant(&node, &mut b, "app", serde_json::json!(["view-profile"])).await;
     let base = node.url();
     // Each form: where it posts, the page it comes from, and its fields besides the token.
-    let forms: [(&str, &str, Vec<(&str, &str)>); 5] = [
+    type Form<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+    let forms: [Form; 5] = [
         (
             "/grants/app",
             "/grants/app",
