@@ -4,8 +4,10 @@
 //! start a node or a registry in-process on `127.0.0.1:0` and stop it when they like. Routing is
 //! a `match` on method and path (see [`node`] and [`registry_api`]); there is no framework.
 
+pub mod account;
 pub mod api;
 pub mod console;
+pub mod dates;
 
 mod error;
 pub mod grant_page;

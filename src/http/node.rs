@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::registry_api::{self, RegistryView};
 use super::response::{error, json, json_value, read_body, Body};
-use super::{api, console, grant_page, grants_api, login, owners_api, ApiError};
+use super::{account, api, console, grant_page, grants_api, login, owners_api, ApiError};
 use crate::carte;
 use crate::node::NodeState;
 use crate::store::{self, owners::Document};
@@ -227,16 +227,16 @@ async fn dispatch(
         (&Method::POST, ["revoke-all"]) => {
             ("page:console", console::revoke_all(state, peer, req).await)
         }
-        (&Method::GET, ["sessions"]) => ("page:console", console::sessions(state, &req).await),
+        (&Method::GET, ["sessions"]) => ("page:console", account::sessions(state, &req).await),
         (&Method::POST, ["sessions", "end-others"]) => {
-            ("page:console", console::end_others(state, req).await)
+            ("page:console", account::end_others(state, req).await)
         }
-        (&Method::GET, ["password"]) => ("page:console", console::password_form(state, &req).await),
+        (&Method::GET, ["password"]) => ("page:console", account::password_form(state, &req).await),
         (&Method::POST, ["password"]) => (
             "page:console",
-            console::password_change(state, peer, req).await,
+            account::password_change(state, peer, req).await,
         ),
-        (&Method::GET, ["admin"]) => ("page:console", console::admin(state, &req).await),
+        (&Method::GET, ["admin"]) => ("page:console", account::admin(state, &req).await),
         (&Method::GET, ["login"]) => ("page:login", login::show(state, &req).await),
         (&Method::POST, ["login"]) => ("page:login", login::submit(state, peer, req).await),
         (&Method::POST, ["logout"]) => ("page:logout", login::logout(state, &req).await),
