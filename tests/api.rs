@@ -338,8 +338,18 @@ async fn login_is_rate_limited_fresh_and_ends_at_logout() {
         .await;
     assert_eq!(r.status, 401, "the replaced session is gone");
 
-    // Logout ends the session.
+    // Logout needs the form's token (another site cannot log the owner out), and ends the
+    // session.
     let r = browser.post_form(&format!("{u}/logout"), &[]).await;
+    assert_eq!(
+        (r.status.as_u16(), common::page_code(&r)),
+        (403, "csrf.bad-token".into())
+    );
+    let home = text(&browser.get(&format!("{u}/")).await);
+    let token = common::hidden(&home, "csrf");
+    let r = browser
+        .post_form(&format!("{u}/logout"), &[("csrf", &token)])
+        .await;
     assert_eq!(r.status, 303);
     let mut stale = Browser::new(&u);
     stale.cookies.insert("gn_session".into(), after);

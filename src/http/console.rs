@@ -88,7 +88,8 @@ pub(super) fn nav(state: &NodeState, s: &Session) -> String {
     format!(
         "<nav><a href=\"/\">Grants</a> · <a href=\"/sessions\">Sessions</a> · \
          <a href=\"/password\">Password</a>{admin}</nav>\
-         <form method=\"post\" action=\"/logout\"><button type=\"submit\">Log out</button></form>"
+         <form method=\"post\" action=\"/logout\">{}<button type=\"submit\">Log out</button></form>",
+        csrf_field(s, "logout")
     )
 }
 

@@ -225,14 +225,27 @@ fn dummy_hash() -> &'static str {
 }
 
 /// `POST /logout`.
-pub async fn logout(
-    state: &NodeState,
-    req: &Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
+///
+/// With a live session the form's CSRF token must match (purpose `logout`), so another site
+/// cannot log the owner out; without one there is nothing to end and the cookie is cleared.
+pub async fn logout(state: &NodeState, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     if let Err(e) = session::check_origin(state, req.headers()) {
         return Ok(error_page(e.status, e.code, &e.message));
     }
-    let cookie = session::end(state, req.headers()).await?;
+    let headers = req.headers().clone();
+    let current = session::current(state, &headers).await?;
+    let fields = form(req).await?;
+    if let Some(s) = &current {
+        let expected = session::csrf_token(s, b"logout");
+        if !auth::same(field(&fields, "csrf").unwrap_or(""), &expected) {
+            return Ok(error_page(
+                StatusCode::FORBIDDEN,
+                "csrf.bad-token",
+                "this form did not come from your console; open the page again",
+            ));
+        }
+    }
+    let cookie = session::end(state, &headers).await?;
     let mut resp = see_other("/login");
     session::set_cookie(&mut resp, cookie);
     Ok(resp)

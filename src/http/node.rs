@@ -239,7 +239,7 @@ async fn dispatch(
         (&Method::GET, ["admin"]) => ("page:console", account::admin(state, &req).await),
         (&Method::GET, ["login"]) => ("page:login", login::show(state, &req).await),
         (&Method::POST, ["login"]) => ("page:login", login::submit(state, peer, req).await),
-        (&Method::POST, ["logout"]) => ("page:logout", login::logout(state, &req).await),
+        (&Method::POST, ["logout"]) => ("page:logout", login::logout(state, req).await),
         (&Method::GET, ["setup"]) => ("page:setup", login::setup_form(state, &req).await),
         (&Method::POST, ["setup"]) => ("page:setup", login::setup_submit(state, peer, req).await),
         (&Method::GET, ["grant"]) => ("page:grant", grant_page::show(state, peer, req).await),
