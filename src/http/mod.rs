@@ -46,7 +46,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// How many connections one listener serves at once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Open connections at most; past it, new connections wait in the kernel's backlog until
     /// one closes, while established ones keep being served.
@@ -54,6 +54,9 @@ pub struct Limits {
     /// Open connections from one client address at most; past it, a new connection from that
     /// address is closed at once, so one client cannot take every slot.
     pub max_per_address: usize,
+    /// Peers the per-address cap does not apply to: the trusted reverse proxies, through
+    /// which every client arrives.
+    pub exempt: Vec<crate::outbound::Cidr>,
 }
 
 /// Descriptors kept back from connections: the database, log files, outbound calls.
@@ -73,6 +76,7 @@ impl Limits {
         Limits {
             max_connections: max,
             max_per_address: DEFAULT_PER_ADDRESS.min(max),
+            exempt: Vec::new(),
         }
     }
 }
@@ -189,8 +193,12 @@ where
                         continue;
                     }
                 };
-                let Some(address_slot) = per_address.take(peer.ip(), limits.max_per_address)
-                else {
+                let cap = if limits.exempt.iter().any(|c| c.contains(peer.ip())) {
+                    usize::MAX
+                } else {
+                    limits.max_per_address
+                };
+                let Some(address_slot) = per_address.take(peer.ip(), cap) else {
                     tracing::debug!(%peer, "too many connections from one address; closed");
                     continue;
                 };
