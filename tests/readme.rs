@@ -184,3 +184,29 @@ async fn the_registry_commands_run_as_written() {
     assert!(health["registry"]["last_sync"].is_u64(), "{health}");
     drop(node);
 }
+
+#[test]
+fn what_the_readme_commands_create_stays_out_of_git() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    if !std::path::Path::new(root).join(".git").exists() {
+        eprintln!("not a git checkout; skipping");
+        return;
+    }
+    for path in [
+        "grant-node-data/node.sqlite3",
+        "grant-node-data/owners/owner/signing.key",
+        "grant-node-data/registry/registry.key",
+        "registry-data/registry.key",
+        "demo/node/owners/alice/updating.key",
+        "demo/keys/photo-app/signing.key",
+        "demo/keys/photo-app/grants.sqlite3",
+    ] {
+        let ignored = Command::new("git")
+            .args(["check-ignore", "-q", path])
+            .current_dir(root)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ignored, "{path} would show up in git status");
+    }
+}

@@ -395,6 +395,13 @@ pub async fn app_update(
             "the grant scope cannot be given to an application",
         ));
     }
+    if fields.iter().filter(|(k, _)| k == "expires").count() > 1 {
+        return Ok(error_page(
+            StatusCode::BAD_REQUEST,
+            "request.duplicate-parameter",
+            "expires is given more than once",
+        ));
+    }
     let now = state.config.clock.now();
     let expires = match field(&fields, "expires").unwrap_or("").trim() {
         "" => None,
