@@ -10,40 +10,15 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{grant_url, tempdir, Identity, Node};
-use fantoccini::{ClientBuilder, Locator};
+use fantoccini::Locator;
 use hyper::Response;
-use hyper_util::client::legacy::connect::HttpConnector;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const DRIVER: &str = "/usr/bin/chromedriver";
-
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn artifact(name: &str, png: &[u8]) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(name), png).unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn consent_flow_in_headless_chromium() {
-    if !std::path::Path::new(DRIVER).exists() || !std::path::Path::new(CHROMIUM).exists() {
-        assert!(
-            std::env::var_os("GRANT_NODE_REQUIRE_CHROMIUM").is_none(),
-            "Chromium is required here but missing: apt-get install chromium chromium-driver"
-        );
-        eprintln!("chromium is not installed; skipping (scripts/test.sh installs it)");
+    if !common::have_chromium(&[]) {
         return;
     }
     let dir = tempdir();
@@ -79,45 +54,7 @@ async fn consent_flow_in_headless_chromium() {
         None,
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _driver = Driver(
-        Command::new(DRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": CHROMIUM,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--window-size=900,900",
-                     format!("--user-data-dir={}", dir.path().join("chrome").display())],
-        }),
-    );
-    let mut client = None;
-    for _ in 0..100 {
-        match ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-        {
-            Ok(c) => {
-                client = Some(c);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let c = client.expect("chromedriver did not start");
+    let (_driver, c) = common::chromium(dir.path(), &[], None).await;
 
     c.goto(&start).await.unwrap();
     c.find(Locator::Id("owner"))
@@ -151,7 +88,7 @@ async fn consent_flow_in_headless_chromium() {
         .await
         .is_err()
     {
-        artifact("stuck.png", &c.screenshot().await.unwrap());
+        common::artifact("stuck.png", &c.screenshot().await.unwrap());
         panic!(
             "no consent page at {}: {}",
             c.current_url().await.unwrap(),
@@ -162,7 +99,7 @@ async fn consent_flow_in_headless_chromium() {
     assert!(consent.contains("photo-app"));
     assert!(consent.contains("view your profile"));
     assert!(consent.contains(&redirect.trim_end_matches("/cb").to_string()));
-    artifact("consent.png", &c.screenshot().await.unwrap());
+    common::artifact("consent.png", &c.screenshot().await.unwrap());
     c.find(Locator::Css("button[value=allow]"))
         .await
         .unwrap()
@@ -182,6 +119,6 @@ async fn consent_flow_in_headless_chromium() {
     assert!(query.contains("state=browser-state"), "{query}");
     assert!(query.contains("node=alice"));
     assert!(query.contains("receipt="));
-    artifact("landed.png", &c.screenshot().await.unwrap());
+    common::artifact("landed.png", &c.screenshot().await.unwrap());
     c.close().await.unwrap();
 }

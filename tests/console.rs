@@ -156,33 +156,15 @@ async fn every_console_form_refuses_a_missing_or_foreign_token_or_origin() {
 
 // ---- In the browser ----------------------------------------------------------------------
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const DRIVER: &str = "/usr/bin/chromedriver";
-
 fn axe_script() -> Option<String> {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("target/axe/node_modules/axe-core/axe.min.js");
     std::fs::read_to_string(path).ok()
 }
 
-struct Driver(std::process::Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn artifact(name: &str, png: &[u8]) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(name), png).unwrap();
-}
-
 /// Screenshots the page and runs axe-core on it; panics on a serious or critical violation.
 async fn check_page(c: &Client, axe: &str, name: &str, checked: &mut Vec<String>) {
-    artifact(
+    common::artifact(
         &format!("console-{name}.png"),
         &c.screenshot().await.unwrap(),
     );
@@ -230,14 +212,16 @@ async fn click(c: &Client, css: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_owner_manages_grants_in_chromium() {
-    let present = Path::new(DRIVER).exists() && Path::new(CHROMIUM).exists();
     let axe = axe_script();
-    if !present || axe.is_none() {
-        assert!(
-            std::env::var_os("GRANT_NODE_REQUIRE_CHROMIUM").is_none(),
-            "Chromium and axe-core are required here (scripts/test.sh installs them)"
-        );
-        eprintln!("chromium or axe-core missing; skipping");
+    if !common::have_chromium(&[]) {
+        return;
+    }
+    assert!(
+        axe.is_some() || std::env::var_os("GRANT_NODE_REQUIRE_CHROMIUM").is_none(),
+        "axe-core is required here (scripts/test.sh installs it under target/axe)"
+    );
+    if axe.is_none() {
+        eprintln!("axe-core missing; skipping");
         return;
     }
     let axe = axe.unwrap();
@@ -262,45 +246,7 @@ async fn an_owner_manages_grants_in_chromium() {
     node.register_app(&photo, &[&redirect]).await;
     node.register_app(&notes, &[&redirect]).await;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _driver = Driver(
-        std::process::Command::new(DRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": CHROMIUM,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--window-size=1000,1100",
-                     format!("--user-data-dir={}", dir.path().join("chrome").display())],
-        }),
-    );
-    let mut client = None;
-    for _ in 0..100 {
-        if let Ok(c) = fantoccini::ClientBuilder::new(
-            hyper_util::client::legacy::connect::HttpConnector::new(),
-        )
-        .capabilities(caps.clone())
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        {
-            client = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let c = client.expect("chromedriver did not start");
+    let (_driver, c) = common::chromium(dir.path(), &["--window-size=1000,1100"], None).await;
     let mut checked = Vec::new();
 
     // Log in, then grant both applications through the consent page.

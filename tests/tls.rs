@@ -1118,44 +1118,11 @@ async fn the_command_line_works_against_https() {
 
 // ---- Real browsers over HTTPS ---------------------------------------------------------------
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const DRIVER: &str = "/usr/bin/chromedriver";
 const CERTUTIL: &str = "/usr/bin/certutil";
-
-struct Driver(std::process::Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn have_chromium() -> bool {
-    let present = [CHROMIUM, DRIVER, CERTUTIL]
-        .iter()
-        .all(|p| Path::new(p).exists());
-    if !present {
-        assert!(
-            std::env::var_os("GRANT_NODE_REQUIRE_CHROMIUM").is_none(),
-            "Chromium is required here but missing: apt-get install chromium chromium-driver libnss3-tools"
-        );
-        eprintln!(
-            "chromium or certutil is not installed; skipping (scripts/test.sh installs them)"
-        );
-    }
-    present
-}
-
-fn artifact(name: &str, png: &[u8]) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(name), png).unwrap();
-}
 
 /// Headless Chromium that trusts the test CA (through the NSS database in its own HOME, as a
 /// person would import a CA) and resolves every `*.test` name to loopback.
-async fn chromium(dir: &Path, pki: &Pki) -> (Driver, fantoccini::Client) {
+async fn chromium(dir: &Path, pki: &Pki) -> (common::ChromeDriver, fantoccini::Client) {
     let home = dir.join("home");
     let nssdb = home.join(".pki/nssdb");
     std::fs::create_dir_all(&nssdb).unwrap();
@@ -1179,45 +1146,12 @@ async fn chromium(dir: &Path, pki: &Pki) -> (Driver, fantoccini::Client) {
         "-i",
         pki.ca_file().to_str().unwrap(),
     ]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let driver = Driver(
-        std::process::Command::new(DRIVER)
-            .arg(format!("--port={port}"))
-            .env("HOME", &home)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": CHROMIUM,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--window-size=900,900",
-                     "--host-resolver-rules=MAP *.test 127.0.0.1",
-                     format!("--user-data-dir={}", dir.join("chrome").display())],
-        }),
-    );
-    for _ in 0..100 {
-        if let Ok(c) = fantoccini::ClientBuilder::new(
-            hyper_util::client::legacy::connect::HttpConnector::new(),
-        )
-        .capabilities(caps.clone())
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        {
-            return (driver, c);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("chromedriver did not start");
+    common::chromium(
+        dir,
+        &["--host-resolver-rules=MAP *.test 127.0.0.1"],
+        Some(&home),
+    )
+    .await
 }
 
 /// A TLS server that answers every request with this HTML (and the query, escaped, for a
@@ -1286,7 +1220,7 @@ async fn browser_node(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chromium_completes_the_consent_flow_over_https() {
-    if !have_chromium() {
+    if !common::have_chromium(&[CERTUTIL]) {
         return;
     }
     use fantoccini::Locator;
@@ -1365,7 +1299,7 @@ async fn chromium_completes_the_consent_flow_over_https() {
         .await
         .is_err()
     {
-        artifact("https-stuck.png", &c.screenshot().await.unwrap());
+        common::artifact("https-stuck.png", &c.screenshot().await.unwrap());
         panic!("no consent page: {}", c.source().await.unwrap());
     }
     assert!(c
@@ -1374,7 +1308,7 @@ async fn chromium_completes_the_consent_flow_over_https() {
         .unwrap()
         .as_str()
         .starts_with("https://node-a.test:"));
-    artifact("consent-https.png", &c.screenshot().await.unwrap());
+    common::artifact("consent-https.png", &c.screenshot().await.unwrap());
     c.find(Locator::Css("button[value=allow]"))
         .await
         .unwrap()
@@ -1400,7 +1334,7 @@ async fn chromium_completes_the_consent_flow_over_https() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_platform_logs_its_owner_in_from_another_site_over_https() {
-    if !have_chromium() {
+    if !common::have_chromium(&[CERTUTIL]) {
         return;
     }
     let dir = common::tempdir();
@@ -1484,7 +1418,7 @@ fetch("{base}/auth/login", {{
     }
     assert_eq!(landed, format!("{base}/"));
     let home = c.source().await.unwrap();
-    artifact("platform-login-https.png", &c.screenshot().await.unwrap());
+    common::artifact("platform-login-https.png", &c.screenshot().await.unwrap());
     assert!(home.contains("Logged in as carol"), "{home}");
     c.close().await.unwrap();
 }

@@ -1,4 +1,5 @@
-//! The owner's account pages (sessions, password) and the administrator's node page, part of
+//! The owner's account pages (revoke everything, sessions, password) and the administrator's
+//! node page, part of
 //! the console (see [`super::console`] for the rules every console page follows).
 
 use std::net::SocketAddr;
@@ -6,12 +7,15 @@ use std::net::SocketAddr;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::console::{checked_post, csrf_field, is_admin, logged_in, nav, plain_words, when};
+use super::console::{
+    change, checked_post, csrf_field, is_admin, logged_in, nav, plain_words, when,
+};
 use super::html::{error_page, esc, page, see_other};
 use super::login::field;
 use super::{ApiError, Body};
 use crate::auth;
 use crate::node::NodeState;
+use crate::scope::Scope;
 use crate::store::{self, owners::Session};
 
 /// `GET /sessions`.
@@ -272,4 +276,54 @@ pub async fn admin(state: &NodeState, req: &Request<Incoming>) -> Result<Respons
         esc(m.last_error.as_deref().unwrap_or("none")),
     );
     Ok(page(StatusCode::OK, "This node", &body))
+}
+
+/// `GET /revoke-all`: the confirmation, naming how many applications lose access.
+pub async fn revoke_all_confirm(
+    state: &NodeState,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let s = match logged_in(state, req).await? {
+        Ok(s) => s,
+        Err(to_login) => return Ok(to_login),
+    };
+    let owner = s.owner.clone();
+    let n = state
+        .db
+        .run(move |c| store::grants::grants(c, &owner).map_err(ApiError::from))
+        .await?
+        .len();
+    Ok(page(
+        StatusCode::OK,
+        "Revoke every grant?",
+        &format!(
+            "<main><h1>Revoke every grant?</h1>{}<p>{n} application{} will lose access to your \
+             account at once.</p><form method=\"post\" action=\"/revoke-all\">{}\
+             <button type=\"submit\">Revoke all {n}</button></form><p><a href=\"/\">Cancel</a></p></main>",
+            nav(state, &s),
+            if n == 1 { "" } else { "s" },
+            csrf_field(&s, "revoke-all"),
+        ),
+    ))
+}
+
+/// `POST /revoke-all`.
+pub async fn revoke_all(
+    state: &NodeState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (s, _) = match checked_post(state, req, "revoke-all").await? {
+        Ok(ok) => ok,
+        Err(refused) => return Ok(refused),
+    };
+    let owner = s.owner.clone();
+    let all = state
+        .db
+        .run(move |c| store::grants::grants(c, &owner).map_err(ApiError::from))
+        .await?;
+    for (app, _) in &all {
+        change(state, &s.owner, app, Scope::NONE, None, "revoke", peer).await?;
+    }
+    Ok(see_other("/"))
 }

@@ -337,7 +337,7 @@ pub async fn app_page(
 }
 
 /// Applies a change made in the console.
-async fn change(
+pub(super) async fn change(
     state: &NodeState,
     owner: &Name,
     app: &Name,
@@ -466,55 +466,5 @@ pub async fn revoke(
         Err(refused) => return Ok(refused),
     };
     change(state, &s.owner, app, Scope::NONE, None, "revoke", peer).await?;
-    Ok(see_other("/"))
-}
-
-/// `GET /revoke-all`: the confirmation, naming how many applications lose access.
-pub async fn revoke_all_confirm(
-    state: &NodeState,
-    req: &Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let s = match logged_in(state, req).await? {
-        Ok(s) => s,
-        Err(to_login) => return Ok(to_login),
-    };
-    let owner = s.owner.clone();
-    let n = state
-        .db
-        .run(move |c| store::grants::grants(c, &owner).map_err(ApiError::from))
-        .await?
-        .len();
-    Ok(page(
-        StatusCode::OK,
-        "Revoke every grant?",
-        &format!(
-            "<main><h1>Revoke every grant?</h1>{}<p>{n} application{} will lose access to your \
-             account at once.</p><form method=\"post\" action=\"/revoke-all\">{}\
-             <button type=\"submit\">Revoke all {n}</button></form><p><a href=\"/\">Cancel</a></p></main>",
-            nav(state, &s),
-            if n == 1 { "" } else { "s" },
-            csrf_field(&s, "revoke-all"),
-        ),
-    ))
-}
-
-/// `POST /revoke-all`.
-pub async fn revoke_all(
-    state: &NodeState,
-    peer: SocketAddr,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let (s, _) = match checked_post(state, req, "revoke-all").await? {
-        Ok(ok) => ok,
-        Err(refused) => return Ok(refused),
-    };
-    let owner = s.owner.clone();
-    let all = state
-        .db
-        .run(move |c| store::grants::grants(c, &owner).map_err(ApiError::from))
-        .await?;
-    for (app, _) in &all {
-        change(state, &s.owner, app, Scope::NONE, None, "revoke", peer).await?;
-    }
     Ok(see_other("/"))
 }

@@ -20,6 +20,7 @@ use unicode_script::{Script, UnicodeScript};
 
 use super::html::{error_page, esc, page, see_other};
 use super::login::{field, form, login_redirect};
+use super::response::with_query;
 use super::session;
 use super::{ApiError, Body};
 use crate::carte::{self, CarteError};
@@ -492,14 +493,4 @@ pub async fn answer(
             ("receipt", &receipt),
         ],
     )))
-}
-
-/// `uri` with these query parameters appended.
-fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        q.append_pair(k, v);
-    }
-    let sep = if uri.contains('?') { '&' } else { '?' };
-    format!("{uri}{sep}{}", q.finish())
 }

@@ -222,10 +222,10 @@ async fn dispatch(
         },
         (&Method::GET, ["revoke-all"]) => (
             "page:console",
-            console::revoke_all_confirm(state, &req).await,
+            account::revoke_all_confirm(state, &req).await,
         ),
         (&Method::POST, ["revoke-all"]) => {
-            ("page:console", console::revoke_all(state, peer, req).await)
+            ("page:console", account::revoke_all(state, peer, req).await)
         }
         (&Method::GET, ["sessions"]) => ("page:console", account::sessions(state, &req).await),
         (&Method::POST, ["sessions", "end-others"]) => {

@@ -129,3 +129,13 @@ pub fn path_segment(raw: &str) -> Result<String, ApiError> {
         .map(|s| s.into_owned())
         .map_err(|_| ApiError::bad_request("request.bad-path", "the path is not valid UTF-8"))
 }
+
+/// `uri` with these query parameters appended.
+pub fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        q.append_pair(k, v);
+    }
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{sep}{}", q.finish())
+}

@@ -639,3 +639,98 @@ pub fn grant_url(
     }
     format!("{node}/grant?{}", q.finish())
 }
+
+// ---- Headless Chromium over WebDriver, for the browser tests ----------------------------------
+
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// Whether Chromium and its driver are here; without them a browser test says so and passes,
+/// unless `GRANT_NODE_REQUIRE_CHROMIUM` is set (scripts/test.sh sets it), where it fails.
+pub fn have_chromium(also: &[&str]) -> bool {
+    let present = [CHROMIUM, CHROMEDRIVER]
+        .iter()
+        .chain(also)
+        .all(|p| Path::new(p).exists());
+    if !present {
+        assert!(
+            std::env::var_os("GRANT_NODE_REQUIRE_CHROMIUM").is_none(),
+            "Chromium is required here but missing (scripts/test.sh installs it)"
+        );
+        eprintln!("chromium is not installed; skipping (scripts/test.sh installs it)");
+    }
+    present
+}
+
+/// chromedriver, stopped on drop.
+pub struct ChromeDriver(std::process::Child);
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts chromedriver (with `home` as its HOME, when given) and a headless Chromium session
+/// with a profile in `dir` and these extra arguments.
+pub async fn chromium(
+    dir: &Path,
+    extra: &[&str],
+    home: Option<&Path>,
+) -> (ChromeDriver, fantoccini::Client) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = std::process::Command::new(CHROMEDRIVER);
+    cmd.arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(h) = home {
+        cmd.env("HOME", h);
+    }
+    let driver = ChromeDriver(cmd.spawn().unwrap());
+    let mut args: Vec<String> = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1000,1000",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| s.to_string())
+    .collect();
+    args.push(format!("--user-data-dir={}", dir.join("chrome").display()));
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({ "binary": CHROMIUM, "args": args }),
+    );
+    for _ in 0..100 {
+        if let Ok(c) = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .capabilities(caps.clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        {
+            return (driver, c);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start");
+}
+
+/// Keeps a screenshot in `target/test-artifacts/`.
+pub fn artifact(name: &str, png: &[u8]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(name), png).unwrap();
+}
