@@ -1006,7 +1006,7 @@ async fn the_command_line_works_against_https() {
 
     // serve --registry https://… with its own certificate.
     let data = dir.path().join("node");
-    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_grant-node"))
+    let node = std::process::Command::new(env!("CARGO_BIN_EXE_grant-node"))
         .args([
             "serve",
             "--listen",
@@ -1034,6 +1034,8 @@ async fn the_command_line_works_against_https() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // Killed however the test ends.
+    let _node = common::Killed(node);
     let client = net.client();
     let health = format!("https://node-a.test:{port}/healthz");
     let mut up = None;
@@ -1047,44 +1049,10 @@ async fn the_command_line_works_against_https() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let _ = node.kill();
     let up = up.expect("the node came up over https and synced from the https registry");
-    let _ = node.wait();
     assert_eq!(up["status"], "ok");
 
     // app …: the toolkit from the shell, through the https registry to the https node.
-    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_grant-node"))
-        .args([
-            "serve",
-            "--listen",
-            &node_addr.to_string(),
-            "--public-url",
-            &format!("https://node-a.test:{port}"),
-            "--registry",
-            &registry_url,
-            "--registry-key",
-            &hex::encode(authority.public_key().as_bytes()),
-            "--tls-cert",
-            tls.cert.to_str().unwrap(),
-            "--tls-key",
-            tls.key.to_str().unwrap(),
-            "--ca-file",
-            ca,
-            "--resolve",
-            &pin_registry,
-            "--data-dir",
-            data.to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..400 {
-        if client.get(&health).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
     let url = cli(&[
         "app",
         "grant-url",
@@ -1107,8 +1075,6 @@ async fn the_command_line_works_against_https() {
         "--resolve",
         &pin_node,
     ]);
-    let _ = node.kill();
-    let _ = node.wait();
     assert!(
         url.trim()
             .starts_with(&format!("https://node-a.test:{port}/grant?")),
