@@ -269,6 +269,16 @@ impl Config {
                 bail!("ca_file {}: no such file", ca.display());
             }
         }
+        if let RegistrySetting::Remote { url, .. } = &config.registry {
+            let uri = CheckedUri::parse_node(&format!("{url}/"))
+                .with_context(|| format!("registry {url:?}"))?;
+            if url.starts_with("http://") && !uri.is_loopback() && !outbound.allow_http {
+                bail!(
+                    "registry {url:?} is plain http on another host: use https, or set \
+                     allow_http = true if a proxy on a private network terminates TLS"
+                );
+            }
+        }
         config.outbound = outbound;
         config.allow_private_targets =
             args.allow_private_targets || file.allow_private_targets.unwrap_or(false);

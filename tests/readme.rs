@@ -210,3 +210,37 @@ fn what_the_readme_commands_create_stays_out_of_git() {
         assert!(ignored, "{path} would show up in git status");
     }
 }
+
+#[test]
+fn a_plain_http_registry_on_another_host_is_refused_at_start() {
+    let parse = |args: &[&str]| {
+        let mut all = vec!["grant-node", "serve"];
+        all.extend_from_slice(args);
+        let Sub::Serve(a) = Cli::try_parse_from(all).unwrap().command else {
+            unreachable!()
+        };
+        Config::build(a).map(|_| ()).map_err(|e| format!("{e:#}"))
+    };
+    let key = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+            .verifying_key()
+            .as_bytes(),
+    );
+    let key = key.as_str();
+    let err = parse(&[
+        "--registry",
+        "http://registry.example",
+        "--registry-key",
+        key,
+    ])
+    .unwrap_err();
+    assert!(err.contains("plain http"), "{err}");
+    assert!(parse(&["--registry", "http://127.0.0.1:8651", "--registry-key", key]).is_ok());
+    assert!(parse(&[
+        "--registry",
+        "https://registry.example",
+        "--registry-key",
+        key
+    ])
+    .is_ok());
+}
