@@ -151,6 +151,9 @@ where
     serve(listener, handler, shutdown, limits, None).await
 }
 
+/// How long a connection may stay open with no request in flight.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -253,23 +256,58 @@ async fn serve_connection<I, H, F>(
     H: Fn(Request, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    // Requests in flight on this connection, and when the last one ended: a connection with
+    // nothing in flight for IDLE_TIMEOUT is closed, so idle HTTP/2 connections (which have no
+    // header-read timeout to end them) cannot hold a connection slot for ever.
+    let activity = Arc::new((
+        std::sync::atomic::AtomicUsize::new(0),
+        std::sync::Mutex::new(tokio::time::Instant::now()),
+    ));
+    let seen = activity.clone();
     let service = hyper::service::service_fn(move |req| {
         let fut = handler(req, peer);
-        async move { Ok::<_, std::convert::Infallible>(fut.await) }
+        let seen = seen.clone();
+        seen.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        async move {
+            let resp = fut.await;
+            *seen.1.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+            seen.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
+    let idle = move || {
+        activity.0.load(std::sync::atomic::Ordering::Acquire) == 0
+            && activity
+                .1
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+                >= IDLE_TIMEOUT
+    };
     macro_rules! drive {
         ($conn:expr) => {{
             let conn = $conn;
             tokio::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
+            loop {
+                tokio::select! {
+                    result = conn.as_mut() => {
+                        if let Err(e) = result {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                        break;
                     }
-                }
-                _ = closing.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+                    _ = closing.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                        break;
+                    }
+                    _ = tokio::time::sleep(IDLE_TIMEOUT / 4) => {
+                        if idle() {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                            break;
+                        }
+                    }
                 }
             }
         }};
