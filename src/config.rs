@@ -88,6 +88,8 @@ pub struct Config {
     pub outbox_give_up: u64,
     /// Owners who administer the node (the console's node page); empty: the first owner.
     pub admins: Vec<Name>,
+    /// How often "last used" times are written down.
+    pub usage_flush: Duration,
     pub clock: Clock,
 }
 
@@ -121,6 +123,7 @@ impl Config {
             trusted_proxies: Vec::new(),
             outbox_give_up: DEFAULT_OUTBOX_GIVE_UP,
             admins: Vec::new(),
+            usage_flush: crate::node::USAGE_FLUSH,
             clock: Clock::system(),
         }
     }
@@ -290,6 +293,12 @@ impl Config {
             }
             config.outbox_give_up = secs;
         }
+        if let Some(secs) = file.usage_flush {
+            if !(1..=3600).contains(&secs) {
+                bail!("usage_flush {secs}: between 1 and 3600 seconds");
+            }
+            config.usage_flush = Duration::from_secs(secs);
+        }
         for a in &file.admins {
             config
                 .admins
@@ -370,6 +379,7 @@ struct FileConfig {
     outbox_give_up: Option<u64>,
     #[serde(default)]
     admins: Vec<String>,
+    usage_flush: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -226,7 +226,9 @@ async fn an_owner_manages_grants_in_chromium() {
     }
     let axe = axe.unwrap();
     let dir = tempdir();
-    let node = Node::start_embedded(&dir.path().join("node"), "alice").await;
+    let mut config = Node::embedded_config(&dir.path().join("node"), "alice");
+    config.usage_flush = Duration::from_secs(1);
+    let node = Node::start(config).await;
     // A second session of alice's, elsewhere: it will be ended from the sessions page.
     let mut elsewhere = node.set_password("alice", "correct horse battery").await;
     let base = node.url();
@@ -348,6 +350,22 @@ async fn an_owner_manages_grants_in_chromium() {
     );
     assert_eq!(check(&photo, "update-profile").await.0, 403);
     assert_eq!(check(&notes, "view-profile").await.0, 403);
+
+    // The grants page shows when photo-app was last used (written down every second here).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.goto(&format!("{base}/")).await.unwrap();
+    let home = c.source().await.unwrap();
+    let row = &home[home.find(">photo-app<").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(row.contains("end of 2099-12-31 (UTC)"), "{row}");
+    assert!(
+        !row.contains("not yet") && row.matches(" UTC<").count() == 2,
+        "{row}"
+    );
+    assert!(
+        home.contains("is written down every 1 s; last at"),
+        "{home}"
+    );
 
     // The history rows these actions wrote.
     c.goto(&format!("{base}/grants/photo-app")).await.unwrap();

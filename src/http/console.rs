@@ -139,7 +139,8 @@ pub async fn home(state: &NodeState, req: &Request<Incoming>) -> Result<Response
         .map(|(app, g)| {
             let expiry = match g.expires {
                 Some(e) if e <= now => format!("expired {}", when(e)),
-                Some(e) => when(e),
+                // Stored as the midnight (UTC) that ends the chosen day.
+                Some(e) => format!("end of {} (UTC)", date(e.saturating_sub(1))),
                 None => "never".to_owned(),
             };
             let used = usage
@@ -182,7 +183,7 @@ fn freshness(state: &NodeState) -> String {
     let at = state
         .usage_flushed
         .load(std::sync::atomic::Ordering::Relaxed);
-    let every = crate::node::USAGE_FLUSH.as_secs();
+    let every = state.config.usage_flush.as_secs();
     if at == 0 {
         format!("“Last used” is written down every {every} s; not yet since the node started.")
     } else {

@@ -183,7 +183,7 @@ pub async fn serve(
             loop {
                 let done = tokio::select! {
                     _ = stop.changed() => true,
-                    _ = tokio::time::sleep(USAGE_FLUSH) => false,
+                    _ = tokio::time::sleep(state.config.usage_flush) => false,
                 };
                 flush_usage(&state).await;
                 if done {
@@ -230,7 +230,7 @@ pub async fn serve(
     Ok(())
 }
 
-/// How often grant uses are written down.
+/// How often grant uses are written down, by default.
 pub const USAGE_FLUSH: Duration = Duration::from_secs(60);
 
 /// Writes the grant uses noted since the last flush.
