@@ -178,18 +178,28 @@ async fn deliver(state: &NodeState, entry: store::grants::OutboxEntry) {
         }
         Outcome::Drop { result, why } => {
             tracing::warn!(target = %entry.target, %why, "notification dropped");
-            state.metrics.notification(result);
-            let about = Notification::decode(&entry.body).ok().map(|(n, _)| n);
-            state
+            let target = entry.target.clone();
+            let body = entry.body.clone();
+            let outcome = state
                 .db
                 .run(move |c| {
                     let tx = c.transaction()?;
-                    store::grants::delivered(&tx, id)?;
-                    if let Some(n) = about {
+                    // A refused address refuses every notification waiting for it: drop them
+                    // all in this one transaction (one fsync), not one by one.
+                    let bodies = if result == "refused" {
+                        store::grants::drop_target(&tx, &target)?
+                    } else {
+                        store::grants::delivered(&tx, id)?;
+                        vec![body]
+                    };
+                    for body in &bodies {
+                        let Ok((n, _)) = Notification::decode(body) else {
+                            continue;
+                        };
                         let audit = store::grants::AuditEntry {
                             app: n.application.to_string(),
                             actor: "node".into(),
-                            action: why,
+                            action: why.clone(),
                             old_scope: n.scope.bits(),
                             new_scope: n.scope.bits(),
                             expires: n.expires,
@@ -199,9 +209,14 @@ async fn deliver(state: &NodeState, entry: store::grants::OutboxEntry) {
                         store::grants::insert_audit(&tx, &n.owner, &audit)?;
                     }
                     tx.commit()?;
-                    Ok(())
+                    Ok::<_, store::StoreError>(bodies.len())
                 })
-                .await
+                .await;
+            outcome.map(|n| {
+                for _ in 0..n.max(1) {
+                    state.metrics.notification(result);
+                }
+            })
         }
     };
     if let Err(e) = write {

@@ -218,6 +218,14 @@ pub fn retry_later(
     Ok(())
 }
 
+/// Removes every waiting notification for `target` (whose address the guard refused: they
+/// would all be refused alike), returning their bodies for the history.
+pub fn drop_target(conn: &Connection, target: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+    let mut stmt = conn.prepare_cached("DELETE FROM outbox WHERE target = ?1 RETURNING body")?;
+    let rows = stmt.query_map([target], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// A waiting notification, as the console shows it.
 #[derive(Debug, Clone)]
 pub struct Waiting {
