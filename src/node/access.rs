@@ -96,6 +96,8 @@ struct CachedGrant {
 
 /// Grants kept in memory before the cache starts over.
 const MAX_CACHED_GRANTS: usize = 1_000_000;
+/// Uses of dropped cache entries kept between two flushes.
+const MAX_DROPPED_USES: usize = 100_000;
 
 impl GrantCache {
     /// The grant of `owner` to `app`, from the cache or the database.
@@ -143,7 +145,7 @@ impl GrantCache {
                 let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
                 for ((o, a), g) in map.drain() {
                     let t = g.last_used.load(Ordering::Relaxed);
-                    if t != 0 {
+                    if t != 0 && dropped.len() < MAX_DROPPED_USES {
                         dropped.push((o, a, t));
                     }
                 }
@@ -156,10 +158,10 @@ impl GrantCache {
                 },
             );
         } else if used_at != 0 {
-            self.dropped
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((key.0, key.1, used_at));
+            let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+            if dropped.len() < MAX_DROPPED_USES {
+                dropped.push((key.0, key.1, used_at));
+            }
         }
         Ok(grant)
     }
@@ -180,10 +182,12 @@ impl GrantCache {
     fn drop_entry(&self, key: (Name, Name), g: CachedGrant) {
         let t = g.last_used.load(std::sync::atomic::Ordering::Relaxed);
         if t != 0 {
-            self.dropped
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((key.0, key.1, t));
+            let mut dropped = self.dropped.lock().unwrap_or_else(|p| p.into_inner());
+            // Bounded between flushes: past the bound a use is forgotten ("last used" is a
+            // hint for people, never an access decision).
+            if dropped.len() < MAX_DROPPED_USES {
+                dropped.push((key.0, key.1, t));
+            }
         }
     }
 
