@@ -11,7 +11,7 @@ use super::console::{
     change, checked_post, csrf_field, is_admin, logged_in, nav, plain_words, when,
 };
 use super::html::{error_page, esc, page, see_other};
-use super::login::field;
+use super::login::{field, PasswordCheck};
 use super::{ApiError, Body};
 use crate::auth;
 use crate::node::NodeState;
@@ -134,38 +134,17 @@ pub async fn password_change(
     if let Err(why) = auth::check_new_password(&new) {
         return Ok(password_page(state, &s, StatusCode::BAD_REQUEST, Some(why)));
     }
-    // The current password is a password check like a login: counted first, then gated.
-    let now = state.config.clock.now();
-    let reservation = match state.limiter.reserve(&s.owner, peer.ip(), now) {
-        Ok(r) => r,
-        Err(_) => {
-            return Ok(error_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                "login.rate-limited",
-                "too many password attempts; try again later",
-            ))
-        }
-    };
     let who = s.owner.clone();
     let stored = state
         .db
         .run(move |c| store::owners::owner(c, &who).map_err(ApiError::from))
         .await?
         .and_then(|o| o.password_hash);
-    let outcome = state
-        .hash_gate
-        .run(move || match stored {
-            Some(h) if auth::verify_password(&current, &h) => auth::hash_password(&new).map(Some),
-            _ => Ok(None),
-        })
-        .await;
-    let phc = match outcome {
-        Err(auth::Busy) => {
-            state.limiter.release(reservation);
-            return Ok(super::login::busy());
-        }
-        Ok(Err(e)) => return Err(ApiError::internal(e)),
-        Ok(Ok(None)) => {
+    // The current password is checked like a login's: counted first, then gated.
+    match super::login::check_password(state, &s.owner, peer.ip(), current, stored).await {
+        PasswordCheck::Right => {}
+        PasswordCheck::Refused(resp) => return Ok(resp),
+        PasswordCheck::Wrong => {
             return Ok(password_page(
                 state,
                 &s,
@@ -173,9 +152,11 @@ pub async fn password_change(
                 Some("the current password is not right"),
             ))
         }
-        Ok(Ok(Some(phc))) => phc,
+    }
+    let phc = match state.hash_gate.run(move || auth::hash_password(&new)).await {
+        Ok(phc) => phc.map_err(ApiError::internal)?,
+        Err(auth::Busy) => return Ok(super::login::busy()),
     };
-    state.limiter.succeeded(reservation);
     let (owner, keep) = (s.owner.clone(), s.id_hash);
     state
         .db

@@ -126,23 +126,6 @@ pub async fn submit(
             Some("wrong name or password"),
         );
     };
-    let now = state.config.clock.now();
-    // Counted before the password is checked: parallel guesses cannot all slip under the limit.
-    let reservation = match state.limiter.reserve(&name, peer.ip(), now) {
-        Ok(r) => r,
-        Err(wait) => {
-            let mut resp = error_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                "login.rate-limited",
-                &format!(
-                    "too many login attempts; try again in {} minutes",
-                    wait.div_ceil(60)
-                ),
-            );
-            retry_after(&mut resp, wait);
-            return Ok(resp);
-        }
-    };
     let who = name.clone();
     let owner = state
         .db
@@ -152,41 +135,26 @@ pub async fn submit(
     let controlled_without_password = owner
         .as_ref()
         .is_some_and(|o| o.password_hash.is_none() && o.controller.is_some());
-    let checked = state
-        .hash_gate
-        .run(move || match hash {
-            Some(h) => auth::verify_password(&password, &h),
-            None => {
-                // The same work as a real check, so timing does not tell names apart.
-                let _ = auth::verify_password(&password, dummy_hash());
-                false
-            }
-        })
-        .await;
-    let ok = match checked {
-        Ok(ok) => ok,
-        Err(auth::Busy) => {
-            state.limiter.release(reservation);
-            return Ok(busy());
-        }
-    };
-    if !ok {
-        if controlled_without_password {
+    match check_password(state, &name, peer.ip(), password, hash).await {
+        PasswordCheck::Right => {}
+        PasswordCheck::Refused(resp) => return Ok(resp),
+        PasswordCheck::Wrong if controlled_without_password => {
             return Ok(error_page(
                 StatusCode::UNAUTHORIZED,
                 "login.no-password",
                 "this account has no password; log in through the service that manages it",
             ));
         }
-        return login_page(
-            state,
-            StatusCode::UNAUTHORIZED,
-            raw_name,
-            &next,
-            Some("wrong name or password"),
-        );
+        PasswordCheck::Wrong => {
+            return login_page(
+                state,
+                StatusCode::UNAUTHORIZED,
+                raw_name,
+                &next,
+                Some("wrong name or password"),
+            );
+        }
     }
-    state.limiter.succeeded(reservation);
     let cookie = session::start(state, &name, Some(&headers), Some(peer.ip())).await?;
     let mut resp = see_other(&next);
     session::set_cookie(&mut resp, cookie);
@@ -195,6 +163,65 @@ pub async fn submit(
         session::cookie_header(state, LOGIN_COOKIE, "", 0, "/login")?,
     );
     Ok(resp)
+}
+
+/// How a password check under the limiter and the hash gate ended.
+pub(super) enum PasswordCheck {
+    Right,
+    Wrong,
+    /// Not checked: rate-limited (429) or the node too busy (503); the page says which.
+    Refused(Response<Body>),
+}
+
+/// Checks `password` against `stored` for `name`, from `addr`. The attempt is counted before
+/// the check, so parallel guesses cannot slip under the limit; argon2 then runs behind the
+/// hash gate. A wrong password keeps its count, a right one (or one never checked because the
+/// node was busy) gives it back. No stored hash costs the same work as a real check, so timing
+/// does not tell names apart. Every password check a person can trigger goes through here.
+pub(super) async fn check_password(
+    state: &NodeState,
+    name: &Name,
+    addr: std::net::IpAddr,
+    password: String,
+    stored: Option<String>,
+) -> PasswordCheck {
+    let now = state.config.clock.now();
+    let reservation = match state.limiter.reserve(name, addr, now) {
+        Ok(r) => r,
+        Err(wait) => {
+            let mut resp = error_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "login.rate-limited",
+                &format!(
+                    "too many password attempts; try again in {} minutes",
+                    wait.div_ceil(60)
+                ),
+            );
+            retry_after(&mut resp, wait);
+            return PasswordCheck::Refused(resp);
+        }
+    };
+    let checked = state
+        .hash_gate
+        .run(move || match stored {
+            Some(h) => auth::verify_password(&password, &h),
+            None => {
+                let _ = auth::verify_password(&password, dummy_hash());
+                false
+            }
+        })
+        .await;
+    match checked {
+        Ok(true) => {
+            state.limiter.succeeded(reservation);
+            PasswordCheck::Right
+        }
+        Ok(false) => PasswordCheck::Wrong,
+        Err(auth::Busy) => {
+            state.limiter.release(reservation);
+            PasswordCheck::Refused(busy())
+        }
+    }
 }
 
 /// `503 login.busy`: every password-check slot is taken and the queue is full.
