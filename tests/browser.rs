@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{grant_url, tempdir, Identity, Node};
 use fantoccini::Locator;
 use hyper::Response;
@@ -56,56 +54,14 @@ async fn consent_flow_in_headless_chromium() {
 
     let (_driver, c) = common::chromium(dir.path(), &[], None).await;
 
-    c.goto(&start).await.unwrap();
-    c.find(Locator::Id("owner"))
-        .await
-        .unwrap()
-        .send_keys("alice")
-        .await
-        .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait().for_element(Locator::Id("password")).await.unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("correct horse battery")
-        .await
-        .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    if c.wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css("button[value=allow]"))
-        .await
-        .is_err()
-    {
-        common::artifact("stuck.png", &c.screenshot().await.unwrap());
-        panic!(
-            "no consent page at {}: {}",
-            c.current_url().await.unwrap(),
-            c.source().await.unwrap()
-        );
-    }
+    common::through_prompt_to_consent(&c, &start, "alice", "correct horse battery", "stuck.png")
+        .await;
     let consent = c.source().await.unwrap();
     assert!(consent.contains("photo-app"));
     assert!(consent.contains("view your profile"));
     assert!(consent.contains(&redirect.trim_end_matches("/cb").to_string()));
     common::artifact("consent.png", &c.screenshot().await.unwrap());
-    c.find(Locator::Css("button[value=allow]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    common::click(&c, "button[value=allow]").await;
     c.wait().for_element(Locator::Id("query")).await.unwrap();
     let landed = c.current_url().await.unwrap();
     assert!(landed.as_str().starts_with(&redirect), "{landed}");

@@ -201,15 +201,6 @@ async fn wait_for(c: &Client, needle: &str) -> String {
     panic!("never saw {needle:?} in {page}");
 }
 
-async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_owner_manages_grants_in_chromium() {
     let axe = axe_script();
@@ -253,19 +244,9 @@ async fn an_owner_manages_grants_in_chromium() {
 
     // Log in, then grant both applications through the consent page.
     c.goto(&format!("{base}/login")).await.unwrap();
-    c.find(Locator::Id("name"))
-        .await
-        .unwrap()
-        .send_keys("alice")
-        .await
-        .unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("correct horse battery")
-        .await
-        .unwrap();
-    click(&c, "button[type=submit]").await;
+    common::type_into(&c, "name", "alice").await;
+    common::type_into(&c, "password", "correct horse battery").await;
+    common::click(&c, "button[type=submit]").await;
     c.wait().for_element(Locator::Css("nav")).await.unwrap();
     for (app, id) in [("photo-app", &photo), ("notes-app", &notes)] {
         let carte = id.grant_carte(VIEW_PROFILE | UPDATE_PROFILE, &redirect, "s");
@@ -283,7 +264,7 @@ async fn an_owner_manages_grants_in_chromium() {
             .for_element(Locator::Css("button[value=allow]"))
             .await
             .unwrap();
-        click(&c, "button[value=allow]").await;
+        common::click(&c, "button[value=allow]").await;
         c.wait().for_element(Locator::Id("back")).await.unwrap();
     }
 
@@ -300,26 +281,26 @@ async fn an_owner_manages_grants_in_chromium() {
     // Narrow photo-app to view-profile and give it an expiry.
     c.goto(&format!("{base}/grants/photo-app")).await.unwrap();
     check_page(&c, &axe, "application", &mut checked).await;
-    click(&c, "input[name=scope][value=update-profile]").await;
+    common::click(&c, "input[name=scope][value=update-profile]").await;
     c.execute(
         "document.getElementById('expires').value = arguments[0];",
         vec![serde_json::json!("2099-12-31")],
     )
     .await
     .unwrap();
-    click(&c, "form[action='/grants/photo-app'] button[type=submit]").await;
+    common::click(&c, "form[action='/grants/photo-app'] button[type=submit]").await;
     let page = wait_for(&c, "value=\"2099-12-31\"").await;
     assert!(!page.contains("value=\"update-profile\" checked"), "{page}");
 
     // Revoke notes-app through the confirmation step.
     c.goto(&format!("{base}/grants/notes-app")).await.unwrap();
-    click(&c, "a[href='/grants/notes-app/revoke']").await;
+    common::click(&c, "a[href='/grants/notes-app/revoke']").await;
     c.wait()
         .for_element(Locator::Css("form[action='/grants/notes-app/revoke']"))
         .await
         .unwrap();
     check_page(&c, &axe, "revoke-confirmation", &mut checked).await;
-    click(&c, "form[action='/grants/notes-app/revoke'] button").await;
+    common::click(&c, "form[action='/grants/notes-app/revoke'] button").await;
     wait_for(&c, "<title>Your grants</title>").await;
 
     // Through the API: photo-app gets only the narrowed scope, notes-app nothing.
@@ -389,7 +370,7 @@ async fn an_owner_manages_grants_in_chromium() {
     c.goto(&format!("{base}/sessions")).await.unwrap();
     check_page(&c, &axe, "sessions", &mut checked).await;
     assert_eq!(elsewhere.get(&format!("{base}/")).await.status, 200);
-    click(&c, "form[action='/sessions/end-others'] button").await;
+    common::click(&c, "form[action='/sessions/end-others'] button").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     wait_for(&c, "(this browser)").await;
     let r = elsewhere.get(&format!("{base}/")).await;
@@ -398,19 +379,9 @@ async fn an_owner_manages_grants_in_chromium() {
     // Change the password.
     c.goto(&format!("{base}/password")).await.unwrap();
     check_page(&c, &axe, "password", &mut checked).await;
-    c.find(Locator::Id("current"))
-        .await
-        .unwrap()
-        .send_keys("correct horse battery")
-        .await
-        .unwrap();
-    c.find(Locator::Id("new"))
-        .await
-        .unwrap()
-        .send_keys("a new and better one")
-        .await
-        .unwrap();
-    click(&c, "form[action='/password'] button").await;
+    common::type_into(&c, "current", "correct horse battery").await;
+    common::type_into(&c, "new", "a new and better one").await;
+    common::click(&c, "form[action='/password'] button").await;
     wait_for(&c, "Password changed").await;
     let mut fresh = Browser::new(&base);
     assert_eq!(

@@ -1233,41 +1233,14 @@ async fn chromium_completes_the_consent_flow_over_https() {
     );
 
     let (_driver, c) = chromium(dir.path(), &pki).await;
-    c.goto(&start).await.unwrap();
-    c.find(Locator::Id("owner"))
-        .await
-        .unwrap()
-        .send_keys("alice")
-        .await
-        .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    c.wait().for_element(Locator::Id("password")).await.unwrap();
-    c.find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("correct horse battery")
-        .await
-        .unwrap();
-    c.find(Locator::Css("button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    if c.wait()
-        .at_most(Duration::from_secs(15))
-        .for_element(Locator::Css("button[value=allow]"))
-        .await
-        .is_err()
-    {
-        common::artifact("https-stuck.png", &c.screenshot().await.unwrap());
-        panic!("no consent page: {}", c.source().await.unwrap());
-    }
+    common::through_prompt_to_consent(
+        &c,
+        &start,
+        "alice",
+        "correct horse battery",
+        "https-stuck.png",
+    )
+    .await;
     assert!(c
         .current_url()
         .await
@@ -1275,12 +1248,7 @@ async fn chromium_completes_the_consent_flow_over_https() {
         .as_str()
         .starts_with("https://node-a.test:"));
     common::artifact("consent-https.png", &c.screenshot().await.unwrap());
-    c.find(Locator::Css("button[value=allow]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    common::click(&c, "button[value=allow]").await;
     c.wait().for_element(Locator::Id("query")).await.unwrap();
     let landed = c.current_url().await.unwrap();
     assert!(landed.as_str().starts_with(&redirect), "{landed}");

@@ -744,3 +744,54 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// Types `text` into the element with this id.
+pub async fn type_into(c: &fantoccini::Client, id: &str, text: &str) {
+    c.find(fantoccini::Locator::Id(id))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Clicks the element this CSS selector finds.
+pub async fn click(c: &fantoccini::Client, css: &str) {
+    c.find(fantoccini::Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// From a `/grant` URL, as a person would: type the name at the prompt, log in, and wait for
+/// the consent page (a screenshot named `stuck` and a panic if it never comes).
+pub async fn through_prompt_to_consent(
+    c: &fantoccini::Client,
+    grant_url: &str,
+    owner: &str,
+    password: &str,
+    stuck: &str,
+) {
+    use fantoccini::Locator;
+    c.goto(grant_url).await.unwrap();
+    type_into(c, "owner", owner).await;
+    click(c, "button[type=submit]").await;
+    c.wait().for_element(Locator::Id("password")).await.unwrap();
+    type_into(c, "password", password).await;
+    click(c, "button[type=submit]").await;
+    if c.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(Locator::Css("button[value=allow]"))
+        .await
+        .is_err()
+    {
+        artifact(stuck, &c.screenshot().await.unwrap());
+        panic!(
+            "no consent page at {}: {}",
+            c.current_url().await.unwrap(),
+            c.source().await.unwrap()
+        );
+    }
+}
