@@ -109,6 +109,16 @@ impl Net {
     }
 }
 
+/// A test CA in `dir`, and a network view that trusts it (names get pinned as servers start).
+fn pki_and_net(dir: &Path) -> (Pki, Net) {
+    let pki = Pki::new(dir);
+    let net = Net {
+        ca: Some(pki.ca_file()),
+        ..Net::default()
+    };
+    (pki, net)
+}
+
 async fn listen(ip: &str) -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind(format!("{ip}:0")).await.unwrap();
     let a = l.local_addr().unwrap();
@@ -280,11 +290,7 @@ async fn receiver(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_whole_flow_over_https() {
     let dir = common::tempdir();
-    let pki = Pki::new(dir.path());
-    let mut net = Net {
-        ca: Some(pki.ca_file()),
-        ..Net::default()
-    };
+    let (pki, mut net) = pki_and_net(dir.path());
     let (_registry, authority, raddr) = registry(dir.path(), pki.issue("registry.test")).await;
     net.pin("registry.test", raddr);
     let (la, aaddr) = listen("127.0.0.1").await;
@@ -437,11 +443,7 @@ async fn presented(addr: SocketAddr, name: &str, ca: &Path) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_renewed_certificate_is_served_without_dropping_connections() {
     let dir = common::tempdir();
-    let pki = Pki::new(dir.path());
-    let mut net = Net {
-        ca: Some(pki.ca_file()),
-        ..Net::default()
-    };
+    let (pki, mut net) = pki_and_net(dir.path());
     let (_registry, authority, raddr) = registry(dir.path(), pki.issue("registry.test")).await;
     net.pin("registry.test", raddr);
     let (la, aaddr) = listen("127.0.0.1").await;
@@ -518,11 +520,7 @@ async fn guard_world(
     resolver: Option<Arc<dyn Resolve>>,
 ) -> GuardWorld {
     let dir = common::tempdir();
-    let pki = Pki::new(dir.path());
-    let mut net = Net {
-        ca: Some(pki.ca_file()),
-        ..Net::default()
-    };
+    let (pki, mut net) = pki_and_net(dir.path());
     let (registry, authority, raddr) = registry(dir.path(), pki.issue("registry.test")).await;
     net.pin("registry.test", raddr);
     let (la, aaddr) = listen("127.0.0.1").await;
@@ -950,11 +948,7 @@ fn cli(args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_command_line_works_against_https() {
     let dir = common::tempdir();
-    let pki = Pki::new(dir.path());
-    let mut net = Net {
-        ca: Some(pki.ca_file()),
-        ..Net::default()
-    };
+    let (pki, mut net) = pki_and_net(dir.path());
     let (_registry, authority, raddr) = registry(dir.path(), pki.issue("registry.test")).await;
     net.pin("registry.test", raddr);
     let port = {
@@ -1191,11 +1185,7 @@ async fn chromium_completes_the_consent_flow_over_https() {
     }
     use fantoccini::Locator;
     let dir = common::tempdir();
-    let pki = Pki::new(dir.path());
-    let mut net = Net {
-        ca: Some(pki.ca_file()),
-        ..Net::default()
-    };
+    let (pki, mut net) = pki_and_net(dir.path());
     let (l, addr) = listen("127.0.0.1").await;
     let (lapp, appaddr) = listen("127.0.0.1").await;
     net.pin("node-a.test", addr);
@@ -1272,11 +1262,7 @@ async fn a_platform_logs_its_owner_in_from_another_site_over_https() {
         return;
     }
     let dir = common::tempdir();
-    let pki = Pki::new(dir.path());
-    let mut net = Net {
-        ca: Some(pki.ca_file()),
-        ..Net::default()
-    };
+    let (pki, mut net) = pki_and_net(dir.path());
     let (l, addr) = listen("127.0.0.1").await;
     let (lp, paddr) = listen("127.0.0.1").await;
     net.pin("node-a.test", addr);
