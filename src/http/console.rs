@@ -19,7 +19,6 @@ use super::{ApiError, Body};
 use crate::auth;
 use crate::grant::statement::Notification;
 use crate::name::Name;
-use crate::node::grants::{self as node_grants, Change};
 use crate::node::NodeState;
 use crate::scope::Scope;
 use crate::store::{self, owners::Session};
@@ -337,7 +336,7 @@ pub async fn app_page(
     Ok(page(StatusCode::OK, app.as_str(), &body))
 }
 
-/// Applies a change made in the console.
+/// Applies a change made in the console: the grant API's change, by the owner in person.
 pub(super) async fn change(
     state: &NodeState,
     owner: &Name,
@@ -347,29 +346,11 @@ pub(super) async fn change(
     action: &'static str,
     peer: SocketAddr,
 ) -> Result<(), ApiError> {
-    let node_uri = state
-        .mirror
-        .record(app)
-        .await
-        .ok()
-        .flatten()
-        .map(|r| r.node_uri);
-    node_grants::apply(
-        state,
-        Change {
-            owner: owner.clone(),
-            app: app.clone(),
-            scope,
-            expires,
-            actor: "owner".into(),
-            action,
-            address: Some(peer.ip().to_string()),
-        },
-        node_uri,
-    )
-    .await
-    .map_err(ApiError::internal)?;
-    Ok(())
+    let actor = super::api::Actor {
+        owner: owner.clone(),
+        label: "owner".into(),
+    };
+    super::grants_api::change(state, peer, &actor, app, scope, expires, action).await
 }
 
 /// `POST /grants/{app}`: narrow or widen the grant, and set or clear its expiry.

@@ -313,7 +313,8 @@ async fn update(
     ))
 }
 
-async fn change(
+/// Applies a grant change made by `actor`, notifying the application at its registered URI.
+pub(super) async fn change(
     state: &NodeState,
     peer: SocketAddr,
     actor: &Actor,
