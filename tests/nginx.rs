@@ -18,18 +18,10 @@ use hyper::{Method, Response};
 
 const NGINX: &str = "/usr/sbin/nginx";
 
-fn config(dir: &std::path::Path, port: u16, upstream: u16, node: &str) -> String {
-    let d = dir.display();
+/// The server block of the plain-HTTP test.
+fn config(port: u16, upstream: u16, node: &str) -> String {
     format!(
-        r#"daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
-    uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+        r#"
     server {{
         listen 127.0.0.1:{port};
         location /photos/ {{
@@ -46,9 +38,48 @@ http {{
             proxy_set_header X-Required-Scope "view-profile";
         }}
     }}
-}}
 "#
     )
+}
+
+/// Runs nginx with `server` inside the usual frame (everything under `dir`), and waits until
+/// `probe` answers through `http`. Killed when the returned guard drops.
+async fn start_nginx(
+    dir: &std::path::Path,
+    server: &str,
+    http: &HttpClient,
+    probe: &str,
+) -> common::Killed {
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\nhttp {{\n    access_log off;\n    \
+         client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;\n    \
+         uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n{server}}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let nginx = common::Killed(
+        Command::new(NGINX)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..200 {
+        if http.get(probe).await.is_ok() {
+            return nginx;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "nginx did not start: {}",
+        std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,37 +128,15 @@ async fn nginx_auth_request_puts_a_service_behind_grants() {
         .local_addr()
         .unwrap()
         .port();
-    let conf_dir = dir.path().join("nginx");
-    std::fs::create_dir_all(conf_dir.join("tmp")).unwrap();
-    std::fs::write(
-        conf_dir.join("nginx.conf"),
-        config(&conf_dir, port, upstream, &node.url()),
-    )
-    .unwrap();
-    let mut nginx = Command::new(NGINX)
-        .arg("-c")
-        .arg(conf_dir.join("nginx.conf"))
-        .arg("-e")
-        .arg(conf_dir.join("error.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let http = HttpClient::new();
-    let mut up = false;
-    for _ in 0..200 {
-        if http.get(&format!("{base}/")).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(
-        up,
-        "nginx did not start: {}",
-        std::fs::read_to_string(conf_dir.join("error.log")).unwrap_or_default()
-    );
+    let _nginx = start_nginx(
+        &dir.path().join("nginx"),
+        &config(port, upstream, &node.url()),
+        &http,
+        &format!("{base}/"),
+    )
+    .await;
 
     let call = |carte: Option<String>| {
         let http = http.clone();
@@ -151,23 +160,12 @@ async fn nginx_auth_request_puts_a_service_behind_grants() {
     assert_eq!(without.status, 403);
     let none = call(None).await;
     assert_eq!(none.status, 401);
-
-    nginx.kill().unwrap();
-    nginx.wait().unwrap();
 }
 
-fn tls_config(dir: &std::path::Path, port: u16, node: &str, cert: &str, key: &str) -> String {
-    let d = dir.display();
+/// The server block of the TLS-terminating test.
+fn tls_config(port: u16, node: &str, cert: &str, key: &str) -> String {
     format!(
-        r#"daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp;
-    uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;
+        r#"
     server {{
         listen 127.0.0.1:{port} ssl;
         server_name node-a.test;
@@ -197,7 +195,6 @@ http {{
             proxy_set_header X-Forwarded-Proto https;
         }}
     }}
-}}
 "#
     )
 }
@@ -243,28 +240,6 @@ async fn nginx_terminates_tls_in_front_of_a_plain_node_with_trusted_proxies() {
     let node = Node::start(config).await;
     let app = Identity::new("photo-app", 1);
     node.register_app(&app, &[]).await;
-    let conf_dir = dir.path().join("nginx");
-    std::fs::create_dir_all(conf_dir.join("tmp")).unwrap();
-    std::fs::write(
-        conf_dir.join("nginx.conf"),
-        tls_config(
-            &conf_dir,
-            port,
-            &node.url(),
-            cert.to_str().unwrap(),
-            key.to_str().unwrap(),
-        ),
-    )
-    .unwrap();
-    let mut nginx = Command::new(NGINX)
-        .arg("-c")
-        .arg(conf_dir.join("nginx.conf"))
-        .arg("-e")
-        .arg(conf_dir.join("error.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let http = HttpClient::with(grant_node::outbound::Options {
         ca_file: Some(ca_file),
         resolve: vec![grant_node::outbound::ResolveOverride::parse(&format!(
@@ -275,19 +250,18 @@ async fn nginx_terminates_tls_in_front_of_a_plain_node_with_trusted_proxies() {
     })
     .unwrap();
     let base = format!("https://node-a.test:{port}");
-    let mut up = false;
-    for _ in 0..200 {
-        if http.get(&format!("{base}/healthz")).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(
-        up,
-        "nginx did not start: {}",
-        std::fs::read_to_string(conf_dir.join("error.log")).unwrap_or_default()
-    );
+    let _nginx = start_nginx(
+        &dir.path().join("nginx"),
+        &tls_config(
+            port,
+            &node.url(),
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+        ),
+        &http,
+        &format!("{base}/healthz"),
+    )
+    .await;
     // The owner grants through the proxy, over https; the audit log keeps her address, not
     // the proxy's.
     let mut through = common::Browser::with_client(&base, http.clone());
@@ -358,7 +332,4 @@ async fn nginx_terminates_tls_in_front_of_a_plain_node_with_trusted_proxies() {
     let mut elsewhere = app.carte("alice", 0x80000, 0);
     elsewhere.addresses = Some(vec!["127.0.0.2".parse().unwrap()]);
     assert_eq!(call(elsewhere.sign(&app.signing)).await, 401);
-
-    nginx.kill().unwrap();
-    nginx.wait().unwrap();
 }
