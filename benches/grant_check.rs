@@ -22,7 +22,7 @@ fn bench(c: &mut Criterion) {
     let grants: u64 = if common::full() { 1_000_000 } else { 10_000 };
     let alice = Name::parse("alice").expect("a name");
     {
-        let mut conn = node.state.db.lock();
+        let conn = node.state.db.lock().expect("db");
         grant_node::store::owners::insert_owner(
             &conn,
             &Owner {

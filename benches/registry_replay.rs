@@ -22,7 +22,7 @@ use grant_node::registry::replay::replay;
 use grant_node::registry::resolver::DbKeys;
 use grant_node::registry::rules::Params;
 use grant_node::registry::NameRecord;
-use grant_node::store::Db;
+use grant_node::store::Local;
 
 fn log(n: u64) -> Vec<Vec<u8>> {
     let mut prev = GENESIS;
@@ -54,7 +54,7 @@ fn log(n: u64) -> Vec<Vec<u8>> {
 }
 
 fn replay_all(entries: &[Vec<u8>], batch: bool) {
-    let db = Db::in_memory().expect("db");
+    let db = Local::in_memory().expect("db");
     let mut conn = db.lock();
     let tx = conn.transaction().expect("tx");
     let mut head = GENESIS;
@@ -93,7 +93,7 @@ fn bench(c: &mut Criterion) {
 
     let names: u64 = if full { 1_000_000 } else { 10_000 };
     let dir = tempfile::tempdir().expect("a folder");
-    let db = Db::open(&dir.path().join("mirror.sqlite3")).expect("db");
+    let db = Local::open(&dir.path().join("mirror.sqlite3")).expect("db");
     {
         let key = SigningKey::from_bytes(&[3; 32]).verifying_key();
         let mut conn = db.lock();

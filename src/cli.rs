@@ -119,17 +119,26 @@ pub enum ControllerCommand {
         max_scope: String,
         #[arg(long, env = "GRANT_NODE_DATA_DIR", default_value = "grant-node-data")]
         data_dir: PathBuf,
+        /// The node's shared database, when it is PostgreSQL (as `serve --database`).
+        #[arg(long, env = "GRANT_NODE_DATABASE")]
+        database: Option<String>,
     },
     /// List the controllers.
     List {
         #[arg(long, env = "GRANT_NODE_DATA_DIR", default_value = "grant-node-data")]
         data_dir: PathBuf,
+        /// The node's shared database, when it is PostgreSQL (as `serve --database`).
+        #[arg(long, env = "GRANT_NODE_DATABASE")]
+        database: Option<String>,
     },
     /// Remove a controller (the owners it created stay).
     Remove {
         name: String,
         #[arg(long, env = "GRANT_NODE_DATA_DIR", default_value = "grant-node-data")]
         data_dir: PathBuf,
+        /// The node's shared database, when it is PostgreSQL (as `serve --database`).
+        #[arg(long, env = "GRANT_NODE_DATABASE")]
+        database: Option<String>,
     },
 }
 
@@ -148,6 +157,16 @@ pub struct ServeArgs {
     /// Directory for the database and key files [default: grant-node-data].
     #[arg(long, env = "GRANT_NODE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// Shared database for several node processes: postgres://USER:PASSWORD@HOST/DB
+    /// [default: the SQLite file in the data directory].
+    #[arg(long, env = "GRANT_NODE_DATABASE")]
+    pub database: Option<String>,
+
+    /// With PostgreSQL: the file holding the key that seals owners' keys in the database
+    /// [default: DATA_DIR/database.key, made if missing].
+    #[arg(long, env = "GRANT_NODE_DATABASE_KEY")]
+    pub database_key: Option<PathBuf>,
 
     /// The URL browsers and peers reach this node at [default: http://LISTEN].
     #[arg(long, env = "GRANT_NODE_PUBLIC_URL")]

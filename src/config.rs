@@ -36,11 +36,70 @@ pub enum RegistrySetting {
     Remote { url: String, key: VerifyingKey },
 }
 
+/// Where the node's shared data lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// `DATA_DIR/node.sqlite3`: one process.
+    Sqlite,
+    /// PostgreSQL: several processes. Owners' signing keys are kept there sealed with the
+    /// key in `key_file` (made on first start if missing; every process needs the same one).
+    Postgres { url: String, key_file: PathBuf },
+}
+
+impl Database {
+    /// `postgres://…` (or `postgresql://…`); `sqlite` for the default.
+    pub fn parse(url: &str) -> anyhow::Result<Database> {
+        if url == "sqlite" {
+            return Ok(Database::Sqlite);
+        }
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            bail!(
+                "database: expected postgres://… or sqlite, got {:?}",
+                redact(url)
+            );
+        }
+        url.parse::<tokio_postgres::Config>()
+            .map_err(|e| anyhow::anyhow!("database {:?}: {e}", redact(url)))?;
+        Ok(Database::Postgres {
+            url: url.to_owned(),
+            key_file: PathBuf::new(),
+        })
+    }
+}
+
+/// A database URL without its password, for messages and `Debug`.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite => f.write_str("Sqlite"),
+            Database::Postgres { url, key_file } => f
+                .debug_struct("Postgres")
+                .field("url", &redact(url))
+                .field("key_file", key_file)
+                .finish(),
+        }
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// Where owners, sessions and grants live: the SQLite file in `data_dir` by default, or
+    /// PostgreSQL shared by several node processes.
+    pub database: Database,
     /// The URL at which browsers and peers reach this node (registered as its owners' node
     /// URI). Defaults to `http://` + the listen address.
     pub public_url: Option<String>,
@@ -99,6 +158,7 @@ impl Config {
         Config {
             listen,
             data_dir,
+            database: Database::Sqlite,
             public_url: None,
             registry: RegistrySetting::Embedded {
                 pow_bits: crate::registry::authority::DEFAULT_POW_BITS,
@@ -170,6 +230,24 @@ impl Config {
                     config.registry = RegistrySetting::Embedded { pow_bits: bits };
                 }
             }
+        }
+        if let Some(url) = args.database.or(file.database) {
+            config.database = Database::parse(&url)?;
+        }
+        let key_file = args.database_key.or(file.database_key);
+        if let Database::Postgres { key_file: k, .. } = &mut config.database {
+            *k = key_file
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("database.key"));
+            if matches!(config.registry, RegistrySetting::Embedded { .. }) {
+                bail!(
+                    "database is PostgreSQL, and the embedded registry cannot be shared by \
+                     several processes: run a registry (registry-stub) and set registry and \
+                     registry_key"
+                );
+            }
+        } else if key_file.is_some() {
+            bail!("database_key is only meaningful with a PostgreSQL database");
         }
         if let Some(owner) = args.owner.or(file.owner) {
             config.owner = Name::parse(&owner).with_context(|| format!("owner {owner:?}"))?;
@@ -345,6 +423,8 @@ impl Config {
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    database: Option<String>,
+    database_key: Option<PathBuf>,
     public_url: Option<String>,
     registry: Option<String>,
     registry_key: Option<String>,

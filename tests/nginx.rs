@@ -268,8 +268,13 @@ async fn nginx_terminates_tls_in_front_of_a_plain_node_with_trusted_proxies() {
     let db = grant_node::store::Db::open(&node.dir.join("node.sqlite3")).unwrap();
     let (token, hash) = grant_node::auth::new_token();
     let alice = grant_node::name::Name::parse("alice").unwrap();
-    grant_node::store::owners::insert_setup_token(&db.lock(), &hash, &alice, common::now() + 600)
-        .unwrap();
+    grant_node::store::owners::insert_setup_token(
+        &db.lock().unwrap(),
+        &hash,
+        &alice,
+        common::now() + 600,
+    )
+    .unwrap();
     assert_eq!(
         through
             .get(&format!("{base}/setup?token={token}"))

@@ -230,7 +230,7 @@ async fn set_password(dir: &Path, base: &str, owner: &str, net: &Net) -> Browser
     let db = grant_node::store::Db::open(&dir.join("node.sqlite3")).unwrap();
     let (token, hash) = grant_node::auth::new_token();
     grant_node::store::owners::insert_setup_token(
-        &db.lock(),
+        &db.lock().unwrap(),
         &hash,
         &Name::parse(owner).unwrap(),
         common::now() + 600,

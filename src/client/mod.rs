@@ -50,7 +50,7 @@ use crate::outbound::HttpClient;
 use crate::registry::mirror::Mirror;
 use crate::registry::source::Source;
 use crate::scope::Scope;
-use crate::store::{self, book::BookEntry, book::PendingGrant, Db, StoreError};
+use crate::store::{self, book::BookEntry, book::PendingGrant, Local, StoreError};
 
 /// The protocol versions this library speaks.
 pub const SUPPORTED_VERSIONS: &[u64] = &[1];
@@ -170,7 +170,7 @@ pub struct App {
     name: Name,
     key: SigningKey,
     mirror: Arc<Mirror>,
-    book: Db,
+    book: Local,
     http: HttpClient,
     clock: Clock,
     ttl: u64,
@@ -182,7 +182,7 @@ pub struct App {
 impl App {
     /// Opens the grant book and the registry mirror inside it.
     pub async fn open(config: AppConfig) -> Result<App, ClientError> {
-        let book = Db::open(&config.book)?;
+        let book = Local::open(&config.book)?;
         let http = HttpClient::with(config.outbound.clone())
             .map_err(|e| ClientError::Config(e.to_string()))?;
         let registry = crate::registry::client::RegistryClient::with_client(
@@ -445,7 +445,7 @@ impl App {
 }
 
 async fn pinned_registry_key(
-    book: &Db,
+    book: &Local,
     registry: &crate::registry::client::RegistryClient,
 ) -> Result<VerifyingKey, ClientError> {
     let pinned = book.run(|c| store::book::meta(c, "registry_key")).await?;

@@ -161,10 +161,10 @@ pub async fn password_change(
     state
         .db
         .run(move |c| {
-            let tx = c.transaction().map_err(store::StoreError::from)?;
+            let tx = c.transaction()?;
             store::owners::set_password(&tx, &owner, &phc)?;
             store::sessions::end_others(&tx, &owner, &keep)?;
-            tx.commit().map_err(store::StoreError::from)?;
+            tx.commit()?;
             Ok::<_, ApiError>(())
         })
         .await?;
@@ -191,7 +191,7 @@ pub async fn admin(state: &NodeState, req: &Request<Incoming>) -> Result<Respons
             "only the node's administrator may see this page",
         ));
     }
-    let (owners, controllers, fault) = state
+    let (owners, controllers) = state
         .db
         .run(|c| {
             let names = store::owners::owner_names(c)?;
@@ -201,12 +201,13 @@ pub async fn admin(state: &NodeState, req: &Request<Incoming>) -> Result<Respons
                     owners.push(o);
                 }
             }
-            Ok::<_, ApiError>((
-                owners,
-                store::controllers::list(c)?,
-                store::registry::latest_fault(c)?,
-            ))
+            Ok::<_, ApiError>((owners, store::controllers::list(c)?))
         })
+        .await?;
+    let fault = state
+        .mirror
+        .db()
+        .run(|c| store::registry::latest_fault(c))
         .await?;
     let owner_rows: String = owners
         .iter()

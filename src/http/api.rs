@@ -38,7 +38,7 @@ impl From<AccessError> for ApiError {
             AccessError::Forbidden(code, message) => {
                 ApiError::new(StatusCode::FORBIDDEN, code, message)
             }
-            AccessError::Internal(detail) => ApiError::internal(detail),
+            AccessError::Store(e) => e.into(),
         }
     }
 }

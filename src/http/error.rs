@@ -58,6 +58,26 @@ impl ApiError {
         )
     }
 
+    /// The database out of reach (PostgreSQL restarting, say): `503 store.unavailable`, a
+    /// moment's retry away. The detail goes to the log.
+    pub fn unavailable(detail: impl std::fmt::Display) -> ApiError {
+        tracing::warn!(%detail, "storage unavailable");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store.unavailable",
+            "the database is unavailable; try again in a moment",
+        )
+    }
+
+    /// A failure from a step that reports `anyhow` errors: `store.unavailable` when the
+    /// database was out of reach, internal otherwise.
+    pub fn failed(e: anyhow::Error) -> ApiError {
+        match e.chain().find_map(|c| c.downcast_ref::<StoreError>()) {
+            Some(StoreError::Unavailable(detail)) => ApiError::unavailable(detail),
+            _ => ApiError::internal(format!("{e:#}")),
+        }
+    }
+
     /// Adds fields to the JSON body.
     pub fn with(mut self, extra: serde_json::Value) -> ApiError {
         self.extra = Some(extra);
@@ -126,6 +146,9 @@ impl From<RegistryError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        ApiError::internal(e)
+        match e {
+            StoreError::Unavailable(detail) => ApiError::unavailable(detail),
+            other => ApiError::internal(other),
+        }
     }
 }

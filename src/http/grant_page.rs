@@ -242,7 +242,7 @@ async fn consent(
     let shown = state
         .db
         .run(move |c| {
-            let tx = c.transaction().map_err(store::StoreError::from)?;
+            let tx = c.transaction()?;
             let outcome = match store::grants::use_carte(&tx, &fingerprint, forget_after, &row.id)?
             {
                 Ok(()) => {
@@ -255,7 +255,7 @@ async fn consent(
                     .filter(|p| p.session_hash == row.session_hash && p.expires >= now),
                 Err(None) => None,
             };
-            tx.commit().map_err(store::StoreError::from)?;
+            tx.commit()?;
             Ok::<_, ApiError>(outcome)
         })
         .await?;
@@ -470,7 +470,7 @@ pub async fn answer(
         node_uri,
     )
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(ApiError::failed)?;
     let key = state
         .owner_keys
         .signing(&pending.owner)

@@ -306,7 +306,7 @@ async fn update(
         Some(record.node_uri),
     )
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(ApiError::failed)?;
     Ok(json_value(
         StatusCode::OK,
         &grant_json(state, &app, outcome.after.as_ref()),
@@ -344,6 +344,6 @@ pub(super) async fn change(
         node_uri,
     )
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(ApiError::failed)?;
     Ok(())
 }

@@ -359,12 +359,12 @@ pub async fn setup_submit(
     let owner = state
         .db
         .run(move |c| {
-            let tx = c.transaction().map_err(crate::store::StoreError::from)?;
+            let tx = c.transaction()?;
             let owner = store::owners::take_setup_token(&tx, &hash, now)?;
             if let Some(o) = &owner {
                 store::owners::set_password(&tx, o, &phc)?;
             }
-            tx.commit().map_err(crate::store::StoreError::from)?;
+            tx.commit()?;
             Ok::<_, ApiError>(owner)
         })
         .await?;

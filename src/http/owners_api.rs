@@ -148,8 +148,10 @@ pub async fn delete(
     }
     let who = name.clone();
     state
-        .db
-        .run(move |c| store::controllers::delete_owner(c, &who).map_err(ApiError::from))
+        .write_announced(
+            crate::node::coherence::Change::Owner(who.to_string()),
+            move |c| store::controllers::delete_owner(c, &who),
+        )
         .await?;
     state
         .owners

@@ -21,7 +21,7 @@ use crate::registry::mirror::Mirror;
 use crate::registry::op::{MAX_OP_BYTES, MAX_REDIRECT_URIS};
 use crate::registry::source::{CheckpointJson, LogPageJson, MAX_LOG_PAGE};
 use crate::registry::{NameRecord, RegistryError};
-use crate::store::{self, Db};
+use crate::store::{self, Local};
 
 /// What answers registry requests here.
 #[derive(Clone)]
@@ -33,7 +33,7 @@ pub enum RegistryView {
 }
 
 impl RegistryView {
-    fn db(&self) -> &Db {
+    fn db(&self) -> &Local {
         match self {
             RegistryView::Authority(a) => a.db(),
             RegistryView::Mirror(m) => m.db(),

@@ -86,6 +86,8 @@ pub struct GrantCache {
     generation: std::sync::atomic::AtomicU64,
     /// Uses of entries that were dropped before their time was collected.
     dropped: Mutex<Vec<(Name, Name, u64)>>,
+    /// With several processes: whether this one may answer from the cache now.
+    pub(super) coherence: std::sync::OnceLock<Arc<super::coherence::Coherence>>,
 }
 
 struct CachedGrant {
@@ -129,6 +131,10 @@ impl GrantCache {
         used_at: u64,
     ) -> Result<Option<Grant>, StoreError> {
         use std::sync::atomic::Ordering;
+        if self.coherence.get().is_some_and(|c| !c.trusted()) {
+            // Cut off from the other processes' announcements: the database decides.
+            return store::grants::grant(&db.lock()?, owner, app);
+        }
         let key = (owner.clone(), app.clone());
         if let Some(g) = self.map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
             if used_at != 0 {
@@ -138,7 +144,7 @@ impl GrantCache {
         }
         // A miss reads SQLite on the calling thread: one primary-key look-up.
         let before = self.generation.load(Ordering::Acquire);
-        let grant = store::grants::grant(&db.lock(), owner, app)?;
+        let grant = store::grants::grant(&db.lock()?, owner, app)?;
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) == before {
             if map.len() >= MAX_CACHED_GRANTS {
@@ -202,6 +208,19 @@ impl GrantCache {
         }
     }
 
+    /// Forgets every grant.
+    pub fn clear(&self) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let keys: Vec<(Name, Name)> = map.keys().cloned().collect();
+        for key in keys {
+            if let Some(g) = map.remove(&key) {
+                self.drop_entry(key, g);
+            }
+        }
+    }
+
     /// Forgets every grant of `owner`.
     pub fn invalidate_owner(&self, owner: &Name) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
@@ -235,14 +254,14 @@ pub struct Principal {
 }
 
 /// Why a carte-authenticated request is refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum AccessError {
     Carte(CarteError),
     /// The carte is fine but the grant lacks these scopes.
     Missing(Scope),
     /// The carte is fine but its signer may not do this at all (code, message).
     Forbidden(&'static str, String),
-    Internal(String),
+    Store(StoreError),
 }
 
 impl From<CarteError> for AccessError {
@@ -332,7 +351,7 @@ impl NodeState {
             let grant = self
                 .grants
                 .use_grant(&self.db, &owner, &c.owner, now)
-                .map_err(|e| AccessError::Internal(e.to_string()))?;
+                .map_err(AccessError::Store)?;
             let granted = grant.map(|g| g.effective(now)).unwrap_or(Scope::NONE);
             c.admin_scope.intersection(granted)
         };
@@ -365,8 +384,8 @@ impl NodeState {
         if c.audience.is_none() || (c.audience != node && c.audience.as_ref() != Some(subject)) {
             return Err(AccessError::Carte(CarteError::WrongNode));
         }
-        let conn = self.db.lock();
-        let internal = |e: StoreError| AccessError::Internal(e.to_string());
+        let internal = AccessError::Store;
+        let conn = self.db.lock().map_err(internal)?;
         let controller = store::controllers::get(&conn, &c.owner)
             .map_err(internal)?
             .ok_or_else(|| {

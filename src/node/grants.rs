@@ -10,14 +10,13 @@
 
 use std::sync::mpsc;
 
-use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::NodeState;
 use crate::grant::statement::Notification;
 use crate::name::Name;
 use crate::scope::Scope;
-use crate::store::{self, grants::AuditEntry, grants::Grant, StoreError};
+use crate::store::{self, grants::AuditEntry, grants::Grant, Conn, StoreError};
 
 /// A change to one grant.
 #[derive(Debug, Clone)]
@@ -40,6 +39,8 @@ pub struct Change {
 pub struct Outcome {
     pub before: Option<Grant>,
     pub after: Option<Grant>,
+    /// The announcement to the other processes (PostgreSQL), for the barrier.
+    pub version: Option<i64>,
 }
 
 /// Most changes committed in one transaction.
@@ -81,9 +82,9 @@ impl GrantWriter {
 }
 
 fn write_group(db: &crate::store::Db, group: Vec<Job>) {
-    let mut conn = db.lock();
     let outcome = (|| -> Result<Vec<Result<Outcome, String>>, StoreError> {
-        let mut tx = conn.transaction()?;
+        let conn = db.lock()?;
+        let tx = conn.transaction()?;
         let mut results = Vec::with_capacity(group.len());
         for job in &group {
             let sp = tx.savepoint()?;
@@ -114,9 +115,16 @@ fn write_group(db: &crate::store::Db, group: Vec<Job>) {
             }
         }
         Err(e) => {
+            // The whole group failed (the database out of reach, or the commit refused):
+            // nothing of it committed, and each caller hears why.
+            let unavailable = matches!(e, StoreError::Unavailable(_));
             let message = e.to_string();
             for job in group {
-                let _ = job.reply.send(Err(message.clone()));
+                let _ = job.reply.send(Err(if unavailable {
+                    format!("{UNAVAILABLE}{message}")
+                } else {
+                    message.clone()
+                }));
             }
         }
     }
@@ -154,15 +162,25 @@ pub async fn apply(
     let outcome = answer
         .await
         .map_err(|_| anyhow::anyhow!("the grant writer dropped a change"))?
-        .map_err(anyhow::Error::msg)?;
+        .map_err(|m| match m.strip_prefix(UNAVAILABLE) {
+            Some(detail) => anyhow::Error::new(StoreError::Unavailable(detail.to_owned())),
+            None => anyhow::Error::msg(m),
+        })?;
     state.grants.invalidate(&change.owner, &change.app);
+    if let (Some(c), Some(v)) = (&state.coherence, outcome.version) {
+        // Acknowledged only once every process enforces it.
+        c.barrier(v).await?;
+    }
     state.metrics.grant_changed();
     state.outbox_wake.notify_one();
     Ok(outcome)
 }
 
+/// Marks a group failure that was the database out of reach (see `apply`).
+const UNAVAILABLE: &str = "unavailable: ";
+
 fn write(
-    tx: &Connection,
+    tx: &Conn,
     c: &Change,
     node_uri: Option<&str>,
     notification: &[u8],
@@ -188,5 +206,16 @@ fn write(
         store::grants::enqueue(tx, uri, notification, now)?;
     }
     let after = store::grants::grant(tx, &c.owner, &c.app)?;
-    Ok(Outcome { before, after })
+    let version = match tx.is_postgres() {
+        true => Some(super::coherence::announce(
+            tx,
+            &super::coherence::Change::Grant(c.owner.to_string(), c.app.to_string()),
+        )?),
+        false => None,
+    };
+    Ok(Outcome {
+        before,
+        after,
+        version,
+    })
 }

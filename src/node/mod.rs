@@ -8,6 +8,7 @@
 //! (delivering grant-updated notifications).
 
 pub mod access;
+pub mod coherence;
 pub mod grants;
 pub mod outbox;
 pub mod owners;
@@ -22,7 +23,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::auth::LoginLimiter;
-use crate::config::{Config, RegistrySetting};
+use crate::config::{Config, Database, RegistrySetting};
 use crate::http;
 use crate::http::metrics::Metrics;
 use crate::name::Name;
@@ -63,15 +64,87 @@ pub struct NodeState {
     pub outbox_wake: tokio::sync::Notify,
     /// When grant uses were last written down (Unix seconds; 0: not yet).
     pub usage_flushed: std::sync::atomic::AtomicU64,
+    /// With PostgreSQL: how this process keeps its caches coherent with the others'.
+    pub coherence: Option<Arc<coherence::Coherence>>,
 }
 
 impl NodeState {
     /// Whether `name` is an owner hosted here.
     pub fn hosts(&self, name: &Name) -> bool {
+        if self.coherence.as_ref().is_some_and(|c| !c.trusted()) {
+            // Cut off from the other processes' announcements: ask the database (and a
+            // database out of reach hosts nobody, for now).
+            return self
+                .db
+                .lock()
+                .and_then(|c| store::owners::owner(&c, name))
+                .is_ok_and(|o| o.is_some());
+        }
         self.owners
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .contains(name)
+    }
+
+    /// Runs `f` in one transaction that also announces `change` to the other processes
+    /// (PostgreSQL), then waits until they have applied it: when this returns, every
+    /// process answers from the new state.
+    pub async fn write_announced<T: Send + 'static>(
+        &self,
+        change: coherence::Change,
+        f: impl FnOnce(&store::Conn) -> Result<T, store::StoreError> + Send + 'static,
+    ) -> Result<T, store::StoreError> {
+        let shared = self.coherence.is_some();
+        let (value, version) = self
+            .db
+            .run(move |c| {
+                let tx = c.transaction()?;
+                let value = f(&tx)?;
+                let version = match shared {
+                    true => Some(coherence::announce(&tx, &change)?),
+                    false => None,
+                };
+                tx.commit()?;
+                Ok::<_, store::StoreError>((value, version))
+            })
+            .await?;
+        if let (Some(c), Some(v)) = (&self.coherence, version) {
+            c.barrier(v).await?;
+        }
+        Ok(value)
+    }
+
+    /// Applies another process's announcement (or, for `None`, forgets everything cached).
+    fn invalidate(&self, change: Option<&coherence::Change>) {
+        match change {
+            Some(coherence::Change::Grant(owner, app)) => {
+                if let (Ok(o), Ok(a)) = (Name::parse_canonical(owner), Name::parse_canonical(app)) {
+                    self.grants.invalidate(&o, &a);
+                    return;
+                }
+                self.grants.clear();
+            }
+            Some(coherence::Change::Owner(owner)) => {
+                if let Ok(o) = Name::parse_canonical(owner) {
+                    self.grants.invalidate_owner(&o);
+                }
+                self.reload_owners();
+            }
+            None => {
+                self.grants.clear();
+                self.reload_owners();
+            }
+        }
+    }
+
+    fn reload_owners(&self) {
+        match self.db.lock().and_then(|c| store::owners::owner_names(&c)) {
+            Ok(names) => {
+                *self.owners.write().unwrap_or_else(|p| p.into_inner()) =
+                    names.into_iter().collect()
+            }
+            Err(e) => tracing::warn!(error = %e, "reloading the owners failed"),
+        }
     }
 
     /// The node's own name: configured, or the first owner.
@@ -83,7 +156,10 @@ impl NodeState {
         if let Some(n) = self.first_owner.get() {
             return Some(n.clone());
         }
-        let first = store::owners::owner_names(&self.db.lock())
+        let first = self
+            .db
+            .lock()
+            .and_then(|c| store::owners::owner_names(&c))
             .ok()
             .and_then(|names| names.into_iter().next())?;
         Some(self.first_owner.get_or_init(|| first).clone())
@@ -128,10 +204,20 @@ pub async fn serve(
     owners::ensure_first_owner(&state).await?;
     let now = state.config.clock.now();
     for (name, max) in &state.config.controllers {
-        store::controllers::put(&state.db.lock(), name, *max, now)?;
+        store::controllers::put(&state.db.lock()?, name, *max, now)?;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    if let Some(c) = &state.coherence {
+        let _ = state.grants.coherence.set(c.clone());
+        let weak = Arc::downgrade(&state);
+        let invalidate: coherence::Invalidate = Arc::new(move |change| {
+            if let Some(state) = weak.upgrade() {
+                state.invalidate(change);
+            }
+        });
+        tasks.push(tokio::spawn(c.clone().run(invalidate, stop_rx.clone())));
+    }
     {
         let mirror = state.mirror.clone();
         let every = state.config.sync_interval;
@@ -252,11 +338,31 @@ pub async fn flush_usage(state: &NodeState) {
         .store(now, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// The shared database and this process's own SQLite file (the registry mirror): one file
+/// for both with SQLite, PostgreSQL and `DATA_DIR/mirror.sqlite3` otherwise.
+pub fn open_databases(config: &Config) -> anyhow::Result<(Db, store::Local)> {
+    match &config.database {
+        Database::Sqlite => {
+            let db =
+                Db::open(&config.data_dir.join("node.sqlite3")).context("opening the database")?;
+            let local = db.local().expect("a SQLite database is local");
+            Ok((db, local))
+        }
+        Database::Postgres { url, .. } => {
+            let db = Db::connect(url, store::PG_POOL)
+                .with_context(|| format!("connecting to {}", crate::config::redact(url)))?;
+            let local = store::Local::open(&config.data_dir.join("mirror.sqlite3"))
+                .context("opening the registry mirror")?;
+            Ok((db, local))
+        }
+    }
+}
+
 /// Opens the node's database, registry and mirror, and syncs the mirror once.
 pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let db = Db::open(&config.data_dir.join("node.sqlite3")).context("opening the database")?;
+    let (db, local) = open_databases(&config)?;
     // Two outbound clients: the registry is the node's own trusted configuration; URLs from
     // registry data (notification targets) go through the address guard, with a small cap on
     // what is read back.
@@ -288,22 +394,38 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
             Some(RegistryClient::with_client(url, outbound.clone())),
         ),
     };
-    let mirror = Arc::new(Mirror::new(db.clone(), key, source, config.clock)?);
+    let mirror = Arc::new(Mirror::new(local, key, source, config.clock)?);
     if let Err(e) = mirror.sync().await {
         // A node whose registry is down still starts, serving what it has verified.
         tracing::warn!(error = %e, "initial registry sync failed; serving the verified mirror");
     }
-    let owners: HashSet<Name> = store::owners::owner_names(&db.lock())?
+    let owners: HashSet<Name> = store::owners::owner_names(&db.lock()?)?
         .into_iter()
         .collect();
     // The writer has its own connection: in WAL mode readers on the main connection are not
-    // held up while a group commit waits for its fsync.
-    let writer_db =
-        Db::open(&config.data_dir.join("node.sqlite3")).context("opening the database")?;
+    // held up while a group commit waits for its fsync. (On PostgreSQL it leases from the
+    // pool like everyone else.)
+    let writer_db = match &config.database {
+        Database::Sqlite => {
+            Db::open(&config.data_dir.join("node.sqlite3")).context("opening the database")?
+        }
+        Database::Postgres { .. } => db.clone(),
+    };
     let writer = grants::GrantWriter::start(writer_db).context("starting the grant writer")?;
+    let coherence = db
+        .postgres()
+        .map(|_| Arc::new(coherence::Coherence::new(db.clone())));
+    let owner_keys = match &config.database {
+        Database::Sqlite => owners::OwnerKeys::in_files(config.data_dir.join("owners")),
+        Database::Postgres { key_file, .. } => {
+            let key = crate::keyfile::load_or_create(key_file)
+                .with_context(|| format!("the database key {}", key_file.display()))?;
+            owners::OwnerKeys::in_database(db.clone(), &key.to_bytes())
+        }
+    };
     Ok(NodeState {
         public_url: config.public_url(bound),
-        owner_keys: owners::OwnerKeys::new(config.data_dir.join("owners")),
+        owner_keys,
         config,
         db,
         mirror,
@@ -320,5 +442,6 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         first_owner: std::sync::OnceLock::new(),
         outbox_wake: tokio::sync::Notify::new(),
         usage_flushed: std::sync::atomic::AtomicU64::new(0),
+        coherence,
     })
 }

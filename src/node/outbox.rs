@@ -57,6 +57,11 @@ pub async fn run(state: Arc<NodeState>, stop: impl Future<Output = ()>) {
     deliveries.abort_all();
 }
 
+/// How long a claimed delivery stays with the process that claimed it (PostgreSQL): longer
+/// than one attempt can take (the outbound client's time-out), short enough that a process
+/// killed mid-delivery delays it only this much.
+const CLAIM_LEASE: u64 = 60;
+
 /// The part of a target URL that identifies it: scheme, host and port.
 fn target_key(url: &str) -> String {
     match url.parse::<hyper::Uri>() {
@@ -76,22 +81,46 @@ async fn start_due(
     deliveries: &mut tokio::task::JoinSet<()>,
 ) {
     let now = state.config.clock.now();
-    let due = match state.db.run(move |c| store::grants::due(c, now, 256)).await {
+    // Several processes on one PostgreSQL database claim what they deliver (each entry by
+    // one process; a process that dies mid-delivery leaves it to be claimed again after
+    // CLAIM_LEASE). One process alone reads what is due: its in-flight set is the claim.
+    let shared = state.db.postgres().is_some();
+    let room = slots.available_permits().min(256) as u32;
+    if room == 0 {
+        return;
+    }
+    let due = match state
+        .db
+        .run(move |c| {
+            if shared {
+                store::grants::claim_due(c, now, room, CLAIM_LEASE)
+            } else {
+                store::grants::due(c, now, 256)
+            }
+        })
+        .await
+    {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "reading the outbox failed");
             return;
         }
     };
+    let mut handed_back = Vec::new();
     for entry in due {
         let key = target_key(&entry.target);
         {
             let mut f = in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            if f.ids.contains(&entry.id) || f.targets.contains(&key) {
+            let permit = if f.ids.contains(&entry.id) || f.targets.contains(&key) {
+                None
+            } else {
+                slots.clone().try_acquire_owned().ok()
+            };
+            let Some(permit) = permit else {
+                if shared {
+                    handed_back.push(entry.id);
+                }
                 continue;
-            }
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                return;
             };
             f.ids.insert(entry.id);
             f.targets.insert(key.clone());
@@ -106,6 +135,18 @@ async fn start_due(
                 state.outbox_wake.notify_one();
             });
         }
+    }
+    if !handed_back.is_empty() {
+        // Claimed but not started here: due again for the next round.
+        let _ = state
+            .db
+            .run(move |c| {
+                for id in handed_back {
+                    store::grants::release(c, id, now + 1)?;
+                }
+                Ok::<_, store::StoreError>(())
+            })
+            .await;
     }
 }
 

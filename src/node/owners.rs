@@ -22,22 +22,33 @@ use crate::store::{self, owners::Owner};
 /// How long the one-time password set-up link stays valid.
 pub const SETUP_TOKEN_TTL: u64 = 24 * 3600;
 
-/// The owners' signing keys, loaded from their files once.
+/// The owners' keys: in files in the data directory (SQLite), or sealed in the shared
+/// database (PostgreSQL, where every process must sign as every owner). Loaded once.
 pub struct OwnerKeys {
-    dir: PathBuf,
+    home: KeyHome,
     cache: RwLock<HashMap<Name, SigningKey>>,
 }
 
+enum KeyHome {
+    Files(PathBuf),
+    Database(store::Db, store::owner_keys::Sealer),
+}
+
 impl OwnerKeys {
-    pub fn new(dir: PathBuf) -> OwnerKeys {
+    /// Keys in `DATA_DIR/owners/NAME/`.
+    pub fn in_files(dir: PathBuf) -> OwnerKeys {
         OwnerKeys {
-            dir,
+            home: KeyHome::Files(dir),
             cache: RwLock::new(HashMap::new()),
         }
     }
 
-    fn folder(&self, owner: &Name) -> PathBuf {
-        self.dir.join(owner.as_str())
+    /// Keys sealed in the shared database with the 32-byte `key`.
+    pub fn in_database(db: store::Db, key: &[u8; 32]) -> OwnerKeys {
+        OwnerKeys {
+            home: KeyHome::Database(db, store::owner_keys::Sealer::new(key)),
+            cache: RwLock::new(HashMap::new()),
+        }
     }
 
     /// The owner's current signing key.
@@ -50,7 +61,13 @@ impl OwnerKeys {
         {
             return Ok(k.clone());
         }
-        let key = keyfile::load(&self.folder(owner).join("signing.key"))?;
+        let key = match &self.home {
+            KeyHome::Files(dir) => keyfile::load(&dir.join(owner.as_str()).join("signing.key"))?,
+            KeyHome::Database(db, sealer) => SigningKey::from_bytes(
+                &store::owner_keys::get(&db.lock()?, sealer, owner, "signing")?
+                    .with_context(|| format!("no signing key stored for {owner}"))?,
+            ),
+        };
         self.cache
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -60,10 +77,27 @@ impl OwnerKeys {
 
     /// The owner's keys, created if missing: (updating, signing).
     fn ensure(&self, owner: &Name) -> anyhow::Result<(SigningKey, SigningKey)> {
-        let dir = self.folder(owner);
-        let updating = keyfile::load_or_create(&dir.join("updating.key"))?;
-        let signing = keyfile::load_or_create(&dir.join("signing.key"))?;
-        Ok((updating, signing))
+        match &self.home {
+            KeyHome::Files(dir) => {
+                let dir = dir.join(owner.as_str());
+                let updating = keyfile::load_or_create(&dir.join("updating.key"))?;
+                let signing = keyfile::load_or_create(&dir.join("signing.key"))?;
+                Ok((updating, signing))
+            }
+            KeyHome::Database(db, sealer) => {
+                let conn = db.lock()?;
+                let mut keys = Vec::new();
+                for kind in ["updating", "signing"] {
+                    let fresh = keyfile::generate()?.to_bytes();
+                    let stored =
+                        store::owner_keys::put_if_absent(&conn, sealer, owner, kind, &fresh)?;
+                    keys.push(SigningKey::from_bytes(&stored));
+                }
+                let signing = keys.pop().expect("two keys");
+                let updating = keys.pop().expect("two keys");
+                Ok((updating, signing))
+            }
+        }
     }
 }
 
@@ -112,10 +146,16 @@ pub async fn create_owner(
         created: state.config.clock.now(),
     };
     let row = owner.clone();
-    state
-        .db
-        .run(move |c| store::owners::insert_owner(c, &row).map_err(anyhow::Error::from))
-        .await?;
+    let added = state
+        .write_announced(
+            super::coherence::Change::Owner(name.to_string()),
+            move |c| store::owners::insert_owner(c, &row),
+        )
+        .await
+        .map_err(anyhow::Error::from)?;
+    if !added {
+        return Err(OwnerError::Exists(name.clone()));
+    }
     state
         .owners
         .write()
@@ -213,6 +253,8 @@ pub async fn ensure_first_owner(state: &NodeState) -> anyhow::Result<()> {
     let name = state.config.owner.clone();
     match create_owner(state, &name, None, None).await {
         Ok(_) => {}
+        // Another process of this node made it at the same moment.
+        Err(OwnerError::Exists(_)) => return Ok(()),
         Err(OwnerError::Taken(n)) => bail!(
             "the owner name {n} is registered to someone else in the registry; choose another with --owner"
         ),

@@ -15,7 +15,7 @@ use super::rules::{self, Params};
 use super::{NameRecord, RegistryError};
 use crate::clock::Clock;
 use crate::keyfile;
-use crate::store::{self, Db, StoreError};
+use crate::store::{self, Local, StoreError};
 
 /// Default proof-of-work difficulty, in leading zero bits of blake3: about a second of one core.
 pub const DEFAULT_POW_BITS: u32 = 20;
@@ -39,7 +39,7 @@ impl Default for AuthorityConfig {
 /// A running registry.
 #[derive(Clone)]
 pub struct Authority {
-    db: Db,
+    db: Local,
     key: SigningKey,
     config: AuthorityConfig,
     clock: Clock,
@@ -62,7 +62,7 @@ impl Authority {
     ) -> anyhow::Result<Authority> {
         std::fs::create_dir_all(data_dir)?;
         let key = keyfile::load_or_create(&data_dir.join("registry.key"))?;
-        let db = Db::open(&data_dir.join("registry.sqlite3"))?;
+        let db = Local::open(&data_dir.join("registry.sqlite3"))?;
         let authority = Authority {
             db,
             key,
@@ -83,7 +83,7 @@ impl Authority {
     }
 
     /// The database (for read-only endpoints).
-    pub fn db(&self) -> &Db {
+    pub fn db(&self) -> &Local {
         &self.db
     }
 

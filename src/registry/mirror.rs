@@ -24,7 +24,7 @@ use super::source::{Source, MAX_LOG_PAGE};
 use super::{NameRecord, RegistryError};
 use crate::clock::Clock;
 use crate::name::Name;
-use crate::store::{self, Db, StoreError};
+use crate::store::{self, Local, StoreError};
 
 /// What `/healthz` and `/metrics` report about the mirror.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -43,7 +43,7 @@ pub struct MirrorStatus {
 
 /// The mirror.
 pub struct Mirror {
-    db: Db,
+    db: Local,
     registry_key: VerifyingKey,
     source: Source,
     clock: Clock,
@@ -59,7 +59,7 @@ pub struct Mirror {
 
 impl Mirror {
     pub fn new(
-        db: Db,
+        db: Local,
         registry_key: VerifyingKey,
         source: Source,
         clock: Clock,
@@ -92,7 +92,7 @@ impl Mirror {
         &self.keys
     }
 
-    pub fn db(&self) -> &Db {
+    pub fn db(&self) -> &Local {
         &self.db
     }
 

@@ -170,7 +170,7 @@ mod tests {
     use super::*;
     use crate::registry::log::GENESIS;
     use crate::registry::op::Register;
-    use crate::store::Db;
+    use crate::store::Local;
 
     /// Register entries; entry `bad` is signed by a key that is not its updating key.
     fn log(n: u64, bad: Option<u64>) -> Vec<Vec<u8>> {
@@ -208,7 +208,7 @@ mod tests {
     }
 
     fn run(entries: Vec<Vec<u8>>, batch: bool) -> Result<Replayed, ReplayError> {
-        let db = Db::in_memory().unwrap();
+        let db = Local::in_memory().unwrap();
         let mut conn = db.lock();
         let tx = conn.transaction().unwrap();
         replay(&tx, 0, GENESIS, entries, Params::default(), batch)

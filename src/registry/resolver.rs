@@ -11,19 +11,19 @@ use std::sync::{Arc, RwLock};
 
 use crate::carte::{key_in_history, KeyAt, KeyEntry, KeyResolver};
 use crate::name::Name;
-use crate::store::{self, Db};
+use crate::store::{self, Local};
 
 /// Histories kept in memory before the cache is emptied and refilled from use.
 const MAX_CACHED: usize = 200_000;
 
 /// A [`KeyResolver`] over a registry database.
 pub struct DbKeys {
-    db: Db,
+    db: Local,
     cache: RwLock<HashMap<Name, Arc<[KeyEntry]>>>,
 }
 
 impl DbKeys {
-    pub fn new(db: Db) -> DbKeys {
+    pub fn new(db: Local) -> DbKeys {
         DbKeys {
             db,
             cache: RwLock::new(HashMap::new()),

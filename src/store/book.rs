@@ -171,11 +171,11 @@ pub fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Db;
+    use crate::store::Local;
 
     #[test]
     fn a_revocation_cannot_be_rolled_back_by_older_news() {
-        let db = Db::in_memory().unwrap();
+        let db = Local::in_memory().unwrap();
         let c = db.lock();
         let alice = Name::parse("alice").unwrap();
         let both = Scope::from_bits(0b11);
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn a_revocation_wins_a_tie_and_a_widening_of_the_same_second_is_kept() {
-        let db = Db::in_memory().unwrap();
+        let db = Local::in_memory().unwrap();
         let c = db.lock();
         let alice = Name::parse("alice").unwrap();
         put(&c, &alice, "u", Scope::from_bits(0b01), None, 100).unwrap();

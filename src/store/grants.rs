@@ -5,10 +5,9 @@
 //! transaction, so a notification is never lost and never sent for a change that did not
 //! commit.
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::StoreError;
+use super::{Conn, Row, StoreError};
 use crate::name::Name;
 use crate::scope::Scope;
 
@@ -36,48 +35,35 @@ fn name(s: String) -> Result<Name, StoreError> {
     Name::parse_canonical(&s).map_err(|_| StoreError::Corrupt("a stored name is not canonical"))
 }
 
-pub fn grant(conn: &Connection, owner: &Name, app: &Name) -> Result<Option<Grant>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT scope, expires, created, updated FROM grants WHERE owner = ?1 AND app = ?2",
-        )?
-        .query_row([owner.as_str(), app.as_str()], |r| {
-            Ok(Grant {
-                scope: Scope::from_bits(r.get::<_, i64>(0)? as u64),
-                expires: r.get::<_, Option<i64>>(1)?.map(|e| e as u64),
-                created: r.get::<_, i64>(2)? as u64,
-                updated: r.get::<_, i64>(3)? as u64,
-            })
-        })
-        .optional()?)
+fn grant_row(r: &Row, at: usize) -> Result<Grant, StoreError> {
+    Ok(Grant {
+        scope: Scope::from_bits(r.get(at)?),
+        expires: r.get(at + 1)?,
+        created: r.get(at + 2)?,
+        updated: r.get(at + 3)?,
+    })
+}
+
+pub fn grant(conn: &Conn, owner: &Name, app: &Name) -> Result<Option<Grant>, StoreError> {
+    conn.query_one(
+        "SELECT scope, expires, created, updated FROM grants WHERE owner = ?1 AND app = ?2",
+        &[&owner.as_str(), &app.as_str()],
+        |r| grant_row(r, 0),
+    )
 }
 
 /// Every grant of `owner`, by application name.
-pub fn grants(conn: &Connection, owner: &Name) -> Result<Vec<(Name, Grant)>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+pub fn grants(conn: &Conn, owner: &Name) -> Result<Vec<(Name, Grant)>, StoreError> {
+    conn.query_all(
         "SELECT app, scope, expires, created, updated FROM grants WHERE owner = ?1 ORDER BY app",
-    )?;
-    let rows = stmt.query_map([owner.as_str()], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            Grant {
-                scope: Scope::from_bits(r.get::<_, i64>(1)? as u64),
-                expires: r.get::<_, Option<i64>>(2)?.map(|e| e as u64),
-                created: r.get::<_, i64>(3)? as u64,
-                updated: r.get::<_, i64>(4)? as u64,
-            },
-        ))
-    })?;
-    rows.map(|r| {
-        let (app, g) = r?;
-        Ok((name(app)?, g))
-    })
-    .collect()
+        &[&owner.as_str()],
+        |r| Ok((name(r.get(0)?)?, grant_row(r, 1)?)),
+    )
 }
 
 /// Writes a grant; an empty scope deletes it.
 pub fn put_grant(
-    conn: &Connection,
+    conn: &Conn,
     owner: &Name,
     app: &Name,
     scope: Scope,
@@ -87,23 +73,23 @@ pub fn put_grant(
     if scope.is_empty() {
         conn.execute(
             "DELETE FROM grants WHERE owner = ?1 AND app = ?2",
-            [owner.as_str(), app.as_str()],
+            &[&owner.as_str(), &app.as_str()],
         )?;
         return Ok(());
     }
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO grants (owner, app, scope, expires, created, updated)
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)
          ON CONFLICT (owner, app) DO UPDATE SET
              scope = excluded.scope, expires = excluded.expires, updated = excluded.updated",
-    )?
-    .execute(params![
-        owner.as_str(),
-        app.as_str(),
-        scope.bits() as i64,
-        expires.map(|e| e as i64),
-        now as i64
-    ])?;
+        &[
+            &owner.as_str(),
+            &app.as_str(),
+            &(scope.bits() as i64),
+            &expires.map(|e| e as i64),
+            &(now as i64),
+        ],
+    )?;
     Ok(())
 }
 
@@ -120,48 +106,53 @@ pub struct AuditEntry {
     pub at: u64,
 }
 
-pub fn insert_audit(conn: &Connection, owner: &Name, e: &AuditEntry) -> Result<(), StoreError> {
-    conn.prepare_cached(
+pub fn insert_audit(conn: &Conn, owner: &Name, e: &AuditEntry) -> Result<(), StoreError> {
+    conn.execute(
         "INSERT INTO audit (owner, app, actor, action, old_scope, new_scope, expires, address, at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        owner.as_str(),
-        e.app,
-        e.actor,
-        e.action,
-        e.old_scope as i64,
-        e.new_scope as i64,
-        e.expires.map(|x| x as i64),
-        e.address,
-        e.at as i64
-    ])?;
+        &[
+            &owner.as_str(),
+            &e.app,
+            &e.actor,
+            &e.action,
+            &(e.old_scope as i64),
+            &(e.new_scope as i64),
+            &e.expires.map(|x| x as i64),
+            &e.address,
+            &(e.at as i64),
+        ],
+    )?;
     Ok(())
 }
 
 /// The audit log of `owner`, for one application or all, oldest first.
-pub fn audit(
-    conn: &Connection,
-    owner: &Name,
-    app: Option<&Name>,
-) -> Result<Vec<AuditEntry>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT app, actor, action, old_scope, new_scope, expires, address, at FROM audit
-         WHERE owner = ?1 AND (?2 IS NULL OR app = ?2) ORDER BY id",
-    )?;
-    let rows = stmt.query_map(params![owner.as_str(), app.map(Name::as_str)], |r| {
+pub fn audit(conn: &Conn, owner: &Name, app: Option<&Name>) -> Result<Vec<AuditEntry>, StoreError> {
+    let row = |r: &Row| {
         Ok(AuditEntry {
             app: r.get(0)?,
             actor: r.get(1)?,
             action: r.get(2)?,
-            old_scope: r.get::<_, i64>(3)? as u64,
-            new_scope: r.get::<_, i64>(4)? as u64,
-            expires: r.get::<_, Option<i64>>(5)?.map(|x| x as u64),
+            old_scope: r.get(3)?,
+            new_scope: r.get(4)?,
+            expires: r.get(5)?,
             address: r.get(6)?,
-            at: r.get::<_, i64>(7)? as u64,
+            at: r.get(7)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    };
+    match app {
+        Some(app) => conn.query_all(
+            "SELECT app, actor, action, old_scope, new_scope, expires, address, at FROM audit
+             WHERE owner = ?1 AND app = ?2 ORDER BY id",
+            &[&owner.as_str(), &app.as_str()],
+            row,
+        ),
+        None => conn.query_all(
+            "SELECT app, actor, action, old_scope, new_scope, expires, address, at FROM audit
+             WHERE owner = ?1 ORDER BY id",
+            &[&owner.as_str()],
+            row,
+        ),
+    }
 }
 
 /// A notification waiting to be delivered.
@@ -174,56 +165,97 @@ pub struct OutboxEntry {
     pub created: u64,
 }
 
-pub fn enqueue(conn: &Connection, target: &str, body: &[u8], now: u64) -> Result<(), StoreError> {
-    conn.prepare_cached(
+pub fn enqueue(conn: &Conn, target: &str, body: &[u8], now: u64) -> Result<(), StoreError> {
+    conn.execute(
         "INSERT INTO outbox (target, body, next_attempt, created) VALUES (?1, ?2, ?3, ?3)",
-    )?
-    .execute(params![target, body, now as i64])?;
+        &[&target, &body, &(now as i64)],
+    )?;
     Ok(())
+}
+
+fn outbox_row(r: &Row) -> Result<OutboxEntry, StoreError> {
+    Ok(OutboxEntry {
+        id: r.get(0)?,
+        target: r.get(1)?,
+        body: r.get(2)?,
+        attempts: r.get(3)?,
+        created: r.get(4)?,
+    })
 }
 
 /// Entries due at `now`, oldest first.
-pub fn due(conn: &Connection, now: u64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+pub fn due(conn: &Conn, now: u64, limit: u32) -> Result<Vec<OutboxEntry>, StoreError> {
+    conn.query_all(
         "SELECT id, target, body, attempts, created FROM outbox WHERE next_attempt <= ?1
          ORDER BY next_attempt, id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![now as i64, limit], |r| {
-        Ok(OutboxEntry {
-            id: r.get(0)?,
-            target: r.get(1)?,
-            body: r.get(2)?,
-            attempts: r.get(3)?,
-            created: r.get::<_, i64>(4)? as u64,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        &[&(now as i64), &limit],
+        outbox_row,
+    )
 }
 
-pub fn delivered(conn: &Connection, id: i64) -> Result<(), StoreError> {
-    conn.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+/// Claims up to `limit` entries due at `now` for `lease` seconds: no other process picks
+/// them up until then, and one that dies mid-delivery only delays them by the lease. On
+/// PostgreSQL, rows another process is claiming at this moment are skipped (`FOR UPDATE
+/// SKIP LOCKED`), so each delivery is claimed by exactly one process.
+pub fn claim_due(
+    conn: &Conn,
+    now: u64,
+    limit: u32,
+    lease: u64,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    let until = (now + lease) as i64;
+    if conn.is_postgres() {
+        conn.query_all(
+            "UPDATE outbox SET next_attempt = ?3 WHERE id IN (
+                 SELECT id FROM outbox WHERE next_attempt <= ?1
+                 ORDER BY next_attempt, id LIMIT ?2 FOR UPDATE SKIP LOCKED)
+             RETURNING id, target, body, attempts, created",
+            &[&(now as i64), &limit, &until],
+            outbox_row,
+        )
+    } else {
+        // One SQLite writer at a time: the UPDATE itself is the claim.
+        conn.query_all(
+            "UPDATE outbox SET next_attempt = ?3 WHERE id IN (
+                 SELECT id FROM outbox WHERE next_attempt <= ?1
+                 ORDER BY next_attempt, id LIMIT ?2)
+             RETURNING id, target, body, attempts, created",
+            &[&(now as i64), &limit, &until],
+            outbox_row,
+        )
+    }
+}
+
+/// Hands a claimed entry back, due at `at`.
+pub fn release(conn: &Conn, id: i64, at: u64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE outbox SET next_attempt = ?2 WHERE id = ?1",
+        &[&id, &(at as i64)],
+    )?;
     Ok(())
 }
 
-pub fn retry_later(
-    conn: &Connection,
-    id: i64,
-    next_attempt: u64,
-    error: &str,
-) -> Result<(), StoreError> {
+pub fn delivered(conn: &Conn, id: i64) -> Result<(), StoreError> {
+    conn.execute("DELETE FROM outbox WHERE id = ?1", &[&id])?;
+    Ok(())
+}
+
+pub fn retry_later(conn: &Conn, id: i64, next_attempt: u64, error: &str) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE outbox SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1",
-        params![id, next_attempt as i64, error],
+        &[&id, &(next_attempt as i64), &error],
     )?;
     Ok(())
 }
 
 /// Removes every waiting notification for `target` (whose address the guard refused: they
 /// would all be refused alike), returning their bodies for the history.
-pub fn drop_target(conn: &Connection, target: &str) -> Result<Vec<Vec<u8>>, StoreError> {
-    let mut stmt = conn.prepare_cached("DELETE FROM outbox WHERE target = ?1 RETURNING body")?;
-    let rows = stmt.query_map([target], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn drop_target(conn: &Conn, target: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+    conn.query_all(
+        "DELETE FROM outbox WHERE target = ?1 RETURNING body",
+        &[&target],
+        |r| r.get(0),
+    )
 }
 
 /// A waiting notification, as the console shows it.
@@ -236,45 +268,49 @@ pub struct Waiting {
 
 /// Every notification still waiting (the outbox is small: deliveries are retried for days at
 /// most, and each owner's changes coalesce into few).
-pub fn outbox_all(conn: &Connection) -> Result<Vec<Waiting>, StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT body, attempts, last_error FROM outbox ORDER BY id LIMIT 10000")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(Waiting {
-            body: r.get(0)?,
-            attempts: r.get(1)?,
-            last_error: r.get(2)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn outbox_all(conn: &Conn) -> Result<Vec<Waiting>, StoreError> {
+    conn.query_all(
+        "SELECT body, attempts, last_error FROM outbox ORDER BY id LIMIT 10000",
+        &[],
+        |r| {
+            Ok(Waiting {
+                body: r.get(0)?,
+                attempts: r.get(1)?,
+                last_error: r.get(2)?,
+            })
+        },
+    )
 }
 
-pub fn outbox_len(conn: &Connection) -> Result<u64, StoreError> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))? as u64)
+pub fn outbox_len(conn: &Conn) -> Result<u64, StoreError> {
+    Ok(conn
+        .query_one("SELECT COUNT(*) FROM outbox", &[], |r| r.get(0))?
+        .unwrap_or(0))
 }
 
 /// Records a grant carte as used. Returns `Err(pending_id)` if it was used already.
 pub fn use_carte(
-    conn: &Connection,
+    conn: &Conn,
     fingerprint: &[u8; 32],
     forget_after: u64,
     pending_id: &[u8; 32],
 ) -> Result<Result<(), Option<Vec<u8>>>, StoreError> {
-    let existing: Option<Option<Vec<u8>>> = conn
-        .query_row(
-            "SELECT pending_id FROM used_cartes WHERE fingerprint = ?1",
-            [&fingerprint[..]],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(pending) = existing {
-        return Ok(Err(pending));
-    }
-    conn.execute(
-        "INSERT INTO used_cartes (fingerprint, deadline, pending_id) VALUES (?1, ?2, ?3)",
-        params![&fingerprint[..], forget_after as i64, &pending_id[..]],
+    // Insert first, then look: two processes using one carte at the same moment cannot both
+    // see "unused" (the primary key lets one insert through).
+    let inserted = conn.execute(
+        "INSERT INTO used_cartes (fingerprint, deadline, pending_id) VALUES (?1, ?2, ?3)
+         ON CONFLICT (fingerprint) DO NOTHING",
+        &[&&fingerprint[..], &(forget_after as i64), &&pending_id[..]],
     )?;
-    Ok(Ok(()))
+    if inserted == 1 {
+        return Ok(Ok(()));
+    }
+    let pending = conn.query_one(
+        "SELECT pending_id FROM used_cartes WHERE fingerprint = ?1",
+        &[&&fingerprint[..]],
+        |r| r.get::<Option<Vec<u8>>>(0),
+    )?;
+    Ok(Err(pending.flatten()))
 }
 
 /// A consent request shown to an owner and waiting for Allow or Deny.
@@ -290,62 +326,46 @@ pub struct Pending {
     pub expires: u64,
 }
 
-pub fn insert_pending(conn: &Connection, p: &Pending) -> Result<(), StoreError> {
+pub fn insert_pending(conn: &Conn, p: &Pending) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO pending_grants (id, session_hash, owner, app, scope, redirect_uri, state, expires)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            &p.id[..],
-            &p.session_hash[..],
-            p.owner.as_str(),
-            p.app.as_str(),
-            p.scope.bits() as i64,
-            p.redirect_uri,
-            p.state,
-            p.expires as i64
+        &[
+            &&p.id[..],
+            &&p.session_hash[..],
+            &p.owner.as_str(),
+            &p.app.as_str(),
+            &(p.scope.bits() as i64),
+            &p.redirect_uri,
+            &p.state,
+            &(p.expires as i64),
         ],
     )?;
     Ok(())
 }
 
 /// A pending request by id (not consumed).
-pub fn pending(conn: &Connection, id: &[u8]) -> Result<Option<Pending>, StoreError> {
-    let row = conn
-        .query_row(
-            "SELECT id, session_hash, owner, app, scope, redirect_uri, state, expires
-             FROM pending_grants WHERE id = ?1",
-            [id],
-            |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, i64>(7)?,
-                ))
-            },
-        )
-        .optional()?;
-    let Some((id, session, owner, app, scope, redirect_uri, state, expires)) = row else {
-        return Ok(None);
-    };
-    let bad = |_| StoreError::Corrupt("a pending request id is not 32 bytes");
-    Ok(Some(Pending {
-        id: id.try_into().map_err(bad)?,
-        session_hash: session.try_into().map_err(bad)?,
-        owner: name(owner)?,
-        app: name(app)?,
-        scope: Scope::from_bits(scope as u64),
-        redirect_uri,
-        state,
-        expires: expires as u64,
-    }))
+pub fn pending(conn: &Conn, id: &[u8]) -> Result<Option<Pending>, StoreError> {
+    conn.query_one(
+        "SELECT id, session_hash, owner, app, scope, redirect_uri, state, expires
+         FROM pending_grants WHERE id = ?1",
+        &[&id],
+        |r| {
+            Ok(Pending {
+                id: r.get(0)?,
+                session_hash: r.get(1)?,
+                owner: name(r.get(2)?)?,
+                app: name(r.get(3)?)?,
+                scope: Scope::from_bits(r.get(4)?),
+                redirect_uri: r.get(5)?,
+                state: r.get(6)?,
+                expires: r.get(7)?,
+            })
+        },
+    )
 }
 
 /// Consumes a pending request; `false` if it was already gone.
-pub fn take_pending(conn: &Connection, id: &[u8; 32]) -> Result<bool, StoreError> {
-    Ok(conn.execute("DELETE FROM pending_grants WHERE id = ?1", [&id[..]])? == 1)
+pub fn take_pending(conn: &Conn, id: &[u8; 32]) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM pending_grants WHERE id = ?1", &[&&id[..]])? == 1)
 }

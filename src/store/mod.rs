@@ -1,5 +1,11 @@
-//! SQLite storage: opening a database, its schema and migrations. All SQL lives under
+//! Storage: opening the databases, their schemas and migrations. All SQL lives under
 //! `store/`; other modules call the named query functions here.
+//!
+//! Two handles. [`Local`] is a SQLite file of this process: the registry (the authority's
+//! log, or the node's verified mirror of it) and an application's grant book. [`Db`] holds
+//! what node processes share: owners, sessions, grants, the outbox. It is the same SQLite
+//! file by default, or PostgreSQL when several processes serve one node (see [`pg`]); the
+//! query functions take a [`Conn`] and do not know which.
 //!
 //! Durability: WAL mode with `synchronous = FULL`, so a transaction is on disk when `COMMIT`
 //! returns and an acknowledged write survives a crash or power loss. (`NORMAL` would be faster
@@ -11,11 +17,17 @@
 //! allows anyway.
 
 pub mod book;
+pub mod conn;
 pub mod controllers;
 pub mod grants;
+pub mod owner_keys;
 pub mod owners;
+pub mod pg;
+mod pg_schema;
 pub mod registry;
 pub mod sessions;
+
+pub use conn::{Conn, Row};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -182,34 +194,122 @@ const MIGRATIONS: &[Migration] = &[
      );"),
 ];
 
-/// Why storage failed. Always an internal error to clients; the detail goes to the log.
+/// Why storage failed. `Unavailable` is the database out of reach (a 503 with
+/// `store.unavailable`, worth retrying); the others are internal errors to clients, with the
+/// detail in the log.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("storage: {0}")]
+    Postgres(String),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage: {0}")]
+    Config(String),
     #[error("storage: corrupt data: {0}")]
     Corrupt(&'static str),
 }
 
-/// A shared database connection.
+/// The database node processes share: SQLite (one process) or PostgreSQL (several).
 #[derive(Clone)]
 pub struct Db {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Local),
+    Pg(Arc<pg::Pool>),
+}
+
+/// Connections each node process keeps to PostgreSQL.
+pub const PG_POOL: usize = 8;
+
+impl Db {
+    /// The node's SQLite database at `path`.
+    pub fn open(path: &Path) -> Result<Db, StoreError> {
+        Ok(Db {
+            backend: Backend::Sqlite(Local::open(path)?),
+        })
+    }
+
+    /// An in-memory SQLite database, for unit tests and benchmarks.
+    pub fn in_memory() -> Result<Db, StoreError> {
+        Ok(Db {
+            backend: Backend::Sqlite(Local::in_memory()?),
+        })
+    }
+
+    /// PostgreSQL at `url` (`postgres://…`), with `pool` connections; migrates the schema
+    /// first, under an advisory lock so that processes starting together do not race.
+    pub fn connect(url: &str, pool: usize) -> Result<Db, StoreError> {
+        let pool = pg::Pool::new(url, pool)?;
+        pg_schema::migrate(&pool)?;
+        Ok(Db {
+            backend: Backend::Pg(Arc::new(pool)),
+        })
+    }
+
+    /// The SQLite handle when this is the SQLite backend (the registry mirror then shares
+    /// the node's file, as it always has).
+    pub fn local(&self) -> Option<Local> {
+        match &self.backend {
+            Backend::Sqlite(l) => Some(l.clone()),
+            Backend::Pg(_) => None,
+        }
+    }
+
+    /// The PostgreSQL pool, when this is the PostgreSQL backend.
+    pub fn postgres(&self) -> Option<&Arc<pg::Pool>> {
+        match &self.backend {
+            Backend::Pg(p) => Some(p),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// A connection for a synchronous caller.
+    pub fn lock(&self) -> Result<Conn<'_>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(l) => Ok(Conn::Sqlite(l.lock())),
+            Backend::Pg(p) => Ok(Conn::Pg(p.lease()?)),
+        }
+    }
+
+    /// Runs `f` with a connection on the blocking pool.
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Conn<'_>) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static + From<StoreError>,
+    {
+        let db = self.clone();
+        match tokio::task::spawn_blocking(move || f(&mut db.lock()?)).await {
+            Ok(result) => result,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+}
+
+/// A SQLite database of this process alone.
+#[derive(Clone)]
+pub struct Local {
     conn: Arc<Mutex<Connection>>,
 }
 
-impl Db {
+impl Local {
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
-    pub fn open(path: &Path) -> Result<Db, StoreError> {
+    pub fn open(path: &Path) -> Result<Local, StoreError> {
         let conn = Connection::open(path)?;
-        Db::setup(conn)
+        Local::setup(conn)
     }
 
     /// An in-memory database, for unit tests and benchmarks.
-    pub fn in_memory() -> Result<Db, StoreError> {
-        Db::setup(Connection::open_in_memory()?)
+    pub fn in_memory() -> Result<Local, StoreError> {
+        Local::setup(Connection::open_in_memory()?)
     }
 
-    fn setup(mut conn: Connection) -> Result<Db, StoreError> {
+    fn setup(mut conn: Connection) -> Result<Local, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -217,10 +317,10 @@ impl Db {
         // Every transaction here writes. Taking the write lock at BEGIN (IMMEDIATE) lets a
         // second connection wait in the busy handler; a DEFERRED transaction that reads and
         // then upgrades would instead fail at once with SQLITE_BUSY when another connection
-        // wrote in between (WAL snapshot rules).
+        // wrote in between (WAL snapshot rules). (`Conn::transaction` does the same.)
         conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         migrate(&mut conn)?;
-        Ok(Db {
+        Ok(Local {
             conn: Arc::new(Mutex::new(conn)),
         })
     }
@@ -271,8 +371,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("t.sqlite3");
         let _ = std::fs::remove_file(&path);
-        drop(Db::open(&path).unwrap());
-        let db = Db::open(&path).unwrap();
+        drop(Local::open(&path).unwrap());
+        let db = Local::open(&path).unwrap();
         let v: usize = db
             .lock()
             .pragma_query_value(None, "user_version", |r| r.get(0))

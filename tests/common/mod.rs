@@ -574,8 +574,13 @@ impl Node {
         let db = grant_node::store::Db::open(&self.dir.join("node.sqlite3")).unwrap();
         let (token, hash) = grant_node::auth::new_token();
         let name = Name::parse(owner).unwrap();
-        grant_node::store::owners::insert_setup_token(&db.lock(), &hash, &name, now() + 600)
-            .unwrap();
+        grant_node::store::owners::insert_setup_token(
+            &db.lock().unwrap(),
+            &hash,
+            &name,
+            now() + 600,
+        )
+        .unwrap();
         let mut browser = Browser::new(&self.url());
         let form = browser
             .get(&format!("{}/setup?token={token}", self.url()))

@@ -1,0 +1,301 @@
+//! Cache coherence across node processes on one PostgreSQL database.
+//!
+//! Each process caches grants and the set of owners it hosts; the single-process figures
+//! depend on those caches. With several processes, a change made through one must be
+//! enforced by every other on its very next request. The protocol:
+//!
+//! 1. A change and its announcement commit together: inside the writing transaction,
+//!    `pg_notify('gn_cache', "VERSION g OWNER APP")` with VERSION from a sequence. A change
+//!    that rolls back announces nothing.
+//! 2. Every process `LISTEN`s. On an announcement it drops what it names from its caches,
+//!    then records `seen = VERSION` in its `node_processes` row.
+//! 3. The writer acknowledges the change only after a barrier: every live process has seen
+//!    VERSION. So when the client hears "done", no process can answer from the old grant.
+//! 4. Live means a heartbeat in the last [`LEASE`] by PostgreSQL's clock. A process trusts
+//!    its caches only while its own last heartbeat, timed from when it was sent, is younger
+//!    than the lease (less a margin) and its `LISTEN` connection is up. A process that is
+//!    cut off (its notification connection lost, PostgreSQL out of reach, or simply stuck)
+//!    therefore stops trusting its caches before the others stop waiting for it, and reads
+//!    the database until it has resynchronised: reconnected, emptied its caches, and
+//!    heartbeated again.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::store::{Conn, Db, StoreError};
+
+/// How long a heartbeat vouches for a process.
+pub const LEASE: Duration = Duration::from_secs(2);
+/// How often a process heartbeats.
+const HEARTBEAT: Duration = Duration::from_millis(400);
+/// A process stops trusting its caches this much before its lease ends (clock rates and
+/// scheduling).
+const MARGIN: Duration = Duration::from_millis(500);
+
+/// PostgreSQL's clock, in microseconds: the one clock all processes' leases are read by.
+const NOW_US: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
+
+/// What an announcement names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// One grant: (owner, application).
+    Grant(String, String),
+    /// An owner created or removed (and with it, its grants).
+    Owner(String),
+}
+
+/// Announces `change` inside the caller's transaction; returns its version, for
+/// [`Coherence::barrier`].
+pub fn announce(conn: &Conn, change: &Change) -> Result<i64, StoreError> {
+    let payload = match change {
+        Change::Grant(owner, app) => format!("g {owner} {app}"),
+        Change::Owner(owner) => format!("o {owner}"),
+    };
+    conn.query_one(
+        "SELECT v, pg_notify('gn_cache', v || ' ' || ?1) FROM
+             (SELECT nextval('cache_version') AS v) s",
+        &[&payload],
+        |r| r.get::<i64>(0),
+    )?
+    .ok_or(StoreError::Corrupt("nextval returned nothing"))
+}
+
+/// This process's part in the protocol.
+pub struct Coherence {
+    db: Db,
+    id: String,
+    /// Whether the `LISTEN` connection is up and the caches were emptied since it came up.
+    listening: AtomicBool,
+    /// When the last successful heartbeat was sent.
+    vouched: Mutex<Option<Instant>>,
+    /// The highest version applied to the caches.
+    seen: AtomicI64,
+}
+
+/// What a process does with an announcement: drop the named entries from its caches.
+pub type Invalidate = Arc<dyn Fn(Option<&Change>) + Send + Sync>;
+
+impl Coherence {
+    pub fn new(db: Db) -> Coherence {
+        let mut id = [0u8; 8];
+        let _ = getrandom::getrandom(&mut id);
+        Coherence {
+            db,
+            id: hex::encode(id),
+            listening: AtomicBool::new(false),
+            vouched: Mutex::new(None),
+            seen: AtomicI64::new(0),
+        }
+    }
+
+    /// Whether this process may answer from its caches now.
+    pub fn trusted(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+            && self
+                .vouched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|at| at.elapsed() < LEASE - MARGIN)
+    }
+
+    /// Keeps the `LISTEN` connection and the heartbeat going until `stop`. `invalidate`
+    /// gets each announcement, and `None` for "drop everything" (on every (re)connection).
+    pub async fn run(
+        self: Arc<Self>,
+        invalidate: Invalidate,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let pool = self
+            .db
+            .postgres()
+            .expect("coherence runs on PostgreSQL")
+            .clone();
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            // Announcements arrive on the database driver's runtime; they are applied here,
+            // in order, where blocking on the database is allowed.
+            let (tx, mut messages) = tokio::sync::mpsc::unbounded_channel::<String>();
+            let listener = {
+                let pool = pool.clone();
+                tokio::task::spawn_blocking(move || {
+                    pool.listen("gn_cache", move |payload| {
+                        let _ = tx.send(payload.to_owned());
+                    })
+                })
+                .await
+            };
+            let Ok(Ok(mut listener)) = listener else {
+                tracing::warn!("cache notifications unavailable; reading the database");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
+                    _ = stop.changed() => break,
+                }
+            };
+            // Listening: from here every change is announced to us. Join (the join time
+            // tells writers whose changes committed before it not to wait for us), then
+            // drop everything cached before, which may be stale.
+            if !self.join().await {
+                drop(listener);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => continue,
+                    _ = stop.changed() => break,
+                }
+            }
+            invalidate(None);
+            self.listening.store(true, Ordering::Release);
+            let mut tick = tokio::time::interval(HEARTBEAT);
+            loop {
+                tokio::select! {
+                    Some(payload) = messages.recv() => self.on_message(payload, &invalidate).await,
+                    _ = tick.tick() => self.heartbeat().await,
+                    _ = &mut listener.ended => break,
+                    _ = stop.changed() => {
+                        self.leave().await;
+                        return;
+                    }
+                }
+            }
+            self.listening.store(false, Ordering::Release);
+            tracing::warn!(
+                "cache notification connection lost; reading the database until it is back"
+            );
+        }
+        self.leave().await;
+    }
+
+    async fn on_message(&self, payload: String, invalidate: &Invalidate) {
+        let mut parts = payload.splitn(4, ' ');
+        let version = parts.next().and_then(|v| v.parse::<i64>().ok());
+        let change = match (parts.next(), parts.next(), parts.next()) {
+            (Some("g"), Some(owner), Some(app)) => Some(Change::Grant(owner.into(), app.into())),
+            (Some("o"), Some(owner), None) => Some(Change::Owner(owner.into())),
+            _ => None,
+        };
+        // Something unreadable: drop everything rather than guess.
+        let inv = invalidate.clone();
+        let _ = tokio::task::spawn_blocking(move || inv(change.as_ref())).await;
+        if let Some(v) = version {
+            self.seen.fetch_max(v, Ordering::AcqRel);
+            // Acknowledge at once: a writer is waiting for it.
+            let id = self.id.clone();
+            let _ = self
+                .db
+                .run(move |c| {
+                    c.execute(
+                        "UPDATE node_processes SET seen = GREATEST(seen, ?2) WHERE id = ?1",
+                        &[&id, &v],
+                    )
+                })
+                .await;
+        }
+    }
+
+    /// (Re)joins: a fresh row, joined now. Returns whether it was written.
+    async fn join(&self) -> bool {
+        let sent = Instant::now();
+        let id = self.id.clone();
+        let seen = self.seen.load(Ordering::Acquire);
+        let result = self
+            .db
+            .run(move |c| {
+                c.execute(
+                    &format!(
+                        "INSERT INTO node_processes (id, seen, heartbeat, joined)
+                         VALUES (?1, ?2, {NOW_US}, {NOW_US})
+                         ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat,
+                             joined = excluded.joined,
+                             seen = GREATEST(node_processes.seen, excluded.seen)"
+                    ),
+                    &[&id, &seen],
+                )
+            })
+            .await;
+        match result {
+            Ok(_) => {
+                *self.vouched.lock().unwrap_or_else(|p| p.into_inner()) = Some(sent);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "joining failed");
+                false
+            }
+        }
+    }
+
+    async fn heartbeat(&self) {
+        let sent = Instant::now();
+        let id = self.id.clone();
+        let seen = self.seen.load(Ordering::Acquire);
+        let result = self
+            .db
+            .run(move |c| {
+                c.execute(
+                    &format!(
+                        "UPDATE node_processes SET heartbeat = {NOW_US},
+                             seen = GREATEST(seen, ?2) WHERE id = ?1"
+                    ),
+                    &[&id, &seen],
+                )
+            })
+            .await;
+        match result {
+            Ok(1) => *self.vouched.lock().unwrap_or_else(|p| p.into_inner()) = Some(sent),
+            Ok(_) => {
+                // Our row is gone (removed as dead while we were stalled): join again, and
+                // meanwhile trust nothing.
+                self.listening.store(false, Ordering::Release);
+                if self.join().await {
+                    self.listening.store(true, Ordering::Release);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+        }
+    }
+
+    async fn leave(&self) {
+        self.listening.store(false, Ordering::Release);
+        let id = self.id.clone();
+        let _ = self
+            .db
+            .run(move |c| c.execute("DELETE FROM node_processes WHERE id = ?1", &[&id]))
+            .await;
+    }
+
+    /// Waits until every live process has applied `version` (or its lease has run out, so
+    /// that it no longer trusts its caches). Called after the change committed, before it
+    /// is acknowledged.
+    pub async fn barrier(&self, version: i64) -> Result<(), StoreError> {
+        // Processes that joined after this moment emptied their caches after the change
+        // committed: they need not acknowledge it (and may never hear of it).
+        let since = self
+            .db
+            .run(|c| c.query_one(&format!("SELECT {NOW_US}"), &[], |r| r.get::<i64>(0)))
+            .await?
+            .unwrap_or(0);
+        let lease = LEASE.as_micros() as i64;
+        let deadline = Instant::now() + LEASE + Duration::from_secs(1);
+        loop {
+            let behind = self
+                .db
+                .run(move |c| {
+                    c.query_one(
+                        &format!(
+                            "SELECT COUNT(*) FROM node_processes
+                             WHERE seen < ?1 AND joined <= ?2 AND heartbeat > {NOW_US} - ?3"
+                        ),
+                        &[&version, &since, &lease],
+                        |r| r.get::<i64>(0),
+                    )
+                })
+                .await?
+                .unwrap_or(0);
+            if behind == 0 || Instant::now() > deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
