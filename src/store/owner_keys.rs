@@ -42,7 +42,7 @@ impl Sealer {
         Ok(out)
     }
 
-    fn open(&self, owner: &Name, kind: &str, sealed: &[u8]) -> Result<[u8; 32], StoreError> {
+    pub fn open(&self, owner: &Name, kind: &str, sealed: &[u8]) -> Result<[u8; 32], StoreError> {
         if sealed.len() < 12 {
             return Err(StoreError::Corrupt("a sealed key is too short"));
         }

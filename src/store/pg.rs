@@ -30,7 +30,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A pool of connections to one database.
 pub struct Pool {
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (taken out to shut down without blocking).
+    runtime: Option<tokio::runtime::Runtime>,
     url: String,
     /// Free connections; `None` is a slot with no connection yet (or a dropped one).
     free: Mutex<Vec<Option<Arc<Conn>>>>,
@@ -61,7 +62,7 @@ impl Pool {
             .build()
             .map_err(|e| StoreError::Config(format!("starting the database runtime: {e}")))?;
         Ok(Pool {
-            runtime,
+            runtime: Some(runtime),
             url: url.to_owned(),
             free: Mutex::new(vec![None; size.max(1)]),
             available: Condvar::new(),
@@ -130,10 +131,13 @@ impl Pool {
         fut: impl std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.runtime.spawn(async move {
-            let result = tokio::time::timeout(timeout, fut).await;
-            let _ = tx.send(result);
-        });
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the pool")
+            .spawn(async move {
+                let result = tokio::time::timeout(timeout, fut).await;
+                let _ = tx.send(result);
+            });
         match rx.recv_timeout(timeout + Duration::from_millis(500)) {
             Ok(Ok(result)) => result.map_err(StoreError::from),
             Ok(Err(_)) | Err(_) => Err(StoreError::Unavailable(
@@ -172,6 +176,16 @@ impl Pool {
                 ended,
             })
         })
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // A pool may be dropped on an async worker (the node's state at shutdown); a
+        // runtime must not block there.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
     }
 }
 

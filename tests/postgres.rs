@@ -1,0 +1,275 @@
+//! Several node processes on one PostgreSQL database: the guarantees of the README's
+//! "Running several node processes", each against real processes (the release binary),
+//! a real registry and a real PostgreSQL cluster.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::pg::{Cluster, Process};
+use common::{Identity, Stub};
+use grant_node::carte::Carte;
+use grant_node::name::Name;
+use grant_node::outbound::HttpClient;
+use grant_node::scope::Scope;
+use hyper::Method;
+
+const VIEW_PROFILE: u64 = 0x80000;
+
+/// A registry, a database, and `n` processes of one node on it (alice is its owner).
+struct Setup {
+    _dir: tempfile::TempDir,
+    cluster: Cluster,
+    stub: Stub,
+    database: String,
+    key_file: std::path::PathBuf,
+    processes: Vec<Process>,
+    app: Identity,
+    /// alice's own carte for the grant API (admin scope `grant`).
+    owner_carte: String,
+}
+
+async fn setup(n: usize) -> Option<Setup> {
+    let cluster = Cluster::start()?;
+    let dir = common::tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    let database = cluster.database("node").await;
+    let key_file = dir.path().join("database.key");
+    let mut processes = Vec::new();
+    for i in 0..n {
+        processes.push(
+            Process::start(
+                &dir.path().join(format!("p{i}")),
+                &database,
+                &key_file,
+                &stub.url(),
+                &stub.public_key_hex(),
+            )
+            .await,
+        );
+    }
+    let app = Identity::new("app", 7);
+    app.register(&stub.client(), 0).await;
+    let key = common::pg::owner_key(&database, &key_file, "alice").await;
+    let alice = Name::parse("alice").unwrap();
+    let mut c = Carte::new(
+        alice.clone(),
+        common::now() - 5,
+        common::now() + 3000,
+        common::random_nonce(),
+    );
+    c.audience = Some(alice);
+    c.admin_scope = Scope::GRANT;
+    let owner_carte = c.sign(&key);
+    Some(Setup {
+        _dir: dir,
+        cluster,
+        stub,
+        database,
+        key_file,
+        processes,
+        app,
+        owner_carte,
+    })
+}
+
+impl Setup {
+    fn app_carte(&self) -> String {
+        let mut c = self.app.carte("alice", VIEW_PROFILE, -5);
+        c.deadline = c.beginning + 3000;
+        c.sign(&self.app.signing)
+    }
+
+    /// Sets alice's grant to `app` through process `p`; the status.
+    async fn set_grant(&self, http: &HttpClient, p: usize, scope: &[&str]) -> u16 {
+        let body = serde_json::json!({ "scope": scope }).to_string();
+        http.send(
+            Method::PUT,
+            &format!("{}/api/grants/app", self.processes[p].url()),
+            &[
+                ("authorization", &format!("Carte {}", self.owner_carte)),
+                ("content-type", "application/json"),
+            ],
+            body.into(),
+        )
+        .await
+        .unwrap()
+        .status
+        .as_u16()
+    }
+}
+
+async fn profile(http: &HttpClient, url: &str, carte: &str) -> (u16, Option<String>) {
+    let r = http
+        .send(
+            Method::GET,
+            &format!("{url}/api/profile"),
+            &[("authorization", &format!("Carte {carte}"))],
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    (r.status.as_u16(), r.error_code())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revocation_through_one_process_is_enforced_by_the_other_at_once() {
+    let Some(s) = setup(2).await else { return };
+    let s = Arc::new(s);
+    let carte = s.app_carte();
+    let http = HttpClient::new();
+    let b = s.processes[1].url();
+
+    // A steady load on B with the application's carte keeps B's carte and grant caches warm.
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let mut load = Vec::new();
+    for _ in 0..2 {
+        let (stop, served, b, carte) = (stop.clone(), served.clone(), b.clone(), carte.clone());
+        load.push(tokio::spawn(async move {
+            let http = HttpClient::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (status, _) = profile(&http, &b, &carte).await;
+                assert!(status == 200 || status == 403, "load got {status}");
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+
+    let rounds: usize = std::env::var("GRANT_NODE_PG_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1000);
+    for round in 0..rounds {
+        assert_eq!(s.set_grant(&http, 0, &["view-profile"]).await, 200);
+        assert_eq!(
+            profile(&http, &b, &carte).await,
+            (200, None),
+            "round {round}: the grant made through A is not in force on B"
+        );
+        assert_eq!(s.set_grant(&http, 0, &[]).await, 200);
+        assert_eq!(
+            profile(&http, &b, &carte).await,
+            (403, Some("grant.missing-scope".into())),
+            "round {round}: the revocation made through A is not enforced by B"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
+    println!(
+        "{rounds} revocations through A, each enforced by B on the next request; {} requests of concurrent load on B",
+        served.load(Ordering::Relaxed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_grant_cartes_and_owners_are_shared_by_every_process() {
+    let Some(s) = setup(2).await else { return };
+    let (a, b) = (s.processes[0].url(), s.processes[1].url());
+
+    // A session made by A works on B: log in on A (set-up link), read the console on B.
+    let (token, hash) = grant_node::auth::new_token();
+    let db = grant_node::store::Db::connect(&s.database, 1).unwrap();
+    grant_node::store::owners::insert_setup_token(
+        &db.lock().unwrap(),
+        &hash,
+        &Name::parse("alice").unwrap(),
+        common::now() + 600,
+    )
+    .unwrap();
+    let mut browser = common::Browser::new(&a);
+    let r = browser
+        .post_form(
+            &format!("{a}/setup"),
+            &[("token", &token), ("password", "correct horse battery")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", common::text(&r));
+    let cookie = browser.cookies["gn_session"].clone();
+    let mut on_b = common::Browser::new(&b);
+    on_b.cookies.insert("gn_session".into(), cookie);
+    let r = on_b.get(&format!("{b}/sessions")).await;
+    assert_eq!(r.status, 200, "{}", common::text(&r));
+    assert!(
+        common::text(&r).contains("(this browser)"),
+        "{}",
+        common::text(&r)
+    );
+
+    // A grant carte is accepted once across all processes: the second process to see it
+    // refuses it as used.
+    let redirect = "https://app.example/back";
+    let app = Identity::new("app2", 9);
+    let op = app.register_op("https://app.example/", &[redirect], 0);
+    assert_eq!(common::post_op(&s.stub.url(), op).await.status, 201);
+    let grant_carte = app.grant_carte(VIEW_PROFILE, redirect, "st");
+    let consent_a = browser
+        .get(&common::grant_url(
+            &a,
+            "app2",
+            &grant_carte,
+            "view-profile",
+            redirect,
+            "st",
+            Some("alice"),
+        ))
+        .await;
+    assert_eq!(consent_a.status, 200, "{}", common::text(&consent_a));
+    // The same session reloading through B sees the same request (shared, not made anew)…
+    let mut same_on_b = common::Browser::new(&b);
+    same_on_b.cookies = browser.cookies.clone();
+    let url_b = common::grant_url(
+        &b,
+        "app2",
+        &grant_carte,
+        "view-profile",
+        redirect,
+        "st",
+        Some("alice"),
+    );
+    let reload = same_on_b.get(&url_b).await;
+    assert_eq!(reload.status, 200, "{}", common::text(&reload));
+    assert_eq!(
+        common::hidden(&common::text(&reload), "request_id"),
+        common::hidden(&common::text(&consent_a), "request_id")
+    );
+    // …and another session, logged in through B, is refused the used carte.
+    let (token, hash) = grant_node::auth::new_token();
+    grant_node::store::owners::insert_setup_token(
+        &db.lock().unwrap(),
+        &hash,
+        &Name::parse("alice").unwrap(),
+        common::now() + 600,
+    )
+    .unwrap();
+    let mut other = common::Browser::new(&b);
+    let r = other
+        .post_form(
+            &format!("{b}/setup"),
+            &[("token", &token), ("password", "another horse battery")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", common::text(&r));
+    let again = other.get(&url_b).await;
+    assert_eq!(
+        (again.status.as_u16(), common::page_code(&again)),
+        (400, "carte.replayed".to_owned()),
+        "{}",
+        common::text(&again)
+    );
+
+    // An owner created through one process is hosted by the other at once.
+    let r = HttpClient::new()
+        .get(&format!("{b}/.well-known/grant-node"))
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(v["owners"], serde_json::json!(["alice"]));
+    drop(s.cluster);
+}
