@@ -72,13 +72,12 @@ impl NodeState {
     /// Whether `name` is an owner hosted here.
     pub fn hosts(&self, name: &Name) -> bool {
         if self.coherence.as_ref().is_some_and(|c| !c.trusted()) {
-            // Cut off from the other processes' announcements: ask the database (and a
-            // database out of reach hosts nobody, for now).
-            return self
-                .db
-                .lock()
-                .and_then(|c| store::owners::owner(&c, name))
-                .is_ok_and(|o| o.is_some());
+            // Cut off from the other processes' announcements: ask the database. When it
+            // is out of reach too, the set known so far answers: whatever the request then
+            // does for that owner needs the database, and gets `store.unavailable`.
+            if let Ok(found) = self.db.lock().and_then(|c| store::owners::owner(&c, name)) {
+                return found.is_some();
+            }
         }
         self.owners
             .read()

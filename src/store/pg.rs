@@ -36,7 +36,14 @@ pub struct Pool {
     /// Free connections; `None` is a slot with no connection yet (or a dropped one).
     free: Mutex<Vec<Option<Arc<Conn>>>>,
     available: Condvar,
+    /// After a connection failed: until when new connections are not even tried, so that
+    /// while the database is down each request fails at once instead of waiting out its
+    /// own time-out.
+    down_until: Mutex<Option<std::time::Instant>>,
 }
+
+/// How long a failed connection keeps the pool from trying again.
+const BACKOFF: Duration = Duration::from_millis(250);
 
 struct Conn {
     client: Client,
@@ -66,6 +73,7 @@ impl Pool {
             url: url.to_owned(),
             free: Mutex::new(vec![None; size.max(1)]),
             available: Condvar::new(),
+            down_until: Mutex::new(None),
         })
     }
 
@@ -97,9 +105,18 @@ impl Pool {
             broken: std::cell::Cell::new(false),
         };
         if lease.conn.is_none() {
+            let down = *self.down_until.lock().unwrap_or_else(|p| p.into_inner());
+            if down.is_some_and(|until| std::time::Instant::now() < until) {
+                lease.broken.set(true);
+                return Err(StoreError::Unavailable("the database is down".into()));
+            }
             match self.connect() {
                 Ok(conn) => lease.conn = Some(conn),
                 Err(e) => {
+                    if matches!(e, StoreError::Unavailable(_)) {
+                        *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(std::time::Instant::now() + BACKOFF);
+                    }
                     lease.broken.set(true);
                     return Err(e);
                 }
