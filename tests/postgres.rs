@@ -26,7 +26,6 @@ struct Setup {
     cluster: Cluster,
     stub: Stub,
     database: String,
-    key_file: std::path::PathBuf,
     processes: Vec<Process>,
     app: Identity,
     /// alice's own carte for the grant API (admin scope `grant`).
@@ -70,7 +69,6 @@ async fn setup(n: usize) -> Option<Setup> {
         cluster,
         stub,
         database,
-        key_file,
         processes,
         app,
         owner_carte,
