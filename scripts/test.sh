@@ -3,8 +3,9 @@
 #
 # Besides cargo's tests it needs a few things from Debian's packages (installed here when
 # missing, as root): nginx for the auth_request test, chromium and chromium-driver for the
-# browser tests, libnss3-tools (certutil) for the HTTPS browser tests; Python's openapi-spec-validator (from PyPI, in a virtual environment under
-# target/) for the OpenAPI tests. The crash test runs against a release
+# browser tests, libnss3-tools (certutil) for the HTTPS browser tests, postgresql for the
+# several-processes tests; Python's openapi-spec-validator (from PyPI, in a virtual
+# environment under target/) for the OpenAPI tests. The crash test runs against a release
 # build of the node. A short fuzz pass runs every fuzz target (FUZZ_SECONDS, default 5 s each;
 # set FUZZ_SECONDS=0 to skip it).
 set -euo pipefail
@@ -16,6 +17,7 @@ need_apt=()
 [ -x /usr/bin/chromedriver ] || need_apt+=(chromium-driver)
 # certutil, to make Chromium trust the test CA in the HTTPS browser tests.
 [ -x /usr/bin/certutil ] || need_apt+=(libnss3-tools)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing ${need_apt[*]} from Debian's packages" >&2
@@ -48,6 +50,17 @@ fi
 
 [ -x /usr/sbin/nginx ] && export GRANT_NODE_REQUIRE_NGINX=1
 [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/certutil ] && export GRANT_NODE_REQUIRE_CHROMIUM=1
+
+# One PostgreSQL cluster for the run (scripts/pg.sh: initdb in a temporary folder, as the
+# unprivileged postgres user, on a loopback port), stopped however the run ends. Each test
+# makes its own database in it; the test that crashes PostgreSQL starts a cluster of its own.
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  pg_dir=$(mktemp -d /tmp/gn-test-pg.XXXXXX)
+  chmod 755 "$pg_dir"  # the postgres user must reach its folder inside
+  trap 'bash scripts/pg.sh stop "$pg_dir/pg"; rm -rf "$pg_dir"' EXIT
+  GRANT_NODE_PG_URL=$(bash scripts/pg.sh start "$pg_dir/pg")
+  export GRANT_NODE_PG_URL GRANT_NODE_REQUIRE_POSTGRES=1
+fi
 
 cargo build --release --bin grant-node
 export GRANT_NODE_BIN="$PWD/target/release/grant-node"

@@ -39,6 +39,24 @@ pub enum Command {
     Controller(ControllerCommand),
     /// Act as an application: ask for grants, finish them, call nodes, sign cartes.
     App(AppArgs),
+    /// Copy a node's data from its SQLite file to PostgreSQL, then compare the two.
+    Migrate(MigrateArgs),
+}
+
+/// `migrate` flags.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The node's SQLite database: sqlite:DATA_DIR/node.sqlite3.
+    #[arg(long)]
+    pub from: String,
+    /// The PostgreSQL database to fill: postgres://USER:PASSWORD@HOST/DB (it must hold no
+    /// owners yet).
+    #[arg(long)]
+    pub to: String,
+    /// The key that seals owners' keys in PostgreSQL [default: DATA_DIR/database.key, made
+    /// if missing]; give the node the same file.
+    #[arg(long)]
+    pub database_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::Name(command) => commands::name::run(command),
         Command::Controller(command) => commands::controller::run(command),
         Command::App(args) => commands::app::run(args),
+        Command::Migrate(args) => commands::migrate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

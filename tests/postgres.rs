@@ -33,7 +33,10 @@ struct Setup {
 }
 
 async fn setup(n: usize) -> Option<Setup> {
-    let cluster = Cluster::start()?;
+    setup_on(Cluster::shared()?, n).await
+}
+
+async fn setup_on(cluster: Cluster, n: usize) -> Option<Setup> {
     let dir = common::tempdir();
     let stub = Stub::start(&dir.path().join("registry"), 0).await;
     let database = cluster.database("node").await;
@@ -420,7 +423,13 @@ async fn a_process_killed_under_load_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgres_restart_under_load_answers_503_and_loses_nothing() {
-    let Some(s) = setup(2).await else { return };
+    // A cluster of this test's own: it is crashed and restarted.
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let Some(s) = setup_on(cluster, 2).await else {
+        return;
+    };
     const CLIENTS: usize = 4;
     register_writers(&s, CLIENTS).await;
     let urls: Vec<String> = s.processes.iter().map(Process::url).collect();
@@ -460,4 +469,101 @@ async fn a_postgres_restart_under_load_answers_503_and_loses_nothing() {
         l.iter().map(|l| l.acked).sum::<u64>(),
         l.iter().map(|l| l.unavailable).sum::<u64>()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrate_moves_a_populated_sqlite_node_to_postgres() {
+    let Some(cluster) = Cluster::shared() else {
+        return;
+    };
+    let dir = common::tempdir();
+    let data = dir.path().join("node");
+    // A node on SQLite with its embedded registry, used for a while: an owner with a
+    // password and a session, an application with a grant (and its audit entries).
+    let node = common::Node::start_embedded(&data, "alice").await;
+    let mut browser = node.set_password("alice", "correct horse battery").await;
+    let app = Identity::new("app", 1);
+    node.register_app(&app, &["http://127.0.0.1:4000/cb"]).await;
+    for scope in [&["view-profile", "react"][..], &["view-profile"][..]] {
+        let r = browser
+            .json(
+                Method::PUT,
+                &format!("{}/api/grants/app", node.url()),
+                Some(serde_json::json!({ "scope": scope })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", common::text(&r));
+    }
+    node.stop().await;
+
+    let database = cluster.database("moved").await;
+    let key_file = dir.path().join("database.key");
+    let migrate = |to: &str| {
+        std::process::Command::new(common::pg::node_bin())
+            .args(["migrate", "--from"])
+            .arg(format!("sqlite:{}", data.join("node.sqlite3").display()))
+            .args(["--to", to, "--database-key"])
+            .arg(&key_file)
+            .output()
+            .unwrap()
+    };
+    let out = migrate(&database);
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every table was compared; the copy's counts are the original's.
+    for (table, _) in grant_node::store::copy::TABLES {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with(table) && l.ends_with("ok")),
+            "{table} not reported: {report}"
+        );
+    }
+    let sqlite = rusqlite::Connection::open(data.join("node.sqlite3")).unwrap();
+    for table in ["owners", "sessions", "grants", "audit"] {
+        let n: i64 = sqlite
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap();
+        let m = common::pg::query(&database, &format!("SELECT COUNT(*) FROM {table}")).await;
+        assert_eq!(m[0][0].as_deref(), Some(n.to_string().as_str()), "{table}");
+        assert!(n > 0, "{table} is empty: the test copies nothing");
+    }
+    // A second migration into the same database is refused, and changes nothing.
+    let again = migrate(&database);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds 1 owners"));
+
+    // The moved node runs on PostgreSQL, its embedded registry now served by registry-stub
+    // from the same folder: the grant is in force, and alice's session still works.
+    let stub = Stub::start(&data.join("registry"), 0).await;
+    let p = Process::start(
+        &dir.path().join("p0"),
+        &database,
+        &key_file,
+        &stub.url(),
+        &stub.public_key_hex(),
+    )
+    .await;
+    let carte = app.carte("alice", VIEW_PROFILE, -5).sign(&app.signing);
+    assert_eq!(
+        profile(&HttpClient::new(), &p.url(), &carte).await,
+        (200, None)
+    );
+    let mut moved = common::Browser::new(&p.url());
+    moved.cookies = browser.cookies.clone();
+    let r = moved.get(&format!("{}/sessions", p.url())).await;
+    assert_eq!(r.status, 200, "{}", common::text(&r));
+    // And alice's keys moved with her: a grant change is signed (its notification) as alice.
+    let r = moved
+        .json(
+            Method::PUT,
+            &format!("{}/api/grants/app", p.url()),
+            Some(serde_json::json!({ "scope": ["view-profile", "react"] })),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", common::text(&r));
 }

@@ -2,5 +2,6 @@
 
 pub mod app;
 pub mod controller;
+pub mod migrate;
 pub mod name;
 pub mod serve;

@@ -77,6 +77,17 @@ pub enum Cell {
     Blob(Vec<u8>),
 }
 
+impl ToValue for Cell {
+    fn to_value(&self) -> Value<'_> {
+        match self {
+            Cell::Null => Value::Null,
+            Cell::Int(v) => Value::Int(*v),
+            Cell::Text(v) => Value::Text(v),
+            Cell::Blob(v) => Value::Blob(v),
+        }
+    }
+}
+
 /// What a result cell can be read as.
 pub trait FromCell: Sized {
     fn from_cell(cell: &Cell) -> Result<Self, StoreError>;
@@ -143,6 +154,11 @@ pub struct Row {
 }
 
 impl Row {
+    /// Every cell, in column order.
+    pub fn cells(&self) -> &[Cell] {
+        &self.cells
+    }
+
     /// Column `i`, as `T`.
     pub fn get<T: FromCell>(&self, i: usize) -> Result<T, StoreError> {
         T::from_cell(

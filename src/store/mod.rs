@@ -19,6 +19,7 @@
 pub mod book;
 pub mod conn;
 pub mod controllers;
+pub mod copy;
 pub mod grants;
 pub mod owner_keys;
 pub mod owners;

@@ -13,9 +13,11 @@ use ed25519_dalek::SigningKey;
 use grant_node::name::Name;
 use grant_node::outbound::HttpClient;
 
-/// A PostgreSQL cluster in a temporary folder, stopped on drop.
+/// A PostgreSQL cluster: the one `scripts/test.sh` started for the whole run
+/// (`GRANT_NODE_PG_URL`), or one of this test's own in a temporary folder, stopped on drop.
 pub struct Cluster {
-    dir: tempfile::TempDir,
+    /// `None` for the run's shared cluster (not this test's to stop or restart).
+    dir: Option<tempfile::TempDir>,
     /// The superuser URL (database `postgres`).
     pub url: String,
 }
@@ -25,8 +27,16 @@ fn script() -> PathBuf {
 }
 
 impl Cluster {
-    /// Starts a cluster, or `None` (with a note) when PostgreSQL is not installed and the
-    /// test run does not require it.
+    /// The run's shared cluster when there is one, else a cluster of this test's own.
+    pub fn shared() -> Option<Cluster> {
+        match std::env::var("GRANT_NODE_PG_URL") {
+            Ok(url) => Some(Cluster { dir: None, url }),
+            Err(_) => Cluster::start(),
+        }
+    }
+
+    /// Starts a cluster of this test's own, or `None` (with a note) when PostgreSQL is not
+    /// installed and the test run does not require it.
     pub fn start() -> Option<Cluster> {
         let installed =
             std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|mut d| d.next().is_some());
@@ -50,15 +60,22 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         let url = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        Some(Cluster { dir, url })
+        Some(Cluster {
+            dir: Some(dir),
+            url,
+        })
     }
 
     /// `pg_ctl restart -m immediate`: a crash and a restart.
     pub fn restart_immediate(&self) {
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("only a test's own cluster is restarted");
         let out = Command::new("bash")
             .arg(script())
             .arg("restart")
-            .arg(self.dir.path().join("pg"))
+            .arg(dir.path().join("pg"))
             .output()
             .unwrap();
         assert!(
@@ -68,8 +85,12 @@ impl Cluster {
         );
     }
 
-    /// A new, empty database; its URL.
+    /// A new, empty database (named `name` and a random suffix); its URL.
     pub async fn database(&self, name: &str) -> String {
+        let name = format!(
+            "{name}_{}",
+            hex::encode(&grant_node::auth::random_bytes()[..6])
+        );
         let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
             .await
             .unwrap();
@@ -86,11 +107,13 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(self.dir.path().join("pg"))
-            .output();
+        if let Some(dir) = &self.dir {
+            let _ = Command::new("bash")
+                .arg(script())
+                .arg("stop")
+                .arg(dir.path().join("pg"))
+                .output();
+        }
     }
 }
 
