@@ -259,7 +259,7 @@ async fn grant_api_adds_removes_expires_and_revokes() {
 async fn only_the_owner_manages_grants() {
     let (_dir, node, mut browser, app) = setup().await;
     // The owner's own carte with the grant scope works.
-    let owner_key = grant_node::keyfile::load(&node.dir.join("owners/alice/signing.key")).unwrap();
+    let owner_key = node.owner_key("alice").await;
     let owner = Identity {
         name: "alice".parse().unwrap(),
         updating: owner_key.clone(),

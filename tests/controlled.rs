@@ -33,6 +33,7 @@ fn designate(node: &Node, name: &str, max: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_grant-node"))
         .args(["controller", "add", name, "--max-scope", max, "--data-dir"])
         .arg(&node.dir)
+        .envs(node.cli_env())
         .output()
         .unwrap();
     assert!(
@@ -83,6 +84,7 @@ async fn a_platform_drives_its_owners() {
     let listed = Command::new(env!("CARGO_BIN_EXE_grant-node"))
         .args(["controller", "list", "--data-dir"])
         .arg(&node.dir)
+        .envs(node.cli_env())
         .output()
         .unwrap();
     assert_eq!(
@@ -497,6 +499,7 @@ async fn controller_add_refuses_a_name_that_is_not_registered() {
             "--data-dir",
         ])
         .arg(&node.dir)
+        .envs(node.cli_env())
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -508,6 +511,7 @@ async fn controller_add_refuses_a_name_that_is_not_registered() {
     let listed = Command::new(env!("CARGO_BIN_EXE_grant-node"))
         .args(["controller", "list", "--data-dir"])
         .arg(&node.dir)
+        .envs(node.cli_env())
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&listed.stdout), "");

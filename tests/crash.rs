@@ -33,8 +33,16 @@ const SCOPES: [&str; 6] = [
 ];
 const CLIENTS: usize = 4;
 
-fn start(bin: &str, dir: &Path, port: u16) -> Child {
-    Command::new(bin)
+/// With `GRANT_NODE_TEST_BACKEND=postgres`: the node's database and its registry stub
+/// (the embedded registry is off on PostgreSQL).
+struct Postgres {
+    database: String,
+    stub: common::Stub,
+}
+
+fn start(bin: &str, dir: &Path, port: u16, pg: Option<&Postgres>) -> Child {
+    let mut command = Command::new(bin);
+    command
         .args([
             "serve",
             "--listen",
@@ -49,9 +57,41 @@ fn start(bin: &str, dir: &Path, port: u16) -> Child {
         .arg("--data-dir")
         .arg(dir.join("node"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::null());
+    if let Some(pg) = pg {
+        command
+            .args(["--database", &pg.database, "--registry", &pg.stub.url()])
+            .args(["--registry-key", &pg.stub.public_key_hex()])
+            .arg("--database-key")
+            .arg(dir.join("database.key"));
+    }
+    command.spawn().unwrap()
+}
+
+/// Rows of one SQL query on the node's database, whichever it is.
+async fn query(dir: &Path, pg: Option<&Postgres>, sql: &str) -> Vec<Vec<Option<String>>> {
+    match pg {
+        Some(pg) => common::pg::query(&pg.database, sql).await,
+        None => {
+            let conn = rusqlite::Connection::open(dir.join("node/node.sqlite3")).unwrap();
+            let mut stmt = conn.prepare(sql).unwrap();
+            let width = stmt.column_count();
+            stmt.query_map([], |r| {
+                Ok((0..width)
+                    .map(|i| {
+                        r.get::<_, rusqlite::types::Value>(i).ok().map(|v| match v {
+                            rusqlite::types::Value::Integer(i) => i.to_string(),
+                            rusqlite::types::Value::Text(t) => t,
+                            other => format!("{other:?}"),
+                        })
+                    })
+                    .collect())
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        }
+    }
 }
 
 async fn wait_ready(url: &str) {
@@ -99,7 +139,20 @@ async fn acknowledged_writes_survive_sigkill() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let mut node = start(&bin, dir.path(), port);
+    let pg = match common::on_postgres() {
+        true => Some(Postgres {
+            database: common::pg::Cluster::shared()
+                .expect("PostgreSQL for this run")
+                .database("crash")
+                .await,
+            stub: common::Stub::start(&dir.path().join("registry"), 0).await,
+        }),
+        false => None,
+    };
+    let pg = pg.as_ref();
+    // Registry operations go to the node's embedded registry, or to the stub.
+    let registry = pg.map_or_else(|| url.clone(), |p| p.stub.url());
+    let mut node = start(&bin, dir.path(), port, pg);
     wait_ready(&url).await;
 
     // Applications and the platform, registered once.
@@ -108,7 +161,7 @@ async fn acknowledged_writes_survive_sigkill() {
         .collect();
     for app in &apps {
         assert_eq!(
-            common::post_op(&url, app.register_op("https://app.example/", &[], 0))
+            common::post_op(&registry, app.register_op("https://app.example/", &[], 0))
                 .await
                 .status,
             201
@@ -116,13 +169,22 @@ async fn acknowledged_writes_survive_sigkill() {
     }
     let platform = Identity::new("platform", 50);
     assert_eq!(
-        common::post_op(&url, platform.register_op("https://p.example/", &[], 0))
-            .await
-            .status,
+        common::post_op(
+            &registry,
+            platform.register_op("https://p.example/", &[], 0)
+        )
+        .await
+        .status,
         201
     );
-    let owner_key =
-        grant_node::keyfile::load(&dir.path().join("node/owners/alice/signing.key")).unwrap();
+    let owner_key = match pg {
+        Some(pg) => {
+            common::pg::owner_key(&pg.database, &dir.path().join("database.key"), "alice").await
+        }
+        None => {
+            grant_node::keyfile::load(&dir.path().join("node/owners/alice/signing.key")).unwrap()
+        }
+    };
     let alice = Name::parse("alice").unwrap();
     let owner_carte = {
         let mut c = Carte::new(
@@ -237,15 +299,13 @@ async fn acknowledged_writes_survive_sigkill() {
         }
         owners.await.unwrap();
 
-        // The database, as the crash left it.
-        let conn = rusqlite::Connection::open(dir.path().join("node/node.sqlite3")).unwrap();
-        let check: String = conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(check, "ok", "round {round}");
-        drop(conn);
+        // The database, as the crash left it (PostgreSQL checks its own on recovery).
+        if pg.is_none() {
+            let check = query(dir.path(), pg, "PRAGMA integrity_check").await;
+            assert_eq!(check[0][0].as_deref(), Some("ok"), "round {round}");
+        }
 
-        node = start(&bin, dir.path(), port);
+        node = start(&bin, dir.path(), port, pg);
         wait_ready(&url).await;
         let (last_acked, in_flight, owners) = {
             let l = ledger.lock().unwrap();
@@ -295,20 +355,19 @@ async fn acknowledged_writes_survive_sigkill() {
             );
         }
         // Nothing half-applied: each grant equals the newest audit entry written for it.
-        let conn = rusqlite::Connection::open(dir.path().join("node/node.sqlite3")).unwrap();
-        let mismatched: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM grants g WHERE g.scope != (SELECT new_scope FROM audit a
-                 WHERE a.owner = g.owner AND a.app = g.app ORDER BY a.id DESC LIMIT 1)",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(mismatched, 0, "round {round}");
+        let mismatched = query(
+            dir.path(),
+            pg,
+            "SELECT COUNT(*) FROM grants g WHERE g.scope != (SELECT new_scope FROM audit a
+             WHERE a.owner = g.owner AND a.app = g.app ORDER BY a.id DESC LIMIT 1)",
+        )
+        .await;
+        assert_eq!(mismatched[0][0].as_deref(), Some("0"), "round {round}");
     }
     let l = ledger.lock().unwrap();
     println!(
-        "crash test: {rounds} rounds, {} acknowledged writes ({} owners created), 0 lost",
+        "crash test ({}): {rounds} rounds, {} acknowledged writes ({} owners created), 0 lost",
+        if pg.is_some() { "PostgreSQL" } else { "SQLite" },
         l.acked,
         l.owners.len()
     );

@@ -77,16 +77,27 @@ pub struct Coherence {
 pub type Invalidate = Arc<dyn Fn(Option<&Change>) + Send + Sync>;
 
 impl Coherence {
-    pub fn new(db: Db) -> Coherence {
-        let mut id = [0u8; 8];
-        let _ = getrandom::getrandom(&mut id);
-        Coherence {
+    /// This process's part, under the id kept in `id_file` (made on first start). A process
+    /// restarted on its data directory keeps its id, so its new row replaces the old one at
+    /// once: writers do not wait out the dead process's lease.
+    pub fn new(db: Db, id_file: &std::path::Path) -> std::io::Result<Coherence> {
+        let id = match std::fs::read_to_string(id_file) {
+            Ok(id) if id.trim().len() == 16 => id.trim().to_owned(),
+            _ => {
+                let mut raw = [0u8; 8];
+                getrandom::getrandom(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
+                let id = hex::encode(raw);
+                std::fs::write(id_file, &id)?;
+                id
+            }
+        };
+        Ok(Coherence {
             db,
-            id: hex::encode(id),
+            id,
             listening: AtomicBool::new(false),
             vouched: Mutex::new(None),
             seen: AtomicI64::new(0),
-        }
+        })
     }
 
     /// Whether this process may answer from its caches now.

@@ -411,9 +411,13 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         Database::Postgres { .. } => db.clone(),
     };
     let writer = grants::GrantWriter::start(writer_db).context("starting the grant writer")?;
-    let coherence = db
-        .postgres()
-        .map(|_| Arc::new(coherence::Coherence::new(db.clone())));
+    let coherence = match db.postgres() {
+        Some(_) => Some(Arc::new(
+            coherence::Coherence::new(db.clone(), &config.data_dir.join("process-id"))
+                .context("this process's id")?,
+        )),
+        None => None,
+    };
     let owner_keys = match &config.database {
         Database::Sqlite => owners::OwnerKeys::in_files(config.data_dir.join("owners")),
         Database::Postgres { key_file, .. } => {

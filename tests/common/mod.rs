@@ -228,9 +228,26 @@ pub fn random_nonce() -> [u8; 16] {
 }
 
 /// A node in a temporary folder.
+///
+/// With `GRANT_NODE_TEST_BACKEND=postgres` (scripts/test.sh runs the grant, API and
+/// controlled-account suites a second time so), a node keeps its shared data in a fresh
+/// PostgreSQL database instead of its SQLite file, and a node configured with the embedded
+/// registry gets a registry stub instead (PostgreSQL deployments run one). The tests do not
+/// change: they reach the registry through [`Node::registry`] and the database through
+/// [`Node::db`].
 pub struct Node {
     pub dir: PathBuf,
     pub server: Running,
+    /// Where registry operations go: the node itself, or its stub.
+    pub registry: String,
+    /// The PostgreSQL database, when on PostgreSQL.
+    pub database: Option<String>,
+    stub: Option<Stub>,
+}
+
+/// Whether this run puts nodes on PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("GRANT_NODE_TEST_BACKEND").as_deref() == Ok("postgres")
 }
 
 impl Node {
@@ -273,9 +290,40 @@ impl Node {
     }
 
     /// Starts on a given listener (a restart on the same address).
-    pub async fn start_on(config: Config, l: tokio::net::TcpListener) -> Node {
+    pub async fn start_on(mut config: Config, l: tokio::net::TcpListener) -> Node {
         let dir = config.data_dir.clone();
         let addr = l.local_addr().unwrap();
+        let (mut stub, mut database) = (None, None);
+        if on_postgres() {
+            std::fs::create_dir_all(&dir).unwrap();
+            if let RegistrySetting::Embedded { pow_bits } = config.registry {
+                let s = Stub::start(&dir.join("registry"), pow_bits).await;
+                config.registry = RegistrySetting::Remote {
+                    url: s.url(),
+                    key: s.authority.public_key(),
+                };
+                stub = Some(s);
+            }
+            // The same database across restarts on one folder.
+            let remembered = dir.join("test-database-url");
+            let url = match std::fs::read_to_string(&remembered) {
+                Ok(url) => url,
+                Err(_) => {
+                    let cluster = pg::Cluster::shared().expect("PostgreSQL for this run");
+                    let url = cluster.database("node").await;
+                    std::fs::write(&remembered, &url).unwrap();
+                    url
+                }
+            };
+            config.database = grant_node::config::Database::Postgres {
+                url: url.clone(),
+                key_file: dir.join("database.key"),
+            };
+            database = Some(url);
+        }
+        let registry = stub
+            .as_ref()
+            .map_or_else(|| format!("http://{addr}"), Stub::url);
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(async move {
             grant_node::node::serve(config, l, async {
@@ -291,9 +339,39 @@ impl Node {
                 stop: Some(tx),
                 task: Some(task),
             },
+            registry,
+            database,
+            stub,
         };
         node.wait_ready().await;
         node
+    }
+
+    /// The node's shared database, as the node opens it.
+    pub fn db(&self) -> grant_node::store::Db {
+        match &self.database {
+            Some(url) => grant_node::store::Db::connect(url, 1).unwrap(),
+            None => grant_node::store::Db::open(&self.dir.join("node.sqlite3")).unwrap(),
+        }
+    }
+
+    /// Environment for the `grant-node` CLI to find this node's database.
+    pub fn cli_env(&self) -> Vec<(&'static str, String)> {
+        match &self.database {
+            Some(url) => vec![("GRANT_NODE_DATABASE", url.clone())],
+            None => Vec::new(),
+        }
+    }
+
+    /// An owner's signing key, from its file or (PostgreSQL) sealed in the database.
+    pub async fn owner_key(&self, owner: &str) -> SigningKey {
+        match &self.database {
+            Some(url) => pg::owner_key(url, &self.dir.join("database.key"), owner).await,
+            None => {
+                grant_node::keyfile::load(&self.dir.join("owners").join(owner).join("signing.key"))
+                    .unwrap()
+            }
+        }
     }
 
     async fn wait_ready(&self) {
@@ -573,7 +651,7 @@ impl Node {
     /// Sets `owner`'s password through a one-time link, as the owner would; returns the
     /// logged-in browser.
     pub async fn set_password(&self, owner: &str, password: &str) -> Browser {
-        let db = grant_node::store::Db::open(&self.dir.join("node.sqlite3")).unwrap();
+        let db = self.db();
         let (token, hash) = grant_node::auth::new_token();
         let name = Name::parse(owner).unwrap();
         grant_node::store::owners::insert_setup_token(
@@ -599,14 +677,19 @@ impl Node {
         browser
     }
 
-    /// Registers an application in this node's embedded registry.
+    /// Registers an application in this node's registry (embedded, or its stub), and
+    /// waits until the node's mirror knows it.
     pub async fn register_app(&self, app: &Identity, redirect_uris: &[&str]) -> RecordJson {
         let r = post_op(
-            &self.url(),
+            &self.registry,
             app.register_op("https://app.example/", redirect_uris, 0),
         )
         .await;
         assert_eq!(r.status, 201, "{}", text(&r));
+        if self.stub.is_some() {
+            let known = self.get(&format!("/registry/names/{}", app.name)).await;
+            assert_eq!(known.status, 200, "{}", text(&known));
+        }
         r.json().unwrap()
     }
 }
