@@ -5,6 +5,9 @@
 //!
 //! `bench_setup NODE_URL NODE_DATA_DIR OUT_DIR POOL_SIZE [GRANT_URLS]`: with GRANT_URLS, also
 //! writes that many `/grant` URLs (fresh grant cartes) to `grants.txt`, for soak tests.
+//!
+//! A node on PostgreSQL: `BENCH_REGISTRY` names its registry (operations go there, not to
+//! the node), and `BENCH_DATABASE` with `BENCH_DATABASE_KEY` where alice's sealed key is.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -47,8 +50,9 @@ async fn main() -> anyhow::Result<()> {
     let app = Name::parse("bench-app")?;
     let key = SigningKey::from_bytes(&[42; 32]);
 
+    let registry = std::env::var("BENCH_REGISTRY").unwrap_or_else(|_| node.clone());
     let meta: serde_json::Value = http
-        .get(&format!("{node}/registry/metadata"))
+        .get(&format!("{registry}/registry/metadata"))
         .await?
         .json()
         .context("registry metadata")?;
@@ -69,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
     let r = http
         .send(
             Method::POST,
-            &format!("{node}/registry/ops"),
+            &format!("{registry}/registry/ops"),
             &[("content-type", "application/cbor")],
             Operation::Register(op).sign(&key).into(),
         )
@@ -81,8 +85,22 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // The owner's own carte with the grant scope, for the grant API (and case e).
-    let owner_key =
-        grant_node::keyfile::load(&std::path::Path::new(data).join("owners/alice/signing.key"))?;
+    let owner_key = match std::env::var("BENCH_DATABASE") {
+        Ok(url) => {
+            let key_file = std::env::var("BENCH_DATABASE_KEY").context("BENCH_DATABASE_KEY")?;
+            let sealer = grant_node::store::owner_keys::Sealer::new(
+                &grant_node::keyfile::load(std::path::Path::new(&key_file))?.to_bytes(),
+            );
+            let db = grant_node::store::Db::connect(&url, 1)?;
+            let secret =
+                grant_node::store::owner_keys::get(&db.lock()?, &sealer, &alice, "signing")?
+                    .context("alice's key is not in the database")?;
+            SigningKey::from_bytes(&secret)
+        }
+        Err(_) => {
+            grant_node::keyfile::load(&std::path::Path::new(data).join("owners/alice/signing.key"))?
+        }
+    };
     let mut owner = Carte::new(alice.clone(), now, now + 3500, nonce(0));
     owner.audience = Some(alice.clone());
     owner.admin_scope = Scope::GRANT;

@@ -83,8 +83,11 @@ pub fn copy(from: &Conn, to: &Conn) -> Result<Vec<(&'static str, usize)>, StoreE
     Ok(copied)
 }
 
+/// A table's name, row count and checksum.
+pub type TableSummary = (&'static str, usize, [u8; 32]);
+
 /// Each table's row count and checksum.
-pub fn summary(conn: &Conn) -> Result<Vec<(&'static str, usize, [u8; 32])>, StoreError> {
+pub fn summary(conn: &Conn) -> Result<Vec<TableSummary>, StoreError> {
     let mut out = Vec::new();
     for (table, columns) in TABLES {
         let mut hashes: Vec<[u8; 32]> = rows(conn, table, columns)?
