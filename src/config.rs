@@ -145,6 +145,8 @@ pub struct Config {
     pub trusted_proxies: Vec<crate::outbound::Cidr>,
     /// How long a notification is retried before it is given up, seconds.
     pub outbox_give_up: u64,
+    /// With PostgreSQL: how long a process's claim on a delivery lasts, seconds.
+    pub outbox_claim: u64,
     /// Owners who administer the node (the console's node page); empty: the first owner.
     pub admins: Vec<Name>,
     /// How often "last used" times are written down.
@@ -182,6 +184,7 @@ impl Config {
             allowed_targets: Vec::new(),
             trusted_proxies: Vec::new(),
             outbox_give_up: DEFAULT_OUTBOX_GIVE_UP,
+            outbox_claim: DEFAULT_OUTBOX_CLAIM,
             admins: Vec::new(),
             usage_flush: crate::node::USAGE_FLUSH,
             clock: Clock::system(),
@@ -371,6 +374,14 @@ impl Config {
             }
             config.outbox_give_up = secs;
         }
+        if let Some(secs) = file.outbox_claim {
+            // Longer than one attempt can take (the outbound client's 10 s time-out), or a
+            // slow delivery would be claimed by a second process while the first is still on it.
+            if !(11..=3600).contains(&secs) {
+                bail!("outbox_claim {secs}: between 11 and 3600 seconds");
+            }
+            config.outbox_claim = secs;
+        }
         if let Some(secs) = file.usage_flush {
             if !(1..=3600).contains(&secs) {
                 bail!("usage_flush {secs}: between 1 and 3600 seconds");
@@ -457,6 +468,7 @@ struct FileConfig {
     #[serde(default)]
     trusted_proxies: Vec<String>,
     outbox_give_up: Option<u64>,
+    outbox_claim: Option<u64>,
     #[serde(default)]
     admins: Vec<String>,
     usage_flush: Option<u64>,
@@ -484,6 +496,9 @@ impl FileConfig {
         toml::from_str(&text).with_context(|| format!("in the config file {}", path.display()))
     }
 }
+
+/// How long a claimed delivery stays with its process (PostgreSQL): a minute.
+pub const DEFAULT_OUTBOX_CLAIM: u64 = 60;
 
 /// How long an undeliverable notification is retried: three days.
 pub const DEFAULT_OUTBOX_GIVE_UP: u64 = 3 * 86_400;

@@ -567,3 +567,138 @@ async fn migrate_moves_a_populated_sqlite_node_to_postgres() {
         .await;
     assert_eq!(r.status, 200, "{}", common::text(&r));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_notification_is_delivered_once_and_a_dead_process_leaves_none_behind() {
+    let Some(cluster) = Cluster::shared() else {
+        return;
+    };
+    // The application's notification receiver: records every body; while `hold` is set it
+    // takes requests and never answers (a delivery in flight when its process dies).
+    let received = Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+    let held = Arc::new(AtomicU64::new(0));
+    let hold = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = format!("http://{}/", listener.local_addr().unwrap());
+    let (r, h, hd) = (received.clone(), held.clone(), hold.clone());
+    let _receiver = common::serve_task(listener, move |req, _| {
+        let (r, h, hd) = (r.clone(), h.clone(), hd.clone());
+        async move {
+            use http_body_util::BodyExt;
+            if hd.load(Ordering::SeqCst) {
+                h.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            let body = req.into_body().collect().await.unwrap().to_bytes().to_vec();
+            r.lock().unwrap().push(body);
+            hyper::Response::new(grant_node::http::Body::default())
+        }
+    });
+
+    let dir = common::tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    let database = cluster.database("outbox").await;
+    let key_file = dir.path().join("database.key");
+    let toml = "outbox_claim = 12\n";
+    let start = |i: usize| {
+        let (dir, database, key_file, stub_url, key) = (
+            dir.path().join(format!("p{i}")),
+            database.clone(),
+            key_file.clone(),
+            stub.url(),
+            stub.public_key_hex(),
+        );
+        async move { Process::start_with(&dir, &database, &key_file, &stub_url, &key, toml).await }
+    };
+    let mut a = start(0).await;
+    let mut b = start(1).await;
+    let app = Identity::new("app", 7);
+    assert_eq!(
+        common::post_op(&stub.url(), app.register_op(&target, &[], 0))
+            .await
+            .status,
+        201
+    );
+    let key = common::pg::owner_key(&database, &key_file, "alice").await;
+    let mut c = Carte::new(
+        Name::parse("alice").unwrap(),
+        common::now() - 5,
+        common::now() + 3000,
+        common::random_nonce(),
+    );
+    c.audience = Some(Name::parse("alice").unwrap());
+    c.admin_scope = Scope::GRANT;
+    let owner_carte = c.sign(&key);
+    let http = HttpClient::new();
+    let change = |url: String, step: usize| {
+        let (http, owner_carte) = (http.clone(), owner_carte.clone());
+        async move {
+            let body = serde_json::json!({ "scope": [STEPS[step % STEPS.len()]] });
+            let r = http
+                .send(
+                    Method::PUT,
+                    &format!("{url}/api/grants/app"),
+                    &[
+                        ("authorization", &format!("Carte {owner_carte}")),
+                        ("content-type", "application/json"),
+                    ],
+                    body.to_string().into(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200, "{:?}", r.error_code());
+        }
+    };
+    let outbox_empty = || async {
+        common::pg::query(&database, "SELECT COUNT(*) FROM outbox").await[0][0].as_deref()
+            == Some("0")
+    };
+
+    // Twenty changes through both processes: twenty notifications, each delivered once.
+    for step in 0..20 {
+        let url = if step % 2 == 0 { a.url() } else { b.url() };
+        change(url, step).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !(received.lock().unwrap().len() >= 20 && outbox_empty().await) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deliveries did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing more arrives: twenty queued, twenty delivered, none twice. (Bodies alone
+    // cannot tell: two changes to the same scope in one second sign the same notification.)
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        received.lock().unwrap().len(),
+        20,
+        "each notification exactly once"
+    );
+
+    // A delivery in flight when its process is killed: the other process delivers it once
+    // the claim has run out. B is stopped first, so that A is the one that claims it.
+    b.kill();
+    hold.store(true, Ordering::SeqCst);
+    change(a.url(), 20).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while held.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A never tried to deliver"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.kill();
+    hold.store(false, Ordering::SeqCst);
+    b.restart().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while !(received.lock().unwrap().len() == 21 && outbox_empty().await) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delivery A died holding was never made"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(received.lock().unwrap().len(), 21);
+}

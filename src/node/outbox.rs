@@ -8,7 +8,8 @@
 //! from the time of the failure (2, 4, 8 … seconds, at most an hour). A target the guard
 //! refuses is a permanent failure, and so is an entry still undelivered after `outbox_give_up`
 //! (default three days); both are removed, counted in `/metrics` and written to the grant's
-//! history. Entries live in SQLite, so a restart resumes where the node stopped.
+//! history. Entries live in the database, so a restart resumes where the node stopped; with
+//! several processes on PostgreSQL each entry is claimed by one of them (see `start_due`).
 //!
 //! Deliveries to different targets run concurrently, at most [`MAX_IN_FLIGHT`] at once and one
 //! per target (its host and port), so a target that never answers holds one slot for at most
@@ -57,11 +58,6 @@ pub async fn run(state: Arc<NodeState>, stop: impl Future<Output = ()>) {
     deliveries.abort_all();
 }
 
-/// How long a claimed delivery stays with the process that claimed it (PostgreSQL): longer
-/// than one attempt can take (the outbound client's time-out), short enough that a process
-/// killed mid-delivery delays it only this much.
-const CLAIM_LEASE: u64 = 60;
-
 /// The part of a target URL that identifies it: scheme, host and port.
 fn target_key(url: &str) -> String {
     match url.parse::<hyper::Uri>() {
@@ -83,9 +79,12 @@ async fn start_due(
     let now = state.config.clock.now();
     // Several processes on one PostgreSQL database claim what they deliver (each entry by
     // one process; a process that dies mid-delivery leaves it to be claimed again after
-    // CLAIM_LEASE). One process alone reads what is due: its in-flight set is the claim.
+    // `outbox_claim`). One process alone reads what is due: its in-flight set is the claim.
     let shared = state.db.postgres().is_some();
     let room = slots.available_permits().min(256) as u32;
+    // A claim lasts longer than one attempt can take (the outbound client's time-out), and
+    // is short enough that a process killed mid-delivery delays the entry only this much.
+    let claim = state.config.outbox_claim;
     if room == 0 {
         return;
     }
@@ -93,7 +92,7 @@ async fn start_due(
         .db
         .run(move |c| {
             if shared {
-                store::grants::claim_due(c, now, room, CLAIM_LEASE)
+                store::grants::claim_due(c, now, room, claim)
             } else {
                 store::grants::due(c, now, 256)
             }

@@ -168,9 +168,25 @@ impl Process {
         registry: &str,
         registry_key: &str,
     ) -> Process {
+        Process::start_with(dir, database, key_file, registry, registry_key, "").await
+    }
+
+    /// [`Process::start`] with more configuration (TOML).
+    pub async fn start_with(
+        dir: &Path,
+        database: &str,
+        key_file: &Path,
+        registry: &str,
+        registry_key: &str,
+        toml: &str,
+    ) -> Process {
         let port = free_port();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("node.toml"), toml).unwrap();
         let args = vec![
             "serve".to_owned(),
+            "--config".to_owned(),
+            dir.join("node.toml").display().to_string(),
             "--listen".into(),
             format!("127.0.0.1:{port}"),
             "--owner".into(),
