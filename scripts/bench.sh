@@ -174,8 +174,16 @@ if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     "$tmp/pgout" "$POOL" >/dev/null
   pool_lua "$tmp/pgout/pool_c.txt" "/auth/check?scope=view-profile" >"$tmp/pg_c.lua"
   sed "s#$tmp/owner.txt#$tmp/pgout/owner.txt#" "$tmp/put.lua" >"$tmp/pg_put.lua"
-  run j "$p1_pid" "http://127.0.0.1:18680/" "$tmp/pg_c.lua"
-  run k "$p1_pid" "http://127.0.0.1:18680/" "$tmp/pg_put.lua"
+  # PostgreSQL's own CPU per request (every process of the postgres user: this cluster's).
+  pg_cpu() { local t=0 p; for p in $(pgrep -u postgres); do t=$((t + $(cpu "$p" 2>/dev/null || echo 0))); done; echo "$t"; }
+  declare -A PGCPU
+  pg_run() { # name runner args...
+    local name=$1 before after; shift
+    before=$(pg_cpu); "$@"; after=$(pg_cpu)
+    PGCPU[$name]=$(awk -v t=$((after - before)) -v hz="$ticks" -v n="${REQS[$name]}" 'BEGIN { printf "%.1f", t / hz / n * 1e6 }')
+  }
+  pg_run j run j "$p1_pid" "http://127.0.0.1:18680/" "$tmp/pg_c.lua"
+  pg_run k run k "$p1_pid" "http://127.0.0.1:18680/" "$tmp/pg_put.lua"
   pg_node 18681 "$tmp/p2"
   p2_pid=${pids[-1]}
   run2() { # name script-for-both
@@ -183,9 +191,10 @@ if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     before=$(( $(cpu "$p1_pid") + $(cpu "$p2_pid") ))
     taskset -c 1 wrk -t1 -c$((CONNS / 2)) -d"${DURATION}s" --latency -s "$script" \
       "http://127.0.0.1:18680/" >"$tmp/w1" &
+    local first=$!
     taskset -c 1 wrk -t1 -c$((CONNS / 2)) -d"${DURATION}s" --latency -s "$script" \
       "http://127.0.0.1:18681/" >"$tmp/w2"
-    wait
+    wait "$first"
     after=$(( $(cpu "$p1_pid") + $(cpu "$p2_pid") ))
     REQS[$name]=$(cat "$tmp/w1" "$tmp/w2" | awk '/requests in/ {n += $1} END {print n}')
     RPS[$name]=$(cat "$tmp/w1" "$tmp/w2" | awk '/Requests\/sec/ {n += $2} END {printf "%.0f", n}')
@@ -198,8 +207,8 @@ if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   # process has seen them.
   tail -n $((POOL / 2)) "$tmp/pgout/pool_c.txt" >"$tmp/pgout/pool_c2.txt"
   pool_lua "$tmp/pgout/pool_c2.txt" "/auth/check?scope=view-profile" >"$tmp/pg_c2.lua"
-  run2 l "$tmp/pg_c2.lua"
-  run2 m "$tmp/pg_put.lua"
+  pg_run l run2 l "$tmp/pg_c2.lua"
+  pg_run m run2 m "$tmp/pg_put.lua"
   PG_CASES="j k l m"
 fi
 
@@ -237,6 +246,7 @@ if [ -n "$PG_CASES" ]; then
     printf "PostgreSQL / SQLite, one process: cold carte (j/c) = %.2f, grant changes (k/e) = %.2f\n", j / c, k / e
     printf "two processes / one, on PostgreSQL: cold carte (l/j) = %.2f, grant changes (m/k) = %.2f\n", l / j, m / k
   }'
+  echo "PostgreSQL CPU µs/req: j ${PGCPU[j]}, k ${PGCPU[k]}, l ${PGCPU[l]}, m ${PGCPU[m]}"
 fi
 echo "node resident memory: ${rss_start} MiB at start, ${rss_after_cold} MiB after the cold-path run (verified-carte cache full to its bound)"
 

@@ -17,7 +17,8 @@
 //!   verified mirror and its key resolver; a client for the registry's API.
 //! - [`auth`]: password hashing, tokens and the login rate limiter.
 //! - [`clock`]: the one place that reads the wall clock.
-//! - [`store`]: SQLite: schema, migrations and every query.
+//! - [`store`]: every query, written once against one connection interface with a SQLite and
+//!   a PostgreSQL implementation; schemas and migrations.
 //! - [`keyfile`]: key files with mode 0600.
 //! - [`node`]: the node's state, carte access with its caches, durable grant changes, owners,
 //!   the notification outbox, and the wiring that serves it all.

@@ -338,3 +338,131 @@ async fn nginx_terminates_tls_in_front_of_a_plain_node_with_trusted_proxies() {
     elsewhere.addresses = Some(vec!["127.0.0.2".parse().unwrap()]);
     assert_eq!(call(elsewhere.sign(&app.signing)).await, 401);
 }
+
+/// The README's two-process example ("Running several node processes"): its nginx block, as
+/// printed but for ports and certificate paths, in front of two node processes on one
+/// PostgreSQL database.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_processes_behind_nginx_as_the_readme_shows() {
+    if !std::path::Path::new(NGINX).exists() {
+        assert!(
+            std::env::var_os("GRANT_NODE_REQUIRE_NGINX").is_none(),
+            "nginx is required here but missing: apt-get install nginx-light"
+        );
+        eprintln!("nginx is not installed; skipping (scripts/test.sh installs it)");
+        return;
+    }
+    let Some(cluster) = common::pg::Cluster::shared() else {
+        return;
+    };
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .unwrap();
+    let section = &readme[readme.find("## Running several node processes").unwrap()..];
+    let start = section.find("```nginx\n").unwrap() + "```nginx\n".len();
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    assert!(block.contains("upstream grant_node"), "{block}");
+
+    let dir = tempdir();
+    let stub = common::Stub::start(&dir.path().join("registry"), 0).await;
+    let database = cluster.database("behind_nginx").await;
+    let key_file = dir.path().join("database.key");
+    let mut processes = Vec::new();
+    for i in 0..2 {
+        processes.push(
+            common::pg::Process::start(
+                &dir.path().join(format!("p{i}")),
+                &database,
+                &key_file,
+                &stub.url(),
+                &stub.public_key_hex(),
+            )
+            .await,
+        );
+    }
+
+    // A certificate for node.example from a CA made here.
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["node.example".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let pem = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let ca_file = pem("ca.pem", ca.pem());
+    let cert = pem("node.pem", format!("{}{}", leaf.pem(), ca.pem()));
+    let key = pem("node.key", leaf_key.serialize_pem());
+    let port = common::pg::free_port();
+    let server = block
+        .replace("127.0.0.1:8650", &format!("127.0.0.1:{}", processes[0].port))
+        .replace("127.0.0.1:8651", &format!("127.0.0.1:{}", processes[1].port))
+        .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
+        .replace("/etc/letsencrypt/live/node.example/fullchain.pem", &cert)
+        .replace("/etc/letsencrypt/live/node.example/privkey.pem", &key);
+    let http = HttpClient::with(grant_node::outbound::Options {
+        ca_file: Some(ca_file.into()),
+        resolve: vec![grant_node::outbound::ResolveOverride::parse(&format!(
+            "node.example:{port}:127.0.0.1"
+        ))
+        .unwrap()],
+        ..Default::default()
+    })
+    .unwrap();
+    let base = format!("https://node.example:{port}");
+    let _nginx = start_nginx(
+        &dir.path().join("nginx"),
+        &server,
+        &http,
+        &format!("{base}/healthz"),
+    )
+    .await;
+
+    // Through the proxy, requests land on either process; a grant and a revocation made
+    // through it hold on every request that follows.
+    let app = Identity::new("app", 3);
+    app.register(&stub.client(), 0).await;
+    let owner = common::pg::owner_key(&database, &key_file, "alice").await;
+    let mut c = grant_node::carte::Carte::new(
+        grant_node::name::Name::parse("alice").unwrap(),
+        common::now() - 5,
+        common::now() + 600,
+        common::random_nonce(),
+    );
+    c.audience = Some(grant_node::name::Name::parse("alice").unwrap());
+    c.admin_scope = grant_node::scope::Scope::GRANT;
+    let owner_carte = c.sign(&owner);
+    let carte = app.carte("alice", 0x80000, -5).sign(&app.signing);
+    for (scope, expect) in [(serde_json::json!(["view-profile"]), 200), (serde_json::json!([]), 403)] {
+        let r = http
+            .send(
+                Method::PUT,
+                &format!("{base}/api/grants/app"),
+                &[
+                    ("authorization", &format!("Carte {owner_carte}")),
+                    ("content-type", "application/json"),
+                ],
+                serde_json::json!({ "scope": scope }).to_string().into(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{:?}", r.error_code());
+        for _ in 0..20 {
+            let r = http
+                .send(
+                    Method::GET,
+                    &format!("{base}/api/profile"),
+                    &[("authorization", &format!("Carte {carte}"))],
+                    Default::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.status, expect, "{:?}", r.error_code());
+        }
+    }
+}
