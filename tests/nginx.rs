@@ -355,8 +355,8 @@ async fn two_processes_behind_nginx_as_the_readme_shows() {
     let Some(cluster) = common::pg::Cluster::shared() else {
         return;
     };
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let section = &readme[readme.find("## Running several node processes").unwrap()..];
     let start = section.find("```nginx\n").unwrap() + "```nginx\n".len();
     let block = &section[start..start + section[start..].find("```").unwrap()];
@@ -400,8 +400,14 @@ async fn two_processes_behind_nginx_as_the_readme_shows() {
     let key = pem("node.key", leaf_key.serialize_pem());
     let port = common::pg::free_port();
     let server = block
-        .replace("127.0.0.1:8650", &format!("127.0.0.1:{}", processes[0].port))
-        .replace("127.0.0.1:8651", &format!("127.0.0.1:{}", processes[1].port))
+        .replace(
+            "127.0.0.1:8650",
+            &format!("127.0.0.1:{}", processes[0].port),
+        )
+        .replace(
+            "127.0.0.1:8651",
+            &format!("127.0.0.1:{}", processes[1].port),
+        )
         .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
         .replace("/etc/letsencrypt/live/node.example/fullchain.pem", &cert)
         .replace("/etc/letsencrypt/live/node.example/privkey.pem", &key);
@@ -438,7 +444,10 @@ async fn two_processes_behind_nginx_as_the_readme_shows() {
     c.admin_scope = grant_node::scope::Scope::GRANT;
     let owner_carte = c.sign(&owner);
     let carte = app.carte("alice", 0x80000, -5).sign(&app.signing);
-    for (scope, expect) in [(serde_json::json!(["view-profile"]), 200), (serde_json::json!([]), 403)] {
+    for (scope, expect) in [
+        (serde_json::json!(["view-profile"]), 200),
+        (serde_json::json!([]), 403),
+    ] {
         let r = http
             .send(
                 Method::PUT,

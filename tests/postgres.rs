@@ -702,3 +702,34 @@ async fn each_notification_is_delivered_once_and_a_dead_process_leaves_none_behi
     }
     assert_eq!(received.lock().unwrap().len(), 21);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_process_that_loses_its_notifications_never_answers_from_stale_caches() {
+    let Some(s) = setup(2).await else { return };
+    let carte = s.app_carte();
+    let http = HttpClient::new();
+    let b = s.processes[1].url();
+    for round in 0..20 {
+        assert_eq!(s.set_grant(&http, 0, &["view-profile"]).await, 200);
+        // B's caches hold the grant…
+        assert_eq!(
+            profile(&http, &b, &carte).await,
+            (200, None),
+            "round {round}"
+        );
+        // …when every notification connection is cut (the processes' other connections
+        // stay up), and the grant is revoked through A at that moment.
+        common::pg::query(
+            &s.database,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE query LIKE 'LISTEN%' AND pid != pg_backend_pid()",
+        )
+        .await;
+        assert_eq!(s.set_grant(&http, 0, &[]).await, 200);
+        assert_eq!(
+            profile(&http, &b, &carte).await,
+            (403, Some("grant.missing-scope".into())),
+            "round {round}: B answered from a stale cache"
+        );
+    }
+}

@@ -71,6 +71,11 @@ pub struct Coherence {
     vouched: Mutex<Option<Instant>>,
     /// The highest version applied to the caches.
     seen: AtomicI64,
+    /// How many barriers are waiting, and the poller's wake-up.
+    waiters: std::sync::atomic::AtomicUsize,
+    wake_poller: tokio::sync::Notify,
+    /// The poller's latest reading.
+    snapshots: tokio::sync::watch::Sender<Option<Arc<Snapshot>>>,
 }
 
 /// What a process does with an announcement: drop the named entries from its caches.
@@ -97,6 +102,9 @@ impl Coherence {
             listening: AtomicBool::new(false),
             vouched: Mutex::new(None),
             seen: AtomicI64::new(0),
+            waiters: std::sync::atomic::AtomicUsize::new(0),
+            wake_poller: tokio::sync::Notify::new(),
+            snapshots: tokio::sync::watch::Sender::new(None),
         })
     }
 
@@ -160,7 +168,14 @@ impl Coherence {
             let mut tick = tokio::time::interval(HEARTBEAT);
             loop {
                 tokio::select! {
-                    Some(payload) = messages.recv() => self.on_message(payload, &invalidate).await,
+                    Some(payload) = messages.recv() => {
+                        // Everything that has arrived, applied in order, acknowledged once.
+                        let mut batch = vec![payload];
+                        while let Ok(more) = messages.try_recv() {
+                            batch.push(more);
+                        }
+                        self.on_messages(batch, &invalidate).await
+                    }
                     _ = tick.tick() => self.heartbeat().await,
                     _ = &mut listener.ended => break,
                     _ = stop.changed() => {
@@ -177,20 +192,32 @@ impl Coherence {
         self.leave().await;
     }
 
-    async fn on_message(&self, payload: String, invalidate: &Invalidate) {
-        let mut parts = payload.splitn(4, ' ');
-        let version = parts.next().and_then(|v| v.parse::<i64>().ok());
-        let change = match (parts.next(), parts.next(), parts.next()) {
-            (Some("g"), Some(owner), Some(app)) => Some(Change::Grant(owner.into(), app.into())),
-            (Some("o"), Some(owner), None) => Some(Change::Owner(owner.into())),
-            _ => None,
-        };
-        // Something unreadable: drop everything rather than guess.
+    async fn on_messages(&self, payloads: Vec<String>, invalidate: &Invalidate) {
+        let mut changes = Vec::with_capacity(payloads.len());
+        let mut highest = None;
+        for payload in &payloads {
+            let mut parts = payload.splitn(4, ' ');
+            let version = parts.next().and_then(|v| v.parse::<i64>().ok());
+            // Something unreadable: `None`, drop everything rather than guess.
+            changes.push(match (parts.next(), parts.next(), parts.next()) {
+                (Some("g"), Some(owner), Some(app)) => {
+                    Some(Change::Grant(owner.into(), app.into()))
+                }
+                (Some("o"), Some(owner), None) => Some(Change::Owner(owner.into())),
+                _ => None,
+            });
+            highest = highest.max(version);
+        }
         let inv = invalidate.clone();
-        let _ = tokio::task::spawn_blocking(move || inv(change.as_ref())).await;
-        if let Some(v) = version {
+        let _ = tokio::task::spawn_blocking(move || {
+            for change in &changes {
+                inv(change.as_ref());
+            }
+        })
+        .await;
+        if let Some(v) = highest {
             self.seen.fetch_max(v, Ordering::AcqRel);
-            // Acknowledge at once: a writer is waiting for it.
+            // Acknowledge at once: writers are waiting for it.
             let id = self.id.clone();
             let _ = self
                 .db
@@ -278,35 +305,107 @@ impl Coherence {
     /// Waits until every live process has applied `version` (or its lease has run out, so
     /// that it no longer trusts its caches). Called after the change committed, before it
     /// is acknowledged.
+    ///
+    /// Waiters do not ask the database themselves: one poller (see [`Coherence::poll`])
+    /// reads every live process's progress about once a millisecond while anyone waits, and
+    /// each waiter checks that snapshot against its own version.
     pub async fn barrier(&self, version: i64) -> Result<(), StoreError> {
-        // Processes that joined after this moment emptied their caches after the change
-        // committed: they need not acknowledge it (and may never hear of it).
-        let since = self
-            .db
-            .run(|c| c.query_one(&format!("SELECT {NOW_US}"), &[], |r| r.get::<i64>(0)))
-            .await?
-            .unwrap_or(0);
-        let lease = LEASE.as_micros() as i64;
-        let deadline = Instant::now() + LEASE + Duration::from_secs(1);
+        let asked = Instant::now();
+        let mut snapshots = self.snapshots.subscribe();
+        self.waiters.fetch_add(1, Ordering::AcqRel);
+        self.wake_poller.notify_one();
+        let _leave = Leave(&self.waiters);
+        let deadline = asked + LEASE + Duration::from_secs(1);
+        // Processes that joined after the first snapshot taken after the commit emptied
+        // their caches after it: they need not acknowledge it (and may never hear of it).
+        let mut since = None;
         loop {
-            let behind = self
-                .db
-                .run(move |c| {
-                    c.query_one(
-                        &format!(
-                            "SELECT COUNT(*) FROM node_processes
-                             WHERE seen < ?1 AND joined <= ?2 AND heartbeat > {NOW_US} - ?3"
-                        ),
-                        &[&version, &since, &lease],
-                        |r| r.get::<i64>(0),
-                    )
-                })
-                .await?
-                .unwrap_or(0);
-            if behind == 0 || Instant::now() > deadline {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(wait, snapshots.changed()).await {
+                Ok(Ok(())) => {}
+                // The poller stopped, or the lease ran out: whoever has not answered by now
+                // no longer trusts its caches.
+                _ => return Ok(()),
+            }
+            let snap = snapshots.borrow_and_update().clone();
+            let Some(snap) = snap else { continue };
+            if snap.started < asked {
+                continue;
+            }
+            if let Err(e) = &snap.rows {
+                return Err(StoreError::Unavailable(e.clone()));
+            }
+            let since = *since.get_or_insert(snap.at);
+            let rows = snap.rows.as_ref().expect("checked above");
+            if rows
+                .iter()
+                .all(|&(seen, joined)| seen >= version || joined > since)
+            {
                 return Ok(());
             }
+        }
+    }
+
+    /// The one poller behind [`Coherence::barrier`]: while anyone waits, reads every live
+    /// process's `seen` and `joined`, about once a millisecond.
+    pub async fn poll(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let lease = LEASE.as_micros() as i64;
+        loop {
+            while self.waiters.load(Ordering::Acquire) == 0 {
+                tokio::select! {
+                    _ = self.wake_poller.notified() => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            let started = Instant::now();
+            let result = self
+                .db
+                .run(move |c| {
+                    let at = c
+                        .query_one(&format!("SELECT {NOW_US}"), &[], |r| r.get::<i64>(0))?
+                        .unwrap_or(0);
+                    let rows = c.query_all(
+                        "SELECT seen, joined FROM node_processes WHERE heartbeat > ?1",
+                        &[&(at - lease)],
+                        |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)),
+                    )?;
+                    Ok::<_, StoreError>((at, rows))
+                })
+                .await;
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "reading the other processes' progress failed");
+            }
+            let snap = match result {
+                Ok((at, rows)) => Snapshot {
+                    started,
+                    at,
+                    rows: Ok(rows),
+                },
+                Err(e) => Snapshot {
+                    started,
+                    at: 0,
+                    rows: Err(e.to_string()),
+                },
+            };
+            self.snapshots.send_replace(Some(Arc::new(snap)));
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+}
+
+/// What the poller read: when its query started (this process's clock), PostgreSQL's time
+/// then, and each live process's (seen, joined).
+struct Snapshot {
+    started: Instant,
+    at: i64,
+    rows: Result<Vec<(i64, i64)>, String>,
+}
+
+/// Counts a waiter out when its barrier ends, however it ends.
+struct Leave<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

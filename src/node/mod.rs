@@ -216,6 +216,7 @@ pub async fn serve(
             }
         });
         tasks.push(tokio::spawn(c.clone().run(invalidate, stop_rx.clone())));
+        tasks.push(tokio::spawn(c.clone().poll(stop_rx.clone())));
     }
     {
         let mirror = state.mirror.clone();
