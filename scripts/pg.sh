@@ -4,6 +4,9 @@
 #   scripts/pg.sh start DIR     initdb in DIR, start on a free loopback port, print the URL
 #   scripts/pg.sh restart DIR   pg_ctl restart -m immediate (a crash, for the fault tests)
 #   scripts/pg.sh stop DIR      stop it (the data stays in DIR until DIR is removed)
+#   scripts/pg.sh tls DIR CERT KEY
+#                               serve TLS with this certificate chain and key (PEM), and
+#                               restart
 #
 # PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user
 # that the Debian package creates. The server listens on 127.0.0.1 only, with trust
@@ -36,6 +39,14 @@ CONF
     ;;
   restart)
     as "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -m immediate -w restart >/dev/null
+    ;;
+  tls)
+    cert=${3:?a certificate chain (PEM)} key=${4:?a private key (PEM)}
+    install -m 0644 "$cert" "$dir/data/server.crt"
+    install -m 0600 "$key" "$dir/data/server.key"
+    [ "$(id -u)" = 0 ] && chown postgres "$dir/data/server.crt" "$dir/data/server.key"
+    echo "ssl = on" >>"$dir/data/postgresql.conf"
+    as "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -m fast -w restart >/dev/null
     ;;
   stop)
     as "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true

@@ -733,3 +733,81 @@ async fn a_process_that_loses_its_notifications_never_answers_from_stale_caches(
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_database_connection_is_tls_verified_against_ca_file() {
+    // A cluster of this test's own, serving TLS with a certificate for 127.0.0.1 from a CA
+    // made here.
+    let Some(cluster) = Cluster::start() else {
+        return;
+    };
+    let dir = common::tempdir();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let ca_file = write("ca.pem", ca.pem());
+    let cert = write("server.pem", format!("{}{}", leaf.pem(), ca.pem()));
+    let key = write("server.key", leaf_key.serialize_pem());
+    cluster.serve_tls(&cert, &key);
+    let database = format!("{}?sslmode=require", cluster.database("tls").await);
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    let key_file = dir.path().join("database.key");
+
+    // Without the CA the node refuses the server's certificate and does not start.
+    let refused = std::process::Command::new(common::pg::node_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--owner", "alice"])
+        .args(["--database", &database, "--registry", &stub.url()])
+        .args(["--registry-key", &stub.public_key_hex(), "--data-dir"])
+        .arg(dir.path().join("untrusting"))
+        .arg("--database-key")
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("certificate") || err.contains("Certificate"),
+        "{err}"
+    );
+
+    // With it, the node runs, and every one of its connections is encrypted.
+    let p = Process::start_with(
+        &dir.path().join("p0"),
+        &database,
+        &key_file,
+        &stub.url(),
+        &stub.public_key_hex(),
+        &format!("ca_file = {:?}\n", ca_file.display().to_string()),
+    )
+    .await;
+    let r = HttpClient::new()
+        .get(&format!("{}/.well-known/grant-node", p.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let plain = common::pg::query(
+        &cluster.url,
+        "SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.datname LIKE 'tls_%' AND NOT s.ssl",
+    )
+    .await;
+    let encrypted = common::pg::query(
+        &cluster.url,
+        "SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+         WHERE a.datname LIKE 'tls_%' AND s.ssl",
+    )
+    .await;
+    assert_eq!(plain[0][0].as_deref(), Some("0"));
+    assert_ne!(encrypted[0][0].as_deref(), Some("0"));
+}

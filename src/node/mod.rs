@@ -349,7 +349,9 @@ pub fn open_databases(config: &Config) -> anyhow::Result<(Db, store::Local)> {
             Ok((db, local))
         }
         Database::Postgres { url, .. } => {
-            let db = Db::connect(url, store::PG_POOL)
+            // TLS to the database trusts what outbound HTTPS trusts: the system and `ca_file`.
+            let ca_file = config.outbound.ca_file.as_deref();
+            let db = Db::connect_trusting(url, store::PG_POOL, ca_file)
                 .with_context(|| format!("connecting to {}", crate::config::redact(url)))?;
             let local = store::Local::open(&config.data_dir.join("mirror.sqlite3"))
                 .context("opening the registry mirror")?;

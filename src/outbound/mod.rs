@@ -11,7 +11,7 @@
 
 pub mod connector;
 pub mod guard;
-mod tls;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;

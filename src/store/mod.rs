@@ -245,7 +245,21 @@ impl Db {
     /// PostgreSQL at `url` (`postgres://…`), with `pool` connections; migrates the schema
     /// first, under an advisory lock so that processes starting together do not race.
     pub fn connect(url: &str, pool: usize) -> Result<Db, StoreError> {
-        let pool = pg::Pool::new(url, pool)?;
+        Db::connect_trusting(url, pool, None)
+    }
+
+    /// [`Db::connect`], trusting the certificates in `ca_file` besides the system's roots
+    /// for a TLS connection (`?sslmode=require`).
+    pub fn connect_trusting(
+        url: &str,
+        pool: usize,
+        ca_file: Option<&Path>,
+    ) -> Result<Db, StoreError> {
+        let mut tls = crate::outbound::tls::client_config(ca_file)
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        // PostgreSQL's protocol name, not HTTP's.
+        tls.alpn_protocols = vec![b"postgresql".to_vec()];
+        let pool = pg::Pool::new(url, pool, tls)?;
         pg_schema::migrate(&pool)?;
         Ok(Db {
             backend: Backend::Pg(Arc::new(pool)),

@@ -17,7 +17,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use tokio_postgres::types::{private::BytesMut, to_sql_checked, FromSql, IsNull, ToSql, Type};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::conn::{Cell, Params, Row, Value};
 use super::StoreError;
@@ -33,6 +34,10 @@ pub struct Pool {
     /// Always `Some` until dropped (taken out to shut down without blocking).
     runtime: Option<tokio::runtime::Runtime>,
     url: String,
+    /// TLS to the database: used when the server offers it (`sslmode=prefer`, the default)
+    /// and required with `sslmode=require`; the server's certificate is always verified
+    /// against the system's roots and the node's `ca_file`.
+    tls: MakeRustlsConnect,
     /// Free connections; `None` is a slot with no connection yet (or a dropped one).
     free: Mutex<Vec<Option<Arc<Conn>>>>,
     available: Condvar,
@@ -58,8 +63,9 @@ pub struct Lease<'a> {
 }
 
 impl Pool {
-    /// A pool of `size` connections to `url` (connected lazily).
-    pub fn new(url: &str, size: usize) -> Result<Pool, StoreError> {
+    /// A pool of `size` connections to `url` (connected lazily), verifying a TLS server with
+    /// `tls`.
+    pub fn new(url: &str, size: usize, tls: rustls::ClientConfig) -> Result<Pool, StoreError> {
         url.parse::<tokio_postgres::Config>()
             .map_err(|e| StoreError::Config(format!("database URL: {e}")))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -71,6 +77,7 @@ impl Pool {
         Ok(Pool {
             runtime: Some(runtime),
             url: url.to_owned(),
+            tls: MakeRustlsConnect::new(tls),
             free: Mutex::new(vec![None; size.max(1)]),
             available: Condvar::new(),
             down_until: Mutex::new(None),
@@ -126,9 +133,9 @@ impl Pool {
     }
 
     fn connect(&self) -> Result<Arc<Conn>, StoreError> {
-        let url = self.url.clone();
+        let (url, tls) = (self.url.clone(), self.tls.clone());
         self.block(CONNECT_TIMEOUT, async move {
-            let (client, connection) = tokio_postgres::connect(&url, NoTls).await?;
+            let (client, connection) = tokio_postgres::connect(&url, tls).await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(error = %e, "database connection ended");
@@ -171,9 +178,9 @@ impl Pool {
         channel: &'static str,
         on_message: impl Fn(&str) + Send + 'static,
     ) -> Result<Listener, StoreError> {
-        let url = self.url.clone();
+        let (url, tls) = (self.url.clone(), self.tls.clone());
         self.block(CONNECT_TIMEOUT, async move {
-            let (client, mut connection) = tokio_postgres::connect(&url, NoTls).await?;
+            let (client, mut connection) = tokio_postgres::connect(&url, tls).await?;
             let (ended_tx, ended) = tokio::sync::oneshot::channel();
             tokio::spawn(async move {
                 loop {
@@ -399,10 +406,20 @@ impl From<tokio_postgres::Error> for StoreError {
                 let code = db.code().code();
                 code.starts_with("08") || code.starts_with("57P") || code == "53300"
             });
+        // The whole chain: "error performing TLS handshake: invalid peer certificate: …".
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !message.contains(&text) {
+                message = format!("{message}: {text}");
+            }
+            source = s.source();
+        }
         if unavailable {
-            StoreError::Unavailable(e.to_string())
+            StoreError::Unavailable(message)
         } else {
-            StoreError::Postgres(e.to_string())
+            StoreError::Postgres(message)
         }
     }
 }

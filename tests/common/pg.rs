@@ -85,6 +85,27 @@ impl Cluster {
         );
     }
 
+    /// Serves TLS with this certificate chain and key (files), restarting the cluster.
+    pub fn serve_tls(&self, cert: &Path, key: &Path) {
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("only a test's own cluster is reconfigured");
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("tls")
+            .arg(dir.path().join("pg"))
+            .arg(cert)
+            .arg(key)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "turning TLS on: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// A new, empty database (named `name` and a random suffix); its URL.
     pub async fn database(&self, name: &str) -> String {
         let name = format!(
