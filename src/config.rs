@@ -67,15 +67,31 @@ impl Database {
     }
 }
 
-/// A database URL without its password, for messages and `Debug`.
+/// A database URL without its password (in the user part or as a `password=` parameter),
+/// for messages and `Debug`.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s && url[s + 3..at].contains(':') => {
-            let user = url[s + 3..at].split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
+        (Some(s), Some(at)) if at > s && base[s + 3..at].contains(':') => {
+            let user = base[s + 3..at].split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &base[..s + 3], &base[at..])
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(q) = query {
+        let params: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out = format!("{out}?{}", params.join("&"));
     }
+    out
 }
 
 impl std::fmt::Debug for Database {
@@ -515,4 +531,24 @@ pub fn parse_key(hex_key: &str) -> anyhow::Result<VerifyingKey> {
         .and_then(|b| b.try_into().ok())
         .context("expected 64 hex digits (a 32-byte Ed25519 public key)")?;
     VerifyingKey::from_bytes(&bytes).context("not a valid Ed25519 public key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_never_reach_messages_or_debug() {
+        assert_eq!(
+            redact("postgres://gn:s3cret@db.internal/node?sslmode=require"),
+            "postgres://gn:***@db.internal/node?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://gn@db/node?password=s3cret&sslmode=require"),
+            "postgres://gn@db/node?password=***&sslmode=require"
+        );
+        assert_eq!(redact("postgres://gn@db/node"), "postgres://gn@db/node");
+        let db = Database::parse("postgres://gn:s3cret@db/node").unwrap();
+        assert!(!format!("{db:?}").contains("s3cret"));
+    }
 }
