@@ -211,23 +211,8 @@ async fn nginx_terminates_tls_in_front_of_a_plain_node_with_trusted_proxies() {
     }
     let dir = tempdir();
     // A test CA and a certificate for node-a.test.
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["node-a.test".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let pem = |name: &str, text: String| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let ca_file = pem("ca.pem", ca.pem());
-    let cert = pem("node.pem", format!("{}{}", leaf.pem(), ca.pem()));
-    let key = pem("node.key", leaf_key.serialize_pem());
+    let pki = common::test_certificate(dir.path(), "node-a.test");
+    let (ca_file, cert, key) = (pki.ca_file, pki.chain, pki.key);
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -381,23 +366,12 @@ async fn two_processes_behind_nginx_as_the_readme_shows() {
     }
 
     // A certificate for node.example from a CA made here.
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["node.example".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let pem = |name: &str, text: String| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p.display().to_string()
-    };
-    let ca_file = pem("ca.pem", ca.pem());
-    let cert = pem("node.pem", format!("{}{}", leaf.pem(), ca.pem()));
-    let key = pem("node.key", leaf_key.serialize_pem());
+    let pki = common::test_certificate(dir.path(), "node.example");
+    let (ca_file, cert, key) = (
+        pki.ca_file.display().to_string(),
+        pki.chain.display().to_string(),
+        pki.key.display().to_string(),
+    );
     let port = common::pg::free_port();
     let server = block
         .replace(
@@ -433,16 +407,7 @@ async fn two_processes_behind_nginx_as_the_readme_shows() {
     // through it hold on every request that follows.
     let app = Identity::new("app", 3);
     app.register(&stub.client(), 0).await;
-    let owner = common::pg::owner_key(&database, &key_file, "alice").await;
-    let mut c = grant_node::carte::Carte::new(
-        grant_node::name::Name::parse("alice").unwrap(),
-        common::now() - 5,
-        common::now() + 600,
-        common::random_nonce(),
-    );
-    c.audience = Some(grant_node::name::Name::parse("alice").unwrap());
-    c.admin_scope = grant_node::scope::Scope::GRANT;
-    let owner_carte = c.sign(&owner);
+    let owner_carte = common::pg::owner_carte(&database, &key_file, "alice").await;
     let carte = app.carte("alice", 0x80000, -5).sign(&app.signing);
     for (scope, expect) in [
         (serde_json::json!(["view-profile"]), 200),

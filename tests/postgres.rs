@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use common::pg::{Cluster, Process};
 use common::{Identity, Stub};
-use grant_node::carte::Carte;
 use grant_node::name::Name;
 use grant_node::outbound::HttpClient;
 use grant_node::scope::Scope;
@@ -56,17 +55,7 @@ async fn setup_on(cluster: Cluster, n: usize) -> Option<Setup> {
     }
     let app = Identity::new("app", 7);
     app.register(&stub.client(), 0).await;
-    let key = common::pg::owner_key(&database, &key_file, "alice").await;
-    let alice = Name::parse("alice").unwrap();
-    let mut c = Carte::new(
-        alice.clone(),
-        common::now() - 5,
-        common::now() + 3000,
-        common::random_nonce(),
-    );
-    c.audience = Some(alice);
-    c.admin_scope = Scope::GRANT;
-    let owner_carte = c.sign(&key);
+    let owner_carte = common::pg::owner_carte(&database, &key_file, "alice").await;
     Some(Setup {
         _dir: dir,
         cluster,
@@ -619,16 +608,7 @@ async fn each_notification_is_delivered_once_and_a_dead_process_leaves_none_behi
             .status,
         201
     );
-    let key = common::pg::owner_key(&database, &key_file, "alice").await;
-    let mut c = Carte::new(
-        Name::parse("alice").unwrap(),
-        common::now() - 5,
-        common::now() + 3000,
-        common::random_nonce(),
-    );
-    c.audience = Some(Name::parse("alice").unwrap());
-    c.admin_scope = Scope::GRANT;
-    let owner_carte = c.sign(&key);
+    let owner_carte = common::pg::owner_carte(&database, &key_file, "alice").await;
     let http = HttpClient::new();
     let change = |url: String, step: usize| {
         let (http, owner_carte) = (http.clone(), owner_carte.clone());
@@ -742,23 +722,8 @@ async fn the_database_connection_is_tls_verified_against_ca_file() {
         return;
     };
     let dir = common::tempdir();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let write = |name: &str, text: String| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let ca_file = write("ca.pem", ca.pem());
-    let cert = write("server.pem", format!("{}{}", leaf.pem(), ca.pem()));
-    let key = write("server.key", leaf_key.serialize_pem());
+    let pki = common::test_certificate(dir.path(), "127.0.0.1");
+    let (ca_file, cert, key) = (pki.ca_file, pki.chain, pki.key);
     cluster.serve_tls(&cert, &key);
     let database = format!("{}?sslmode=require", cluster.database("tls").await);
     let stub = Stub::start(&dir.path().join("registry"), 0).await;

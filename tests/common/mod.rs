@@ -885,3 +885,36 @@ pub async fn through_prompt_to_consent(
         );
     }
 }
+
+/// PEM files of a CA made at test time and of one certificate it issued.
+pub struct TestCertificate {
+    /// The CA's certificate: what a client trusts (`ca_file`).
+    pub ca_file: PathBuf,
+    /// The certificate for the names, followed by the CA's (what a server presents).
+    pub chain: PathBuf,
+    /// The certificate's private key.
+    pub key: PathBuf,
+}
+
+/// A fresh CA and a certificate for `name` (a DNS name or an IP address), written to `dir`.
+pub fn test_certificate(dir: &Path, name: &str) -> TestCertificate {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec![name.to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let write = |file: &str, text: String| {
+        let p = dir.join(file);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    TestCertificate {
+        ca_file: write("ca.pem", ca.pem()),
+        chain: write("chain.pem", format!("{}{}", leaf.pem(), ca.pem())),
+        key: write("leaf.key", leaf_key.serialize_pem()),
+    }
+}

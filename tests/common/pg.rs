@@ -309,3 +309,16 @@ pub async fn owner_key(database: &str, key_file: &Path, owner: &str) -> SigningK
         .unwrap();
     SigningKey::from_bytes(&secret)
 }
+
+/// `owner`'s own carte for the grant API (admin scope `grant`, valid for 50 minutes), signed
+/// with the key the node sealed in `database`.
+pub async fn owner_carte(database: &str, key_file: &Path, owner: &str) -> String {
+    let key = owner_key(database, key_file, owner).await;
+    let name = Name::parse(owner).unwrap();
+    let now = super::now();
+    let mut c =
+        grant_node::carte::Carte::new(name.clone(), now - 5, now + 3000, super::random_nonce());
+    c.audience = Some(name);
+    c.admin_scope = grant_node::scope::Scope::GRANT;
+    c.sign(&key)
+}
