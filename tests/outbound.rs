@@ -85,7 +85,7 @@ async fn a_post_is_never_resent() {
     let sent = received.lock().unwrap().clone();
     let posts = sent.iter().filter(|l| l.starts_with("POST /b ")).count();
     assert_eq!(posts, 1, "{sent:?}");
-    if r.is_ok() {
-        assert_eq!(r.unwrap().status, 200);
+    if let Ok(reply) = r {
+        assert_eq!(reply.status, 200);
     }
 }
