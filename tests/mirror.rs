@@ -11,7 +11,8 @@ use base64::Engine;
 use common::{now, tempdir, Identity, Node, Running, Stub};
 use ed25519_dalek::SigningKey;
 use grant_node::http::response::{json_value, param, query_params};
-use grant_node::registry::log::{entry_hash, Checkpoint, LogEntry};
+use grant_node::registry::log::{entry_hash, LogEntry};
+use grant_node::registry::note::{origin_for, Checkpoint};
 use grant_node::registry::op::{Operation, Update};
 use grant_node::registry::source::{CheckpointJson, LogPageJson, Source};
 
@@ -156,7 +157,8 @@ impl Liar {
                         hyper::StatusCode::OK,
                         &CheckpointJson {
                             size: 0,
-                            head_hash: String::new(),
+                            root_hash: String::new(),
+                            map_root: String::new(),
                             time: 0,
                             checkpoint: URL_SAFE_NO_PAD.encode(&cp),
                         },
@@ -210,11 +212,33 @@ fn extend(entries: &[Vec<u8>], op: Vec<u8>, key: &SigningKey) -> (Vec<u8>, Vec<V
     let mut all = entries.to_vec();
     all.push(entry.clone());
     let cp = Checkpoint {
+        origin: origin_for(&key.verifying_key()),
         size: all.len() as u64,
-        head_hash: entry_hash(&entry),
+        root: merkle_root(&all),
+        map_root: [0; 32],
         time: now(),
     };
     (cp.sign(key), all)
+}
+
+/// RFC 6962's Merkle tree hash, straight from its definition.
+fn merkle_root(leaves: &[Vec<u8>]) -> [u8; 32] {
+    match leaves.len() {
+        0 => tlog_tiles::EMPTY_HASH.0,
+        1 => tlog_tiles::record_hash(&leaves[0]).0,
+        n => {
+            // The largest power of two smaller than n.
+            let mut k = 1;
+            while k * 2 < n {
+                k *= 2;
+            }
+            tlog_tiles::node_hash(
+                tlog_tiles::Hash(merkle_root(&leaves[..k])),
+                tlog_tiles::Hash(merkle_root(&leaves[k..])),
+            )
+            .0
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

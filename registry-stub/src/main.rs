@@ -14,6 +14,7 @@ use clap::Parser;
 use grant_node::clock::Clock;
 use grant_node::http::registry_api;
 use grant_node::registry::authority::{Authority, AuthorityConfig, DEFAULT_POW_BITS};
+use grant_node::registry::cosigning::{self, WitnessEndpoint};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +38,17 @@ struct Args {
     /// Proof-of-work difficulty for registrations, in leading zero bits (0 disables it).
     #[arg(long, env = "REGISTRY_POW_BITS", default_value_t = DEFAULT_POW_BITS)]
     pow_bits: u32,
+    /// A witness to gather cosignatures from, as `URL,VKEY` (the node's URL and its witness
+    /// verifier key); repeat for several.
+    #[arg(long = "witness", value_parser = parse_witness)]
+    witnesses: Vec<WitnessEndpoint>,
+    /// A PEM file of extra CA certificates to trust when calling witnesses over HTTPS.
+    #[arg(long, env = "REGISTRY_CA_FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+fn parse_witness(s: &str) -> Result<WitnessEndpoint, String> {
+    WitnessEndpoint::parse(s)
 }
 
 fn main() -> ExitCode {
@@ -102,6 +114,24 @@ fn run(args: Args) -> anyhow::Result<()> {
             "registry public key {}",
             hex_key(authority.public_key().as_bytes())
         );
+        println!(
+            "registry verifier key {}",
+            grant_node::registry::note::registry_vkey(&authority.public_key())
+        );
+        if !args.witnesses.is_empty() {
+            let client = grant_node::outbound::HttpClient::with(grant_node::outbound::Options {
+                ca_file: args.ca_file.clone(),
+                ..grant_node::outbound::Options::default()
+            })
+            .context("setting up the client for witnesses")?;
+            tokio::spawn(cosigning::run(
+                authority.clone(),
+                args.witnesses.clone(),
+                client,
+                std::time::Duration::from_secs(2),
+                std::future::pending(),
+            ));
+        }
         registry_api::serve_standalone_tls(listener, authority, shutdown_signal(), tls).await?;
         Ok(())
     })

@@ -98,6 +98,11 @@ pub struct Config {
     pub admins: Vec<Name>,
     /// How often "last used" times are written down.
     pub usage_flush: Duration,
+    /// The witnesses whose cosignatures the mirror requires, and how many.
+    pub witness_policy: crate::registry::mirror::WitnessPolicy,
+    /// When set, this node is a witness for its registry and cosigns under this name (key in
+    /// `witness.key` in the data directory).
+    pub witness_name: Option<String>,
     pub clock: Clock,
 }
 
@@ -134,6 +139,8 @@ impl Config {
             outbox_claim: DEFAULT_OUTBOX_CLAIM,
             admins: Vec::new(),
             usage_flush: crate::node::USAGE_FLUSH,
+            witness_policy: crate::registry::mirror::WitnessPolicy::default(),
+            witness_name: None,
             clock: Clock::system(),
         }
     }
@@ -340,6 +347,34 @@ impl Config {
                 .admins
                 .push(Name::parse(a).with_context(|| format!("admins: {a:?}"))?);
         }
+        for (i, w) in file.witnesses.iter().enumerate() {
+            let witness = crate::registry::note::Witness::parse_vkey(&w.key)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("witnesses[{i}].key"))?;
+            config.witness_policy.witnesses.push(witness);
+            if let Some(url) = &w.url {
+                CheckedUri::parse_node(&format!("{}/", url.trim_end_matches('/')))
+                    .with_context(|| format!("witnesses[{i}].url {url:?}"))?;
+                config
+                    .witness_policy
+                    .urls
+                    .push(url.trim_end_matches('/').to_owned());
+            }
+        }
+        let quorum = file.witness_quorum.unwrap_or(0);
+        if quorum > config.witness_policy.witnesses.len() {
+            bail!(
+                "witness_quorum {quorum}: more than the {} witnesses listed",
+                config.witness_policy.witnesses.len()
+            );
+        }
+        config.witness_policy.quorum = quorum;
+        if let Some(name) = &file.witness_name {
+            if !signed_note::is_key_name_valid(name) {
+                bail!("witness_name {name:?}: no spaces, no '+', not empty");
+            }
+            config.witness_name = Some(name.clone());
+        }
         config.clock = Clock::offset(args.clock_offset);
         Ok(config)
     }
@@ -419,6 +454,19 @@ struct FileConfig {
     #[serde(default)]
     admins: Vec<String>,
     usage_flush: Option<u64>,
+    #[serde(default)]
+    witnesses: Vec<FileWitness>,
+    witness_quorum: Option<usize>,
+    witness_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWitness {
+    /// The witness's verifier key, `name+id+base64`.
+    key: String,
+    /// Where to ask it what it cosigned (optional).
+    url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -232,7 +232,7 @@ pub async fn admin(state: &NodeState, req: &Request<Incoming>) -> Result<Respons
         .collect();
     let m = state.mirror.status();
     let health = match (&m.degraded, fault) {
-        (Some(_), Some((at, reason))) => format!(
+        (Some(_), Some((at, reason, _))) => format!(
             "<p class=\"error\" role=\"alert\"><strong>The registry misbehaved.</strong> On {} the \
              mirror refused what the registry sent: {}. The evidence is kept in the database \
              (table <code>registry_faults</code>); the mirror serves what it verified before. \

@@ -21,6 +21,7 @@ pub mod registry_api;
 pub mod response;
 pub mod session;
 pub mod tls;
+pub mod witness_api;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};

@@ -11,7 +11,9 @@ use serde_json::json;
 
 use super::registry_api::{self, RegistryView};
 use super::response::{error, json, json_value, read_body, Body};
-use super::{account, api, console, grant_page, grants_api, login, owners_api, ApiError};
+use super::{
+    account, api, console, grant_page, grants_api, login, owners_api, witness_api, ApiError,
+};
 use crate::carte;
 use crate::node::NodeState;
 use crate::store::{self, owners::Document};
@@ -190,6 +192,7 @@ async fn dispatch(
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method().clone();
     match (&method, segments.as_slice()) {
+        (_, ["witness", rest @ ..]) => ("witness", witness_api::route(state, req, rest).await),
         (&Method::GET, ["healthz"]) => ("healthz", Ok(healthz(state))),
         (&Method::GET, ["metrics"]) => ("metrics", metrics(state).await),
         (&Method::GET, [".well-known", "grant-node"]) => ("discovery", Ok(discovery(state))),

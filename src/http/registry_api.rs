@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -16,8 +16,8 @@ use super::response::{self, json_value, param, path_segment, query_params, read_
 use super::ApiError;
 use crate::name::Name;
 use crate::registry::authority::Authority;
-use crate::registry::log::Checkpoint;
 use crate::registry::mirror::Mirror;
+use crate::registry::note::SignedCheckpoint;
 use crate::registry::op::{MAX_OP_BYTES, MAX_REDIRECT_URIS};
 use crate::registry::source::{CheckpointJson, LogPageJson, MAX_LOG_PAGE};
 use crate::registry::{NameRecord, RegistryError};
@@ -68,7 +68,12 @@ pub async fn route(
     match (req.method(), segments.as_slice()) {
         (&Method::POST, ["registry", "ops"]) => submit(view, req).await,
         (&Method::GET, ["registry", "metadata"]) => metadata(view),
-        (&Method::GET, ["registry", "checkpoint"]) => checkpoint(view).await,
+        (&Method::GET, ["registry", "checkpoint"]) => checkpoint(view, &req).await,
+        (&Method::GET, ["registry", "tile", rest @ ..]) => tile(view, rest).await,
+        (&Method::GET, ["registry", "proof", kind]) => proof(view, kind, req.uri().query()).await,
+        (&Method::GET, ["registry", "names", name, "proof"]) => {
+            name_proof(view, name, req.uri().query()).await
+        }
         (&Method::GET, ["registry", "log"]) => log(view, req.uri().query()).await,
         (&Method::GET, ["registry", "names", name]) => {
             let record = lookup(view, name).await?;
@@ -79,8 +84,10 @@ pub async fn route(
             key_at(&record, req.uri().query())
         }
         (_, ["registry", "ops" | "metadata" | "checkpoint" | "log"])
+        | (_, ["registry", "tile", ..])
+        | (_, ["registry", "proof", _])
         | (_, ["registry", "names", _])
-        | (_, ["registry", "names", _, "key"]) => Err(ApiError::method_not_allowed()),
+        | (_, ["registry", "names", _, "key" | "proof"]) => Err(ApiError::method_not_allowed()),
         _ => Err(ApiError::not_found()),
     }
 }
@@ -118,8 +125,18 @@ fn metadata(view: &RegistryView) -> Result<Response<Body>, ApiError> {
     ))
 }
 
-async fn checkpoint(view: &RegistryView) -> Result<Response<Body>, ApiError> {
-    let envelope = view
+fn registry_key(view: &RegistryView) -> ed25519_dalek::VerifyingKey {
+    match view {
+        RegistryView::Authority(a) => a.public_key(),
+        RegistryView::Mirror(m) => m.registry_key(),
+    }
+}
+
+async fn checkpoint(
+    view: &RegistryView,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let note = view
         .db()
         .run(|c| store::registry::checkpoint(c).map_err(ApiError::from))
         .await?
@@ -130,39 +147,181 @@ async fn checkpoint(view: &RegistryView) -> Result<Response<Body>, ApiError> {
                 "no verified checkpoint yet",
             )
         })?;
-    // The stored envelope was signed here or verified on arrival; decode its fields for
-    // readers who do not want to parse CBOR. The signature check is cheap and keeps this honest.
-    let key = match view {
-        RegistryView::Authority(a) => a.public_key(),
-        RegistryView::Mirror(m) => m.registry_key(),
-    };
-    let cp = Checkpoint::verify(&envelope, &key)?;
+    // The stored note was signed here or verified on arrival; decode its fields for readers
+    // who do not want to parse it. The signature check is cheap and keeps this honest.
+    let signed = SignedCheckpoint::verify(&note, &registry_key(view))?;
+    let wants_note = req
+        .headers()
+        .get(hyper::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/plain"));
+    if wants_note {
+        return Ok(text(note, "text/plain; charset=utf-8"));
+    }
+    let cp = &signed.checkpoint;
     Ok(json_value(
         StatusCode::OK,
         &CheckpointJson {
             size: cp.size,
-            head_hash: hex::encode(cp.head_hash),
+            root_hash: STANDARD.encode(cp.root),
+            map_root: STANDARD.encode(cp.map_root),
             time: cp.time,
-            checkpoint: URL_SAFE_NO_PAD.encode(&envelope),
+            checkpoint: URL_SAFE_NO_PAD.encode(&note),
         },
+    ))
+}
+
+fn text(body: Vec<u8>, content_type: &'static str) -> Response<Body> {
+    let mut resp = Response::new(Body::new(body.into()));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    resp
+}
+
+/// `GET /registry/tile/<L>/<N>[.p/<W>]` and `/registry/tile/entries/<N>[.p/<W>]` (C2SP
+/// tlog-tiles, height 8). A tile past the log's size is 404; full tiles never change.
+async fn tile(view: &RegistryView, rest: &[&str]) -> Result<Response<Body>, ApiError> {
+    let bad = || ApiError::not_found();
+    // tlog_tiles parses Go's sumdb paths, which name the height: translate.
+    let (level, tail) = rest.split_first().ok_or_else(bad)?;
+    let level = if *level == "entries" { "data" } else { level };
+    let go_path = format!("tile/8/{level}/{}", tail.join("/"));
+    let tile = tlog_tiles::Tile::from_path(&go_path).map_err(|_| bad())?;
+    let full = tile.width() == 256;
+    let body = view
+        .db()
+        .run(move |c| {
+            let size = store::registry::log_size(c)?;
+            let end = (tile.level_index() << 8)
+                .checked_add(u64::from(tile.width()))
+                .and_then(|n| n.checked_mul(1u64.checked_shl(8 * u32::from(tile.level()))?));
+            if tile.width() == 0 || end.is_none_or(|e| e > size) {
+                return Ok(None);
+            }
+            if tile.is_data() {
+                let from = tile.level_index() << 8;
+                let entries = store::registry::entries(c, from, u64::from(tile.width()))?;
+                let mut out = Vec::new();
+                for e in entries {
+                    out.extend_from_slice(&(e.len() as u16).to_be_bytes());
+                    out.extend_from_slice(&e);
+                }
+                Ok(Some(out))
+            } else {
+                store::registry::tile(c, &tile).map(Some)
+            }
+        })
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(bad)?;
+    let mut resp = text(body, "application/octet-stream");
+    if full {
+        resp.headers_mut().insert(
+            hyper::header::CACHE_CONTROL,
+            hyper::header::HeaderValue::from_static("public, max-age=31536000, immutable"),
+        );
+    }
+    Ok(resp)
+}
+
+fn number(params: &[(String, String)], name: &str) -> Result<Option<u64>, ApiError> {
+    param(params, name)
+        .map(|v| {
+            v.parse().map_err(|_| {
+                ApiError::bad_request(
+                    "request.bad-parameter",
+                    format!("{name} must be a non-negative integer"),
+                )
+            })
+        })
+        .transpose()
+}
+
+fn required(params: &[(String, String)], name: &str) -> Result<u64, ApiError> {
+    number(params, name)?.ok_or_else(|| {
+        ApiError::bad_request("request.missing-parameter", format!("{name} is required"))
+    })
+}
+
+/// `GET /registry/proof/inclusion?index=I&size=N` and `/registry/proof/consistency?from=M&to=N`:
+/// RFC 6962 proofs over the log's tree, hashes in standard base64.
+async fn proof(
+    view: &RegistryView,
+    kind: &str,
+    query: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let params = query_params(query)?;
+    let (a, b, inclusion) = match kind {
+        "inclusion" => (
+            required(&params, "index")?,
+            required(&params, "size")?,
+            true,
+        ),
+        "consistency" => (required(&params, "from")?, required(&params, "to")?, false),
+        _ => return Err(ApiError::not_found()),
+    };
+    let hashes = view
+        .db()
+        .run(move |c| {
+            let size = store::registry::log_size(c)?;
+            let valid = if inclusion { a < b && b <= size } else { a <= b && b <= size };
+            if !valid {
+                return Ok(None);
+            }
+            if inclusion {
+                store::registry::inclusion_proof(c, a, b).map(Some)
+            } else if a == 0 || a == b {
+                Ok(Some(Vec::new()))
+            } else {
+                store::registry::consistency_proof(c, a, b).map(Some)
+            }
+        })
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "request.bad-parameter",
+                "the sizes are outside the log (inclusion: index < size <= log size; consistency: from <= to <= log size)",
+            )
+        })?;
+    let hashes: Vec<String> = hashes.iter().map(|h| STANDARD.encode(h)).collect();
+    Ok(json_value(StatusCode::OK, &json!({ "hashes": hashes })))
+}
+
+/// `GET /registry/names/{name}/proof[?known=N]`: the record (or null), a map proof against the
+/// latest checkpoint, the checkpoint note, and a consistency proof from size `known`.
+async fn name_proof(
+    view: &RegistryView,
+    raw: &str,
+    query: Option<&str>,
+) -> Result<Response<Body>, ApiError> {
+    let RegistryView::Authority(authority) = view else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "registry.no-map",
+            "name proofs are served by the registry itself",
+        ));
+    };
+    let name = Name::parse(&path_segment(raw)?)?;
+    let known = number(&query_params(query)?, "known")?;
+    let a = authority.clone();
+    let p = tokio::task::spawn_blocking(move || a.prove_blocking(&name, known))
+        .await
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
+    Ok(json_value(
+        StatusCode::OK,
+        &crate::registry::light::NameProofJson::from(&p),
     ))
 }
 
 async fn log(view: &RegistryView, query: Option<&str>) -> Result<Response<Body>, ApiError> {
     let params = query_params(query)?;
-    let number = |name: &str, default: u64| -> Result<u64, ApiError> {
-        match param(&params, name) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| {
-                ApiError::bad_request(
-                    "request.bad-parameter",
-                    format!("{name} must be a non-negative integer"),
-                )
-            }),
-        }
-    };
-    let from = number("from", 0)?;
-    let limit = number("limit", MAX_LOG_PAGE)?.min(MAX_LOG_PAGE);
+    let from = number(&params, "from")?.unwrap_or(0);
+    let limit = number(&params, "limit")?
+        .unwrap_or(MAX_LOG_PAGE)
+        .min(MAX_LOG_PAGE);
     let entries = view
         .db()
         .run(move |c| store::registry::entries(c, from, limit).map_err(ApiError::from))

@@ -66,6 +66,14 @@ pub struct NodeState {
     pub usage_flushed: std::sync::atomic::AtomicU64,
     /// With PostgreSQL: how this process keeps its caches coherent with the others'.
     pub coherence: Option<Arc<coherence::Coherence>>,
+    /// When this node is a witness for its registry: the name and key it cosigns with.
+    pub witness: Option<WitnessKey>,
+}
+
+/// A witness's cosigning identity.
+pub struct WitnessKey {
+    pub name: String,
+    pub key: ed25519_dalek::SigningKey,
 }
 
 impl NodeState {
@@ -396,7 +404,18 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
             Some(RegistryClient::with_client(url, outbound.clone())),
         ),
     };
-    let mirror = Arc::new(Mirror::new(local, key, source, config.clock)?);
+    let mirror = Arc::new(
+        Mirror::new(local, key, source, config.clock)?
+            .with_witnesses(config.witness_policy.clone()),
+    );
+    let witness = match &config.witness_name {
+        Some(name) => Some(WitnessKey {
+            name: name.clone(),
+            key: crate::keyfile::load_or_create(&config.data_dir.join("witness.key"))
+                .context("loading the witness key")?,
+        }),
+        None => None,
+    };
     if let Err(e) = mirror.sync().await {
         // A node whose registry is down still starts, serving what it has verified.
         tracing::warn!(error = %e, "initial registry sync failed; serving the verified mirror");
@@ -446,6 +465,7 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         metrics: Metrics::default(),
         writer,
         first_owner: std::sync::OnceLock::new(),
+        witness,
         outbox_wake: tokio::sync::Notify::new(),
         usage_flushed: std::sync::atomic::AtomicU64::new(0),
         coherence,

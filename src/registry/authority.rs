@@ -1,15 +1,21 @@
 //! The registry authority: accepts operations, appends them to the log and signs checkpoints.
 //! `registry-stub` serves it over HTTP; `grant-node serve` can embed it.
 //!
-//! Every accepted operation is one SQLite transaction: the log entry, the new record and the
-//! new signed checkpoint commit together, so the log, the records and the checkpoint never
-//! disagree, even across a crash.
+//! Every accepted operation is one SQLite transaction: the log entry and its tree hashes, the
+//! new record and the new signed checkpoint commit together, so the log, the records and the
+//! checkpoint never disagree, even across a crash. The name map ([`super::map`]) lives in
+//! memory, is rebuilt from the records at start, and changes under the same lock as the
+//! database, so a checkpoint's map root is always the map of its log.
 
 use std::path::Path;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
-use super::log::{Checkpoint, LogEntry};
+use std::sync::{Arc, Mutex};
+
+use super::log::LogEntry;
+use super::map::{self, MapProof, NameMap};
+use super::note::{self, Checkpoint, SignedCheckpoint};
 use super::op::SignedOp;
 use super::rules::{self, Params};
 use super::{NameRecord, RegistryError};
@@ -40,6 +46,11 @@ impl Default for AuthorityConfig {
 #[derive(Clone)]
 pub struct Authority {
     db: Local,
+    /// Taken before the database in every write and every proof, so the map and the signed
+    /// checkpoint always agree.
+    map: Arc<Mutex<NameMap>>,
+    /// Woken on every new checkpoint (the cosignature gatherer waits on it).
+    changed: Arc<tokio::sync::Notify>,
     key: SigningKey,
     config: AuthorityConfig,
     clock: Clock,
@@ -63,8 +74,14 @@ impl Authority {
         std::fs::create_dir_all(data_dir)?;
         let key = keyfile::load_or_create(&data_dir.join("registry.key"))?;
         let db = Local::open(&data_dir.join("registry.sqlite3"))?;
+        let mut names = NameMap::new();
+        for record in store::registry::all_records(&db.lock())? {
+            names.set(map::key_of(record.name.as_str()), map::value_of(&record));
+        }
         let authority = Authority {
             db,
+            map: Arc::new(Mutex::new(names)),
+            changed: Arc::new(tokio::sync::Notify::new()),
             key,
             config,
             clock,
@@ -87,12 +104,30 @@ impl Authority {
         &self.db
     }
 
+    /// Notified on every new checkpoint.
+    pub fn changed(&self) -> Arc<tokio::sync::Notify> {
+        self.changed.clone()
+    }
+
+    /// The origin line of this registry's checkpoints.
+    pub fn origin(&self) -> String {
+        note::origin_for(&self.public_key())
+    }
+
+    fn lock_map(&self) -> std::sync::MutexGuard<'_, NameMap> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn ensure_checkpoint(&self) -> Result<(), StoreError> {
+        let mut names = self.lock_map();
         let conn = self.db.lock();
         if store::registry::checkpoint(&conn)?.is_none() {
+            let size = store::registry::log_size(&conn)?;
             let cp = Checkpoint {
-                size: store::registry::log_size(&conn)?,
-                head_hash: store::registry::head_hash(&conn)?,
+                origin: self.origin(),
+                size,
+                root: store::registry::tree_root(&conn, size)?,
+                map_root: names.root(),
                 time: self.clock.now(),
             };
             store::registry::put_checkpoint(&conn, cp.size, &cp.sign(&self.key))?;
@@ -104,6 +139,7 @@ impl Authority {
     pub fn submit_blocking(&self, bytes: &[u8]) -> Result<NameRecord, RegistryError> {
         let signed = SignedOp::decode(bytes)?;
         let name = signed.op.name().clone();
+        let mut names = self.lock_map();
         let mut conn = self.db.lock();
         let tx = conn.transaction().map_err(StoreError::from)?;
         let current = store::registry::record(&tx, &name)?;
@@ -129,15 +165,90 @@ impl Authority {
         let hash = super::log::entry_hash(&encoded);
         store::registry::append_entry(&tx, seq, &encoded, &hash)?;
         store::registry::put_record(&tx, &record)?;
-        let cp = Checkpoint {
-            size: seq + 1,
-            head_hash: hash,
-            time,
-        };
-        store::registry::put_checkpoint(&tx, cp.size, &cp.sign(&self.key))?;
-        tx.commit().map_err(StoreError::from)?;
+        let key = map::key_of(record.name.as_str());
+        let previous = names.set(key, map::value_of(&record));
+        let committed = (|| {
+            let cp = Checkpoint {
+                origin: self.origin(),
+                size: seq + 1,
+                root: store::registry::tree_root(&tx, seq + 1)?,
+                map_root: names.root(),
+                time,
+            };
+            store::registry::put_checkpoint(&tx, cp.size, &cp.sign(&self.key))?;
+            tx.commit().map_err(StoreError::from)
+        })();
+        if let Err(e) = committed {
+            match previous {
+                Some(v) => names.set(key, v),
+                None => {
+                    names.remove(&key);
+                    None
+                }
+            };
+            return Err(e.into());
+        }
+        self.changed.notify_one();
         tracing::info!(name = %record.name, seq, "registry accepted an operation");
         Ok(record)
+    }
+
+    /// The latest checkpoint, with the cosignatures gathered so far.
+    pub fn checkpoint_blocking(&self) -> Result<SignedCheckpoint, RegistryError> {
+        let note = store::registry::checkpoint(&self.db.lock())?
+            .ok_or_else(|| RegistryError::Unavailable("no checkpoint yet".into()))?;
+        SignedCheckpoint::verify(&note, &self.public_key())
+    }
+
+    /// Adds witnesses' cosignature lines to the latest checkpoint if it is still the one they
+    /// cosigned (`size`); a cosignature for an older checkpoint is of no use and dropped.
+    pub fn add_cosignatures_blocking(
+        &self,
+        size: u64,
+        lines: &[u8],
+    ) -> Result<bool, RegistryError> {
+        let _names = self.lock_map();
+        let conn = self.db.lock();
+        let Some(note) = store::registry::checkpoint(&conn)? else {
+            return Ok(false);
+        };
+        let current = SignedCheckpoint::verify(&note, &self.public_key())?;
+        if current.checkpoint.size != size {
+            return Ok(false);
+        }
+        let updated = current.with_cosignatures(lines)?;
+        store::registry::put_checkpoint(&conn, size, &updated.note)?;
+        Ok(true)
+    }
+
+    /// A name's record with a proof against the latest checkpoint, and a consistency proof
+    /// from `known` (a size the client already trusts) when given.
+    pub fn prove_blocking(
+        &self,
+        name: &crate::name::Name,
+        known: Option<u64>,
+    ) -> Result<NameProof, RegistryError> {
+        let mut names = self.lock_map();
+        let conn = self.db.lock();
+        let note = store::registry::checkpoint(&conn)?
+            .ok_or_else(|| RegistryError::Unavailable("no checkpoint yet".into()))?;
+        let signed = SignedCheckpoint::verify(&note, &self.public_key())?;
+        let size = signed.checkpoint.size;
+        let consistency = match known {
+            Some(k) if k > size => {
+                return Err(RegistryError::Malformed(
+                    "known is larger than the registry's log",
+                ))
+            }
+            Some(k) if k > 0 => store::registry::consistency_proof(&conn, k, size)?,
+            _ => Vec::new(),
+        };
+        Ok(NameProof {
+            record: store::registry::record(&conn, name)?,
+            proof: names.prove(&map::key_of(name.as_str())),
+            checkpoint: signed,
+            consistency,
+        })
     }
 
     /// [`Authority::submit_blocking`] on the blocking pool.
@@ -148,4 +259,14 @@ impl Authority {
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         }
     }
+}
+
+/// What a light client needs to trust one name: the record (or its absence), the map proof,
+/// the checkpoint it leads to, and a consistency proof from the size the client knew.
+#[derive(Debug, Clone)]
+pub struct NameProof {
+    pub record: Option<NameRecord>,
+    pub proof: MapProof,
+    pub checkpoint: SignedCheckpoint,
+    pub consistency: Vec<[u8; 32]>,
 }

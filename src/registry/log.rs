@@ -1,21 +1,18 @@
-//! The registry log: entries chained by blake3, and signed checkpoints.
+//! The registry log's entries, chained by blake3.
 //!
 //! Entry N is the canonical CBOR array `[N, time, prev_hash, difficulty, op]`, where `op` is
 //! the operation envelope as submitted and `prev_hash` is the hash of entry N−1 (32 zero bytes
-//! for entry 0). An entry's hash is blake3 over [`ENTRY_PREFIX`] and the entry bytes. A
-//! checkpoint `[1, "checkpoint", size, head_hash, time]` is signed by the registry's key under
-//! [`CHECKPOINT_PREFIX`]; `head_hash` is the hash of entry `size − 1` (zeros when empty).
+//! for entry 0). An entry's hash is blake3 over [`ENTRY_PREFIX`] and the entry bytes. The same
+//! entry bytes are the leaves of the log's RFC 6962 tree, whose root the checkpoints sign
+//! ([`super::note`]).
 
 use ciborium::Value;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use super::RegistryError;
 use crate::cbor;
 
 /// Domain separation for entry hashes.
 pub const ENTRY_PREFIX: &[u8] = b"grant-node registry entry v1\0";
-/// Domain separation for checkpoint signatures.
-pub const CHECKPOINT_PREFIX: &[u8] = b"grant-node registry checkpoint v1\0";
 /// Domain separation for per-name digests.
 pub const DIGEST_PREFIX: &[u8] = b"grant-node name digest v1\0";
 
@@ -90,62 +87,6 @@ pub fn next_digest(previous: &[u8; 32], op_envelope: &[u8]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-/// A registry's signed statement of its log's size and head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checkpoint {
-    pub size: u64,
-    pub head_hash: [u8; 32],
-    pub time: u64,
-}
-
-impl Checkpoint {
-    fn payload(&self) -> Vec<u8> {
-        cbor::encode(&Value::Array(vec![
-            1u64.into(),
-            Value::Text("checkpoint".into()),
-            self.size.into(),
-            Value::Bytes(self.head_hash.to_vec()),
-            self.time.into(),
-        ]))
-    }
-
-    /// The signed envelope.
-    pub fn sign(&self, key: &SigningKey) -> Vec<u8> {
-        let payload = self.payload();
-        let sig = key.sign(&cbor::signed_message(CHECKPOINT_PREFIX, &payload));
-        cbor::envelope(&payload, &sig.to_bytes())
-    }
-
-    /// Opens and verifies a signed checkpoint envelope.
-    pub fn verify(
-        envelope: &[u8],
-        registry_key: &VerifyingKey,
-    ) -> Result<Checkpoint, RegistryError> {
-        let m = RegistryError::Malformed;
-        let (payload, sig) = cbor::open_envelope(envelope).map_err(m)?;
-        registry_key
-            .verify_strict(
-                &cbor::signed_message(CHECKPOINT_PREFIX, &payload),
-                &Signature::from_bytes(&sig),
-            )
-            .map_err(|_| RegistryError::Untrusted("checkpoint signature does not verify".into()))?;
-        let f = cbor::array(
-            cbor::decode_canonical(&payload).map_err(m)?,
-            5,
-            "checkpoint must be an array of 5",
-        )
-        .map_err(m)?;
-        if cbor::uint(&f[0], "").ok() != Some(1) || f[1] != Value::Text("checkpoint".into()) {
-            return Err(m("not a version 1 checkpoint"));
-        }
-        Ok(Checkpoint {
-            size: cbor::uint(&f[2], "size must be an unsigned integer").map_err(m)?,
-            head_hash: cbor::bytes(&f[3], "head_hash must be 32 bytes").map_err(m)?,
-            time: cbor::uint(&f[4], "time must be an unsigned integer").map_err(m)?,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,22 +104,5 @@ mod tests {
         let mut other = e.clone();
         other.op = vec![1, 2, 4];
         assert_ne!(e.hash(), other.hash());
-    }
-
-    #[test]
-    fn checkpoint_signature_is_checked() {
-        let key = SigningKey::from_bytes(&[5; 32]);
-        let cp = Checkpoint {
-            size: 3,
-            head_hash: [9; 32],
-            time: 77,
-        };
-        let env = cp.sign(&key);
-        assert_eq!(Checkpoint::verify(&env, &key.verifying_key()).unwrap(), cp);
-        let other = SigningKey::from_bytes(&[6; 32]).verifying_key();
-        assert_eq!(
-            Checkpoint::verify(&env, &other).unwrap_err().code(),
-            "registry.untrusted"
-        );
     }
 }

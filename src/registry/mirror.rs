@@ -2,11 +2,14 @@
 //!
 //! The mirror syncs the log from a [`Source`], re-checks every operation with the same
 //! [`super::rules`] the registry applies, checks the hash chain, and accepts the new entries only if
-//! they end exactly at the head of a checkpoint signed by the registry key in the node's
-//! config. A sync is one SQLite transaction: either the mirror moves to a signed checkpoint or
-//! it stays where it was. A checkpoint that contradicts entries already verified (a fork) or a
-//! log that does not match its checkpoint (a forged entry) is refused, recorded as evidence, and
-//! reported as degraded on `/healthz`; the verified state keeps serving look-ups.
+//! the RFC 6962 tree of the log it holds extended by them has exactly the root of a checkpoint
+//! signed by the registry key in the node's config (so the new checkpoint is consistent with
+//! every one before it), and, when witnesses are configured, cosigned by a quorum of them. A
+//! sync is one SQLite transaction: either the mirror moves to a signed checkpoint or it stays
+//! where it was. A checkpoint that contradicts entries already verified (a fork), a log that
+//! does not match its checkpoint (a forged entry), or a witness's checkpoint that contradicts
+//! ours (a split view) is refused, recorded as evidence, and reported as degraded on
+//! `/healthz`; the verified state keeps serving look-ups.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::VerifyingKey;
 use rusqlite::Connection;
 
-use super::log::Checkpoint;
+use super::note::{SignedCheckpoint, Witness};
 use super::replay::{replay, ReplayError};
 use super::resolver::DbKeys;
 use super::rules::Params;
@@ -39,6 +42,22 @@ pub struct MirrorStatus {
     pub last_error: Option<String>,
     /// Evidence of registry misbehaviour; once set, stays set.
     pub degraded: Option<String>,
+    /// What proves it: for a split view, the two registry-signed checkpoints that cannot both
+    /// be true (signed notes, as received).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    /// How many of the configured witnesses cosigned the checkpoint the mirror holds.
+    pub cosigned_by: usize,
+}
+
+/// Which witnesses a mirror trusts, how many must cosign a checkpoint, and where to ask
+/// each witness what it cosigned (to catch a registry showing others another tree).
+#[derive(Debug, Clone, Default)]
+pub struct WitnessPolicy {
+    pub witnesses: Vec<Witness>,
+    /// Base URLs of the witnesses to compare checkpoints with (`GET {url}/witness/latest`).
+    pub urls: Vec<String>,
+    pub quorum: usize,
 }
 
 /// The mirror.
@@ -49,6 +68,7 @@ pub struct Mirror {
     clock: Clock,
     params: Params,
     keys: Arc<DbKeys>,
+    policy: WitnessPolicy,
     status: Mutex<MirrorStatus>,
     /// Bumped whenever verified state changes, so caches of verification results can tell
     /// they are stale (a key marked compromised must take effect on the next request).
@@ -64,11 +84,15 @@ impl Mirror {
         source: Source,
         clock: Clock,
     ) -> Result<Mirror, StoreError> {
-        let (size, degraded) = {
+        let (size, fault) = {
             let conn = db.lock();
             let size = store::registry::log_size(&conn)?;
             let fault = store::registry::latest_fault(&conn)?;
-            (size, fault.map(|(_, reason)| reason))
+            (size, fault)
+        };
+        let (degraded, evidence) = match fault {
+            Some((_, reason, evidence)) => (Some(reason), Some(evidence_text(&evidence))),
+            None => (None, None),
         };
         Ok(Mirror {
             keys: Arc::new(DbKeys::new(db.clone())),
@@ -77,14 +101,22 @@ impl Mirror {
             source,
             clock,
             params: Params::default(),
+            policy: WitnessPolicy::default(),
             status: Mutex::new(MirrorStatus {
                 size,
                 degraded,
+                evidence,
                 ..MirrorStatus::default()
             }),
             sync_lock: tokio::sync::Mutex::new(None),
             epoch: AtomicU64::new(0),
         })
+    }
+
+    /// Requires checkpoints cosigned by `policy.quorum` of `policy.witnesses`.
+    pub fn with_witnesses(mut self, policy: WitnessPolicy) -> Mirror {
+        self.policy = policy;
+        self
     }
 
     /// The key resolver backed by this mirror.
@@ -180,42 +212,92 @@ impl Mirror {
     }
 
     async fn sync_locked(self: &Arc<Self>) -> Result<u64, RegistryError> {
-        let envelope = self.source.checkpoint().await?;
-        let checkpoint = match Checkpoint::verify(&envelope, &self.registry_key) {
+        let note = self.source.checkpoint().await?;
+        let signed = match SignedCheckpoint::verify(&note, &self.registry_key) {
             Ok(cp) => cp,
-            Err(e) => {
-                self.fault("checkpoint signature does not verify", &envelope)?;
+            Err(e @ RegistryError::Untrusted(_)) => {
+                self.fault("checkpoint signature does not verify", &note)?;
                 return Err(e);
             }
+            Err(e) => return Err(e),
         };
-        self.set_registry_size(checkpoint.size);
+        let cosigned = signed.cosigned_by(&self.policy.witnesses).len();
+        if cosigned < self.policy.quorum {
+            return Err(RegistryError::Untrusted(format!(
+                "the registry's checkpoint of size {} is cosigned by {cosigned} of the {} witnesses required",
+                signed.checkpoint.size, self.policy.quorum
+            )));
+        }
+        self.set_registry_size(signed.checkpoint.size);
         let this = self.clone();
         let handle = tokio::runtime::Handle::current();
         let outcome = tokio::task::spawn_blocking(move || {
             let mut conn = this.db.lock();
-            this.apply_up_to(&mut conn, &checkpoint, &envelope, &handle)
+            this.apply_up_to(&mut conn, &signed, &handle)
         })
         .await
         .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
-        match outcome {
+        let applied = match outcome {
             Ok((applied, touched)) => {
                 self.keys.invalidate(touched.iter());
                 if applied > 0 {
                     self.epoch.fetch_add(1, Ordering::AcqRel);
                 }
                 let size = store::registry::log_size(&self.db.lock())?;
-                self.status.lock().unwrap_or_else(|p| p.into_inner()).size = size;
+                {
+                    let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+                    status.size = size;
+                    status.cosigned_by = cosigned;
+                }
                 if applied > 0 {
                     tracing::info!(applied, size, "registry mirror synced");
                 }
-                Ok(applied)
+                applied
             }
             Err(Refusal::Fault(reason, evidence)) => {
                 self.fault(&reason, &evidence)?;
-                Err(RegistryError::Untrusted(reason))
+                return Err(RegistryError::Untrusted(reason));
             }
-            Err(Refusal::Error(e)) => Err(e),
+            Err(Refusal::Error(e)) => return Err(e),
+        };
+        self.compare_with_witnesses().await?;
+        Ok(applied)
+    }
+
+    /// Asks each witness with a URL for the latest checkpoint it cosigned and compares it with
+    /// the verified log: a registry-signed checkpoint that our log contradicts is proof that the
+    /// registry shows different trees to different parties.
+    async fn compare_with_witnesses(self: &Arc<Self>) -> Result<(), RegistryError> {
+        for url in &self.policy.urls {
+            let Some(theirs) = super::source::witness_latest(&self.source.client(), url).await
+            else {
+                continue;
+            };
+            let Ok(theirs) = SignedCheckpoint::verify(&theirs, &self.registry_key) else {
+                continue;
+            };
+            let size = theirs.checkpoint.size;
+            let contradicted = {
+                let conn = self.db.lock();
+                if size > store::registry::log_size(&conn)?
+                    || store::registry::tree_root(&conn, size)? == theirs.checkpoint.root
+                {
+                    None
+                } else {
+                    Some(store::registry::checkpoint(&conn)?.unwrap_or_default())
+                }
+            };
+            if let Some(mut evidence) = contradicted {
+                evidence.extend_from_slice(b"\n");
+                evidence.extend_from_slice(&theirs.note);
+                let reason = format!(
+                    "split view: the witness at {url} holds a registry-signed checkpoint of size {size} that contradicts the verified log"
+                );
+                self.fault(&reason, &evidence)?;
+                return Err(RegistryError::Untrusted(reason));
+            }
         }
+        Ok(())
     }
 
     fn set_registry_size(&self, size: u64) {
@@ -231,10 +313,9 @@ impl Mirror {
             "registry misbehaved; the mirror keeps its verified state"
         );
         store::registry::record_fault(&self.db.lock(), self.clock.now(), reason, evidence)?;
-        self.status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .degraded = Some(reason.to_owned());
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.degraded = Some(reason.to_owned());
+        status.evidence = Some(evidence_text(evidence));
         Ok(())
     }
 
@@ -242,19 +323,15 @@ impl Mirror {
     fn apply_up_to(
         &self,
         conn: &mut Connection,
-        checkpoint: &Checkpoint,
-        envelope: &[u8],
+        signed: &SignedCheckpoint,
         handle: &tokio::runtime::Handle,
     ) -> Result<(u64, HashSet<Name>), Refusal> {
+        let checkpoint = &signed.checkpoint;
+        let envelope = &signed.note;
         let local = store::registry::log_size(conn)?;
         if checkpoint.size <= local {
             // Nothing new; but the checkpoint must agree with what we verified.
-            let ours = if checkpoint.size == 0 {
-                super::log::GENESIS
-            } else {
-                store::registry::hash_at(conn, checkpoint.size - 1)?.unwrap_or(super::log::GENESIS)
-            };
-            if ours != checkpoint.head_hash {
+            if store::registry::tree_root(conn, checkpoint.size)? != checkpoint.root {
                 return Err(Refusal::Fault(
                     format!(
                         "fork: the registry's signed checkpoint at size {} contradicts the verified log",
@@ -288,7 +365,7 @@ impl Mirror {
             seq = done.next_seq;
             touched.extend(done.touched);
         }
-        if prev != checkpoint.head_hash {
+        if store::registry::tree_root(&tx, checkpoint.size)? != checkpoint.root {
             return Err(Refusal::Fault(
                 "the registry log does not end at its signed checkpoint".into(),
                 envelope.to_vec(),
@@ -328,5 +405,16 @@ enum Refusal {
 impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Refusal {
         Refusal::Error(e.into())
+    }
+}
+
+/// Evidence as `/healthz` shows it: text as it is (signed notes), anything else base64url.
+fn evidence_text(evidence: &[u8]) -> String {
+    match std::str::from_utf8(evidence) {
+        Ok(t) => t.to_owned(),
+        Err(_) => {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(evidence)
+        }
     }
 }

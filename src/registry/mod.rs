@@ -15,13 +15,18 @@
 
 pub mod authority;
 pub mod client;
+pub mod cosigning;
+pub mod light;
 pub mod log;
+pub mod map;
 pub mod mirror;
+pub mod note;
 pub mod op;
 pub mod replay;
 pub mod resolver;
 pub mod rules;
 pub mod source;
+pub mod witness;
 
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;

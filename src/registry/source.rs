@@ -18,9 +18,12 @@ pub const MAX_LOG_PAGE: u64 = 1000;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointJson {
     pub size: u64,
-    pub head_hash: String,
+    /// RFC 6962 root of the log, standard base64 (as in the note).
+    pub root_hash: String,
+    /// Root of the name map, standard base64.
+    pub map_root: String,
     pub time: u64,
-    /// The signed checkpoint envelope, base64url.
+    /// The signed note (checkpoint body, registry signature, cosignatures), base64url.
     pub checkpoint: String,
 }
 
@@ -42,6 +45,14 @@ pub enum Source {
 }
 
 impl Source {
+    /// The HTTP client to reach others with (a remote source's, or a default one).
+    pub fn client(&self) -> HttpClient {
+        match self {
+            Source::Remote { client, .. } => client.clone(),
+            Source::Local(_) => HttpClient::new(),
+        }
+    }
+
     pub fn remote(base: &str) -> Source {
         Source::remote_with(base, HttpClient::new())
     }
@@ -94,6 +105,23 @@ impl Source {
                     })
                     .collect()
             }
+        }
+    }
+}
+
+/// The latest checkpoint the witness at `base` cosigned for this registry (`GET
+/// {base}/witness/latest`), if it answers; what it says is checked by the caller.
+pub async fn witness_latest(client: &HttpClient, base: &str) -> Option<Vec<u8>> {
+    let url = format!("{}/witness/latest", base.trim_end_matches('/'));
+    match client.get(&url).await {
+        Ok(reply) if reply.status.is_success() => Some(reply.body.to_vec()),
+        Ok(reply) => {
+            tracing::debug!(url, status = %reply.status, "witness has no checkpoint to compare");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(url, error = %e, "witness unreachable");
+            None
         }
     }
 }

@@ -29,6 +29,7 @@ pub const TABLES: &[(&str, &str)] = &[
         "id, target, body, attempts, next_attempt, created, last_error",
     ),
     ("used_cartes", "fingerprint, deadline, pending_id"),
+    ("witness_state", "origin, size, root, note"),
     (
         "pending_grants",
         "id, session_hash, owner, app, scope, redirect_uri, state, expires",

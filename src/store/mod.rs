@@ -27,6 +27,7 @@ pub mod pg;
 mod pg_schema;
 pub mod registry;
 pub mod sessions;
+pub mod witness;
 
 pub use conn::{Conn, Row};
 
@@ -193,6 +194,19 @@ const MIGRATIONS: &[Migration] = &[
          last_used INTEGER NOT NULL,
          PRIMARY KEY (owner, app)
      );"),
+    // 8: the registry log as an RFC 6962 tree (tlog's stored-hash layout), filled in for
+    //    logs written before; and what this node, as a witness, last cosigned.
+    Sql("CREATE TABLE registry_tree (
+         idx  INTEGER PRIMARY KEY,
+         hash BLOB NOT NULL
+     );
+     CREATE TABLE witness_state (
+         origin TEXT PRIMARY KEY,
+         size   INTEGER NOT NULL,
+         root   BLOB NOT NULL,
+         note   BLOB NOT NULL
+     );"),
+    Code(registry::backfill_tree),
 ];
 
 /// Why storage failed. `Unavailable` is the database out of reach (a 503 with

@@ -117,6 +117,13 @@ const MIGRATIONS: &[&str] = &[
          joined    BIGINT NOT NULL
      );
      CREATE SEQUENCE cache_version;",
+    // 3: what this node, as a witness, last cosigned (one row per log; see `node::witness`).
+    "CREATE TABLE witness_state (
+         origin TEXT PRIMARY KEY,
+         size   BIGINT NOT NULL,
+         root   BYTEA NOT NULL,
+         note   BYTEA NOT NULL
+     );",
 ];
 
 /// Applies the migrations not yet applied.

@@ -43,10 +43,115 @@ pub fn append_entry(
     entry: &[u8],
     hash: &[u8; 32],
 ) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO registry_log (seq, entry, hash) VALUES (?1, ?2, ?3)",
-        params![seq as i64, entry, &hash[..]],
-    )?;
+    conn.prepare_cached("INSERT INTO registry_log (seq, entry, hash) VALUES (?1, ?2, ?3)")?
+        .execute(params![seq as i64, entry, &hash[..]])?;
+    append_tree_hashes(conn, seq, entry)
+}
+
+/// Stores the RFC 6962 tree hashes that entry `seq` completes (tlog's stored-hash layout:
+/// index `stored_hash_index(0, seq)` onwards), so roots and proofs of any size up to the log
+/// are a few look-ups.
+fn append_tree_hashes(conn: &Connection, seq: u64, entry: &[u8]) -> Result<(), StoreError> {
+    let hashes = tlog_tiles::stored_hashes(seq, entry, &TreeHashes(conn)).map_err(tree_error)?;
+    let first = tlog_tiles::stored_hash_index(0, seq);
+    let mut insert =
+        conn.prepare_cached("INSERT INTO registry_tree (idx, hash) VALUES (?1, ?2)")?;
+    for (i, h) in hashes.iter().enumerate() {
+        insert.execute(params![(first + i as u64) as i64, &h.0[..]])?;
+    }
+    Ok(())
+}
+
+/// The log's stored tree hashes, as `tlog_tiles` reads them.
+pub struct TreeHashes<'a>(pub &'a Connection);
+
+impl tlog_tiles::HashReader for TreeHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog_tiles::Hash>, tlog_tiles::Error> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT hash FROM registry_tree WHERE idx = ?1")
+            .map_err(|_| tlog_tiles::Error::IndexesNotInTree)?;
+        indexes
+            .iter()
+            .map(|i| {
+                let h: Vec<u8> = stmt
+                    .query_row([*i as i64], |r| r.get(0))
+                    .map_err(|_| tlog_tiles::Error::IndexesNotInTree)?;
+                h.try_into()
+                    .map(tlog_tiles::Hash)
+                    .map_err(|_| tlog_tiles::Error::MalformedHash)
+            })
+            .collect()
+    }
+}
+
+fn tree_error(e: tlog_tiles::Error) -> StoreError {
+    tracing::error!(error = %e, "registry tree hashes");
+    StoreError::Corrupt("the registry's tree hashes are incomplete")
+}
+
+/// The RFC 6962 root of the first `size` entries.
+pub fn tree_root(conn: &Connection, size: u64) -> Result<[u8; 32], StoreError> {
+    Ok(tlog_tiles::tree_hash(size, &TreeHashes(conn))
+        .map_err(tree_error)?
+        .0)
+}
+
+/// A consistency proof from size `from` to size `to` (RFC 6962, as tlog computes it).
+pub fn consistency_proof(
+    conn: &Connection,
+    from: u64,
+    to: u64,
+) -> Result<Vec<[u8; 32]>, StoreError> {
+    Ok(tlog_tiles::prove_tree(to, from, &TreeHashes(conn))
+        .map_err(tree_error)?
+        .iter()
+        .map(|h| h.0)
+        .collect())
+}
+
+/// An inclusion proof of entry `index` in the tree of size `size`.
+pub fn inclusion_proof(
+    conn: &Connection,
+    index: u64,
+    size: u64,
+) -> Result<Vec<[u8; 32]>, StoreError> {
+    Ok(tlog_tiles::prove_record(size, index, &TreeHashes(conn))
+        .map_err(tree_error)?
+        .iter()
+        .map(|h| h.0)
+        .collect())
+}
+
+/// The data of a hash tile (C2SP tlog-tiles, height 8) of the tree.
+pub fn tile(conn: &Connection, tile: &tlog_tiles::Tile) -> Result<Vec<u8>, StoreError> {
+    tile.read_data(&TreeHashes(conn)).map_err(tree_error)
+}
+
+/// Every record (to rebuild the name map at start).
+pub fn all_records(conn: &Connection) -> Result<Vec<NameRecord>, StoreError> {
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM registry_names ORDER BY name")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        let name = Name::parse(&n).map_err(|_| corrupt())?;
+        out.extend(record(conn, &name)?);
+    }
+    Ok(out)
+}
+
+/// Migration: tree hashes for a log written before they were stored.
+pub fn backfill_tree(conn: &Connection) -> Result<(), StoreError> {
+    let size = log_size(conn)?;
+    for seq in 0..size {
+        let e = entries(conn, seq, 1)?;
+        append_tree_hashes(conn, seq, &e[0])?;
+    }
+    // Checkpoints of the old form can no longer be read: the authority signs a new one at
+    // start, and a mirror fetches the registry's.
+    conn.execute("DELETE FROM registry_checkpoint", [])?;
     Ok(())
 }
 
@@ -227,12 +332,12 @@ pub fn record_fault(
 }
 
 /// The most recent recorded fault, if any.
-pub fn latest_fault(conn: &Connection) -> Result<Option<(u64, String)>, StoreError> {
+pub fn latest_fault(conn: &Connection) -> Result<Option<(u64, String, Vec<u8>)>, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT time, reason FROM registry_faults ORDER BY id DESC LIMIT 1",
+            "SELECT time, reason, evidence FROM registry_faults ORDER BY id DESC LIMIT 1",
             [],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?, r.get(2)?)),
         )
         .optional()?)
 }
