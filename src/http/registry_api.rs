@@ -188,16 +188,26 @@ async fn tile(view: &RegistryView, rest: &[&str]) -> Result<Response<Body>, ApiE
     let (level, tail) = rest.split_first().ok_or_else(bad)?;
     let level = if *level == "entries" { "data" } else { level };
     let go_path = format!("tile/8/{level}/{}", tail.join("/"));
+    // `Tile::from_path` panics on a width of 0 (`.p/0`) and on levels of 64 and more: refuse
+    // those first (a panic on input is a defect).
+    let width_zero = tail.len() >= 2
+        && tail[tail.len() - 2].ends_with(".p")
+        && tail[tail.len() - 1].trim_start_matches('0').is_empty();
+    let level_ok = level == "data" || level.parse::<u8>().is_ok_and(|l| l < 8);
+    if width_zero || !level_ok {
+        return Err(bad());
+    }
     let tile = tlog_tiles::Tile::from_path(&go_path).map_err(|_| bad())?;
     let full = tile.width() == 256;
     let body = view
         .db()
         .run(move |c| {
             let size = store::registry::log_size(c)?;
-            let end = (tile.level_index() << 8)
-                .checked_add(u64::from(tile.width()))
-                .and_then(|n| n.checked_mul(1u64.checked_shl(8 * u32::from(tile.level()))?));
-            if tile.width() == 0 || end.is_none_or(|e| e > size) {
+            // The last entry the tile covers must be in the log (u128: no overflow for any
+            // index a path can name).
+            let end = ((u128::from(tile.level_index()) << 8) + u128::from(tile.width()))
+                << (8 * u32::from(tile.level()));
+            if end > u128::from(size) {
                 return Ok(None);
             }
             if tile.is_data() {

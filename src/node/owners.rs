@@ -17,6 +17,7 @@ use crate::auth;
 use crate::keyfile;
 use crate::name::Name;
 use crate::registry::op::{solve_pow, Operation, Register};
+use crate::registry::RegistryError;
 use crate::store::{self, owners::Owner};
 
 /// How long the one-time password set-up link stays valid.
@@ -171,13 +172,24 @@ async fn register(
     signing: &SigningKey,
 ) -> Result<(), OwnerError> {
     // Already registered? With our key that is a restart after a crash; otherwise taken.
-    let existing = state
-        .mirror
-        .record_or_sync(name)
-        .await
-        .map_err(|e| OwnerError::Registry(e.to_string()))?;
-    if let Some(record) = existing {
-        if record.updating_key == updating.verifying_key() {
+    let ours = hex::encode(updating.verifying_key().as_bytes());
+    let existing = match (
+        state.mirror.record_or_sync(name).await,
+        &state.registry_client,
+    ) {
+        (Ok(record), _) => record.map(|r| hex::encode(r.updating_key.as_bytes())),
+        // The mirror cannot verify the registry yet (its checkpoint still waits for
+        // witnesses): ask the registry itself. Its answer only decides whether to submit; the
+        // registry checks the submission, and the mirror checks the result when it syncs.
+        (Err(RegistryError::Untrusted(_)), Some(client)) => client
+            .record(name)
+            .await
+            .map_err(|e| OwnerError::Registry(e.to_string()))?
+            .map(|r| r.updating_key),
+        (Err(e), _) => return Err(OwnerError::Registry(e.to_string())),
+    };
+    if let Some(key) = existing {
+        if key == ours {
             return Ok(());
         }
         return Err(OwnerError::Taken(name.clone()));
@@ -231,11 +243,13 @@ async fn register(
         }
         Err((_, message)) => return Err(OwnerError::Registry(message)),
     }
-    state
-        .mirror
-        .sync()
-        .await
-        .map_err(|e| OwnerError::Registry(e.to_string()))?;
+    // The registry accepted the name: failing now would leave it registered with no owner
+    // here (and a retry would meet `name.taken`). A mirror that cannot sync yet (a registry
+    // whose checkpoint still waits for its witnesses' cosignatures) catches up in the
+    // background, and the sync error shows on `/healthz` meanwhile.
+    if let Err(e) = state.mirror.sync().await {
+        tracing::warn!(owner = %name, error = %e, "registered; the mirror will catch up");
+    }
     Ok(())
 }
 

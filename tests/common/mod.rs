@@ -85,7 +85,7 @@ where
     }
 }
 
-async fn listener() -> tokio::net::TcpListener {
+pub async fn listener() -> tokio::net::TcpListener {
     tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
 }
 

@@ -1,0 +1,420 @@
+//! The transparent registry: C2SP checkpoints, tiles and proofs checked by implementations we
+//! did not write, witnesses and quorums, a split view caught, and light look-ups.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{listener, tempdir, Identity, Node, Stub};
+use ed25519_dalek::SigningKey;
+use grant_node::outbound::{HttpClient, Reply};
+use grant_node::registry::cosigning::{self, WitnessEndpoint};
+use grant_node::registry::mirror::WitnessPolicy;
+use grant_node::registry::note::{self, Witness};
+use hyper::body::Bytes;
+use hyper::Method;
+
+async fn get(url: &str) -> Reply {
+    HttpClient::new().get(url).await.unwrap()
+}
+
+async fn get_note(registry: &str) -> Vec<u8> {
+    let r = HttpClient::new()
+        .send(
+            Method::GET,
+            &format!("{registry}/registry/checkpoint"),
+            &[("accept", "text/plain")],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    r.body.to_vec()
+}
+
+/// Registers `n` applications named `app0000`… directly with the authority.
+fn register_many(stub: &Stub, from: usize, n: usize) {
+    for i in from..from + n {
+        let id = Identity::new(&format!("app{i:04}"), (i % 200) as u8 + 1);
+        stub.authority
+            .submit_blocking(&id.register_op("https://node.example/", &[], 0))
+            .unwrap();
+    }
+}
+
+/// Reads tiles over HTTP for `tlog_tiles`' tile-verifying hash reader.
+struct HttpTiles {
+    base: String,
+}
+
+impl tlog_tiles::TileReader for HttpTiles {
+    fn height(&self) -> u8 {
+        8
+    }
+
+    fn read_tiles(&self, tiles: &[tlog_tiles::Tile]) -> Result<Vec<Vec<u8>>, tlog_tiles::Error> {
+        tiles
+            .iter()
+            .map(|t| {
+                // tlog_tiles names Go's sumdb paths (tile/8/L/N); C2SP drops the height.
+                let path = t.path().replacen("tile/8/", "tile/", 1);
+                let url = format!("{}/registry/{path}", self.base);
+                let reply = tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(get(&url))
+                });
+                assert_eq!(reply.status, 200, "{url}");
+                Ok(reply.body.to_vec())
+            })
+            .collect()
+    }
+
+    fn save_tiles(&self, _tiles: &[tlog_tiles::Tile], _data: &[Vec<u8>]) {}
+}
+
+fn hashes(json: &serde_json::Value) -> Vec<tlog_tiles::Hash> {
+    json["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| tlog_tiles::Hash::parse_hash(h.as_str().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outside_implementations_verify_our_checkpoint_tiles_and_proofs() {
+    let dir = tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    register_many(&stub, 0, 100);
+    let vkey = note::registry_vkey(&stub.authority.public_key());
+
+    // The checkpoint note, verified by signed_note and parsed by tlog_tiles.
+    let check = |bytes: &[u8]| -> tlog_tiles::Checkpoint {
+        let verifier = signed_note::StandardVerifier::new(&vkey).unwrap();
+        let list = signed_note::VerifierList::new(vec![Box::new(verifier)]);
+        let parsed = signed_note::Note::from_bytes(bytes).unwrap();
+        let (verified, _) = parsed.verify(&list).unwrap();
+        assert_eq!(verified.len(), 1);
+        tlog_tiles::Checkpoint::from_bytes(parsed.text()).unwrap()
+    };
+    let old = check(&get_note(&stub.url()).await);
+    assert_eq!(old.size(), 100);
+    assert_eq!(old.origin(), note::origin_for(&stub.authority.public_key()));
+    register_many(&stub, 100, 200);
+    let new = check(&get_note(&stub.url()).await);
+    assert_eq!(new.size(), 300);
+
+    // Consistency between the two sizes, checked by tlog_tiles.
+    let proof = hashes(
+        &get(&format!(
+            "{}/registry/proof/consistency?from=100&to=300",
+            stub.url()
+        ))
+        .await
+        .json()
+        .unwrap(),
+    );
+    tlog_tiles::check_tree(&proof, 300, *new.hash(), 100, *old.hash()).unwrap();
+    let mut forged = proof.clone();
+    forged[0].0[0] ^= 1;
+    assert!(tlog_tiles::check_tree(&forged, 300, *new.hash(), 100, *old.hash()).is_err());
+
+    // Entries from the entry bundles; inclusion proofs from the endpoint and from tiles.
+    let full = get(&format!("{}/registry/tile/entries/000", stub.url())).await;
+    assert_eq!(full.status, 200);
+    let partial = get(&format!("{}/registry/tile/entries/001.p/44", stub.url())).await;
+    assert_eq!(partial.status, 200);
+    let mut entries = Vec::new();
+    for bundle in [&full.body, &partial.body] {
+        let mut at = 0;
+        while at < bundle.len() {
+            let len = u16::from_be_bytes([bundle[at], bundle[at + 1]]) as usize;
+            entries.push(bundle[at + 2..at + 2 + len].to_vec());
+            at += 2 + len;
+        }
+    }
+    assert_eq!(entries.len(), 300);
+    let tiles = HttpTiles { base: stub.url() };
+    let reader = tlog_tiles::TileHashReader::new(300, *new.hash(), &tiles);
+    for i in [0u64, 1, 99, 255, 256, 299] {
+        let leaf = tlog_tiles::record_hash(&entries[i as usize]);
+        let served = hashes(
+            &get(&format!(
+                "{}/registry/proof/inclusion?index={i}&size=300",
+                stub.url()
+            ))
+            .await
+            .json()
+            .unwrap(),
+        );
+        tlog_tiles::check_record(&served, 300, *new.hash(), i, leaf).unwrap();
+        let from_tiles = tlog_tiles::prove_record(300, i, &reader).unwrap();
+        assert_eq!(from_tiles, served);
+        let other = tlog_tiles::record_hash(b"not the entry");
+        assert!(tlog_tiles::check_record(&served, 300, *new.hash(), i, other).is_err());
+    }
+
+    // Outside the tree: 404 for tiles, 400 for proofs; nothing past the log is invented.
+    for path in [
+        "tile/entries/001",
+        "tile/entries/001.p/45",
+        "tile/0/002",
+        "tile/1/000.p/2",
+        "tile/0/x001/000",
+        "tile/entries/000.p/0",
+    ] {
+        let r = get(&format!("{}/registry/{path}", stub.url())).await;
+        assert_eq!(r.status, 404, "{path}");
+    }
+    for q in [
+        "inclusion?index=300&size=300",
+        "inclusion?index=1&size=301",
+        "consistency?from=5&to=301",
+        "consistency?from=9&to=8",
+    ] {
+        let r = get(&format!("{}/registry/proof/{q}", stub.url())).await;
+        assert_eq!(r.status, 400, "{q}");
+        assert_eq!(
+            r.json::<serde_json::Value>().unwrap()["error"],
+            "request.bad-parameter"
+        );
+    }
+    let r = get(&format!("{}/registry/proof/inclusion?index=1", stub.url())).await;
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["error"],
+        "request.missing-parameter"
+    );
+}
+
+/// A node that is a witness for its registry, with its witness key made before it starts so
+/// the registry can be told about it.
+struct WitnessNode {
+    witness: Witness,
+    listener: tokio::net::TcpListener,
+    url: String,
+}
+
+async fn witness_node(dir: &Path, name: &str) -> WitnessNode {
+    std::fs::create_dir_all(dir).unwrap();
+    let key = grant_node::keyfile::load_or_create(&dir.join("witness.key")).unwrap();
+    let listener = listener().await;
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    WitnessNode {
+        witness: Witness::new(name, key.verifying_key()),
+        listener,
+        url,
+    }
+}
+
+fn gather(stub: &Stub, witnesses: &[&WitnessNode]) {
+    let endpoints = witnesses
+        .iter()
+        .map(|w| WitnessEndpoint {
+            url: w.url.clone(),
+            witness: w.witness.clone(),
+        })
+        .collect();
+    tokio::spawn(cosigning::run(
+        stub.authority.clone(),
+        endpoints,
+        HttpClient::new(),
+        Duration::from_millis(200),
+        std::future::pending(),
+    ));
+}
+
+async fn start_witness(
+    w: WitnessNode,
+    dir: &Path,
+    stub: &Stub,
+    owner: &str,
+    policy: WitnessPolicy,
+) -> Node {
+    let mut config = Node::remote_config(dir, &stub.url(), &stub.public_key_hex(), owner);
+    config.witness_name = Some(w.witness.name.clone());
+    config.witness_policy = policy;
+    Node::start_on(config, w.listener).await
+}
+
+async fn wait_cosigned(stub: &Stub, count: usize, witnesses: &[Witness]) {
+    for _ in 0..400 {
+        let cp = stub.authority.checkpoint_blocking().unwrap();
+        if cp.cosigned_by(witnesses).len() >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the checkpoint never got {count} cosignatures");
+}
+
+async fn post_witness(url: &str, body: Vec<u8>) -> Reply {
+    HttpClient::new()
+        .send(
+            Method::POST,
+            &format!("{url}/witness/add-checkpoint"),
+            &[],
+            Bytes::from(body),
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn witnesses_cosign_and_a_node_requires_its_quorum() {
+    let dir = tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    let w1 = witness_node(&dir.path().join("w1"), "w1.test").await;
+    let w2 = witness_node(&dir.path().join("w2"), "w2.test").await;
+    let witnesses = vec![w1.witness.clone(), w2.witness.clone()];
+    // The registry asks only the first witness.
+    gather(&stub, &[&w1]);
+    let (w1_url, w2_url) = (w1.url.clone(), w2.url.clone());
+    let n1 = start_witness(
+        w1,
+        &dir.path().join("w1"),
+        &stub,
+        "alice",
+        WitnessPolicy::default(),
+    )
+    .await;
+    let _n2 = start_witness(
+        w2,
+        &dir.path().join("w2"),
+        &stub,
+        "bob",
+        WitnessPolicy::default(),
+    )
+    .await;
+    register_many(&stub, 0, 3);
+    wait_cosigned(&stub, 1, &witnesses).await;
+    let size = stub
+        .authority
+        .checkpoint_blocking()
+        .unwrap()
+        .checkpoint
+        .size;
+    assert_eq!(size, 5);
+
+    let policy = |quorum| WitnessPolicy {
+        witnesses: witnesses.clone(),
+        urls: vec![],
+        quorum,
+    };
+    let mut one = Node::remote_config(
+        &dir.path().join("q1"),
+        &stub.url(),
+        &stub.public_key_hex(),
+        "carol",
+    );
+    one.witness_policy = policy(1);
+    let one = Node::start(one).await;
+    // The mirror only moves with a cosigned checkpoint: wait for the one after carol's name.
+    wait_cosigned(&stub, 1, &witnesses).await;
+    one.wait_synced_to(&stub).await;
+    assert_eq!(one.health().await["registry"]["cosigned_by"], 1);
+
+    let mut two = Node::remote_config(
+        &dir.path().join("q2"),
+        &stub.url(),
+        &stub.public_key_hex(),
+        "dave",
+    );
+    two.witness_policy = policy(2);
+    let two = Node::start(two).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let health = two.health().await;
+    assert_eq!(health["registry"]["size"], 0, "{health}");
+    assert!(
+        health["registry"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cosigned by 1 of the 2 witnesses required"),
+        "{health}"
+    );
+    // The witness protocol's refusals, each with its status.
+    let current = stub.authority.checkpoint_blocking().unwrap();
+    let held = get(&format!("{w1_url}/witness/latest")).await;
+    assert_eq!(held.status, 200);
+    let held_size: u64 = std::str::from_utf8(&held.body)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let r = post_witness(&w1_url, b"garbage".to_vec()).await;
+    assert_eq!(r.status, 400);
+    let stranger = SigningKey::from_bytes(&[42; 32]);
+    let forged = note::Checkpoint {
+        origin: note::origin_for(&stub.authority.public_key()),
+        ..current.checkpoint.clone()
+    }
+    .sign(&stranger);
+    let r = post_witness(
+        &w1_url,
+        grant_node::registry::witness::request(0, &[], &forged),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = post_witness(
+        &w1_url,
+        grant_node::registry::witness::request(0, &[], &current.note),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.headers.get("content-type").unwrap(), "text/x.tlog.size");
+    assert_eq!(
+        std::str::from_utf8(&r.body).unwrap().trim(),
+        held_size.to_string()
+    );
+    // The second witness was never asked: it has nothing to show. Asked now (as a registry
+    // would), it cosigns from nothing, then wants a valid proof from that size on.
+    assert_eq!(get(&format!("{w2_url}/witness/latest")).await.status, 404);
+    let small = stub.authority.checkpoint_blocking().unwrap();
+    let r = post_witness(
+        &w2_url,
+        grant_node::registry::witness::request(0, &[], &small.note),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let with = small.with_cosignatures(&r.body).unwrap();
+    assert!(with.cosigned_by(&witnesses).contains(&&witnesses[1]));
+    register_many(&stub, 3, 2);
+    let bigger = stub.authority.checkpoint_blocking().unwrap();
+    let (from, to) = (small.checkpoint.size, bigger.checkpoint.size);
+    let r = post_witness(
+        &w2_url,
+        grant_node::registry::witness::request(from, &[[7; 32]], &bigger.note),
+    )
+    .await;
+    assert_eq!(r.status, 422);
+    let proof: Vec<[u8; 32]> = hashes(
+        &get(&format!(
+            "{}/registry/proof/consistency?from={from}&to={to}",
+            stub.url()
+        ))
+        .await
+        .json()
+        .unwrap(),
+    )
+    .iter()
+    .map(|h| h.0)
+    .collect();
+    let r = post_witness(
+        &w2_url,
+        grant_node::registry::witness::request(from, &proof, &bigger.note),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // It never goes back: the smaller tree again is a conflict.
+    let r = post_witness(
+        &w2_url,
+        grant_node::registry::witness::request(from, &[], &small.note),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(std::str::from_utf8(&r.body).unwrap().trim(), to.to_string());
+    drop(n1);
+}
