@@ -418,3 +418,97 @@ async fn witnesses_cosign_and_a_node_requires_its_quorum() {
     assert_eq!(std::str::from_utf8(&r.body).unwrap().trim(), to.to_string());
     drop(n1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_split_view_is_refused_by_the_witnesses_and_reported_by_both_nodes() {
+    let dir = tempdir();
+    // One registry key, two histories: the registry shows each node another tree.
+    let stub_a = Stub::start(&dir.path().join("registry-a"), 0).await;
+    std::fs::create_dir_all(dir.path().join("registry-b")).unwrap();
+    std::fs::copy(
+        dir.path().join("registry-a/registry.key"),
+        dir.path().join("registry-b/registry.key"),
+    )
+    .unwrap();
+    let stub_b = Stub::start(&dir.path().join("registry-b"), 0).await;
+    assert_eq!(stub_a.authority.public_key(), stub_b.authority.public_key());
+
+    let w1 = witness_node(&dir.path().join("n1"), "w1.test").await;
+    let w2 = witness_node(&dir.path().join("n2"), "w2.test").await;
+    let policy = WitnessPolicy {
+        witnesses: vec![w1.witness.clone(), w2.witness.clone()],
+        urls: vec![w1.url.clone(), w2.url.clone()],
+        quorum: 1,
+    };
+    // Each branch is shown to one witness only.
+    gather(&stub_a, &[&w1]);
+    gather(&stub_b, &[&w2]);
+    let (url1, url2) = (w1.url.clone(), w2.url.clone());
+    // Node 1 follows branch A, node 2 branch B; each registers its owner there (size 1 on
+    // both branches, with different roots).
+    let n1 = start_witness(w1, &dir.path().join("n1"), &stub_a, "alice", policy.clone()).await;
+    let n2 = start_witness(w2, &dir.path().join("n2"), &stub_b, "bob", policy.clone()).await;
+    let a = stub_a.authority.checkpoint_blocking().unwrap();
+    let b = stub_b.authority.checkpoint_blocking().unwrap();
+    assert_eq!(a.checkpoint.size, b.checkpoint.size);
+    assert_ne!(a.checkpoint.root, b.checkpoint.root);
+
+    // The witnesses refuse the other tree of the same size.
+    let list = [policy.witnesses[0].clone(), policy.witnesses[1].clone()];
+    wait_cosigned(&stub_a, 1, &list).await;
+    wait_cosigned(&stub_b, 1, &list).await;
+    let size = a.checkpoint.size;
+    let r = post_witness(
+        &url2,
+        grant_node::registry::witness::request(size, &[], &a.note),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    let r = post_witness(
+        &url1,
+        grant_node::registry::witness::request(size, &[], &b.note),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+    let r = post_witness(
+        &url1,
+        grant_node::registry::witness::request(0, &[], &b.note),
+    )
+    .await;
+    assert_eq!(r.status, 409);
+
+    // Both nodes find the other branch at the other witness and report it, with both
+    // registry-signed checkpoints as evidence.
+    for (node, ours, theirs) in [(&n1, &a, &b), (&n2, &b, &a)] {
+        let health = wait_degraded(node).await;
+        let reason = health["registry"]["degraded"].as_str().unwrap();
+        assert!(reason.starts_with("split view"), "{health}");
+        let evidence = health["registry"]["evidence"].as_str().unwrap();
+        let root = |c: &grant_node::registry::note::SignedCheckpoint| {
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                c.checkpoint.root,
+            )
+        };
+        assert!(evidence.contains(&root(ours)), "{evidence}");
+        assert!(evidence.contains(&root(theirs)), "{evidence}");
+        // Each half of the evidence verifies with the registry's key on its own.
+        let key = stub_a.authority.public_key();
+        let parts: Vec<&str> = evidence.split("---\n").collect();
+        assert_eq!(parts.len(), 2);
+        for part in parts {
+            grant_node::registry::note::SignedCheckpoint::verify(part.as_bytes(), &key).unwrap();
+        }
+    }
+}
+
+async fn wait_degraded(node: &Node) -> serde_json::Value {
+    for _ in 0..400 {
+        let h = node.health().await;
+        if h["status"] == "degraded" {
+            return h;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the node never reported degraded: {}", node.health().await);
+}

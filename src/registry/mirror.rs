@@ -288,7 +288,8 @@ impl Mirror {
                 }
             };
             if let Some(mut evidence) = contradicted {
-                evidence.extend_from_slice(b"\n");
+                // Two signed notes, ours first, separated by a line `---` (no note has one).
+                evidence.extend_from_slice(b"---\n");
                 evidence.extend_from_slice(&theirs.note);
                 let reason = format!(
                     "split view: the witness at {url} holds a registry-signed checkpoint of size {size} that contradicts the verified log"
