@@ -330,4 +330,30 @@ pub enum NameCommand {
         #[command(flatten)]
         registry: RegistryArgs,
     },
+    /// Follow the verified registry log and report every operation on these names, one JSON
+    /// line each. An operation not in the name's journal (`KEY_DIR/NAME/journal`, which the
+    /// commands above write before they submit) is unexpected: someone else used the
+    /// updating key. Exits 1 on the first unexpected operation, or runs --hook and goes on.
+    Watch {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// The registry's public key (hex); without it the key is fetched once and trusted.
+        #[arg(long, env = "GRANT_NODE_REGISTRY_KEY")]
+        registry_key: Option<String>,
+        /// Start from this log position (0: the whole history).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Run this shell command for each unexpected operation (the event's JSON in
+        /// GRANT_NODE_WATCH_EVENT) instead of exiting.
+        #[arg(long)]
+        hook: Option<String>,
+        /// Check the log up to the registry's current checkpoint, then exit.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between polls of the registry.
+        #[arg(long, default_value_t = 5)]
+        interval: u64,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
 }

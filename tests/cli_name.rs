@@ -217,3 +217,142 @@ async fn name_command_errors_say_what_to_do() {
         stderr(&down)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn name_watch_catches_an_update_made_with_a_stolen_updating_key() {
+    let dir = tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    let keys = dir.path().join("keys");
+    let url = stub.url();
+    let key = stub.public_key_hex();
+    let watch = |extra: &[&str]| {
+        let mut a = args(
+            &["name", "watch", "shop", "--once", "--registry-key", &key],
+            &url,
+            &keys,
+        );
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+
+    // The owner's own operations are expected.
+    record(
+        &grant_node(args(
+            &[
+                "name",
+                "register",
+                "shop",
+                "--node-uri",
+                "https://shop.example/",
+            ],
+            &url,
+            &keys,
+        ))
+        .await,
+    );
+    record(
+        &grant_node(args(
+            &[
+                "name",
+                "update",
+                "shop",
+                "--node-uri",
+                "https://shop2.example/",
+            ],
+            &url,
+            &keys,
+        ))
+        .await,
+    );
+    record(
+        &grant_node(args(
+            &[
+                "name",
+                "register",
+                "other",
+                "--node-uri",
+                "https://o.example/",
+            ],
+            &url,
+            &keys,
+        ))
+        .await,
+    );
+    let out = grant_node(watch(&[])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "only the watched name: {events:?}");
+    assert_eq!(events[0]["op"], "register");
+    assert_eq!(events[1]["op"], "update");
+    assert!(events.iter().all(|e| e["expected"] == true));
+
+    // A thief with a copy of the updating key moves the name to their own signing key.
+    let stolen = grant_node::keyfile::load(&keys.join("shop/updating.key")).unwrap();
+    let thief = ed25519_dalek::SigningKey::from_bytes(&[99; 32]);
+    let current = stub
+        .client()
+        .record(&grant_node::name::Name::parse("shop").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let op = grant_node::registry::op::Operation::Update(grant_node::registry::op::Update {
+        name: grant_node::name::Name::parse("shop").unwrap(),
+        previous_digest: hex::decode(&current.digest).unwrap().try_into().unwrap(),
+        new_signing_key: Some((thief.verifying_key(), common::now())),
+        node_uri: Some("https://thief.example/".into()),
+        redirect_uris: None,
+        new_updating_key: None,
+        compromised_key: None,
+    })
+    .sign(&stolen);
+    stub.client().submit(op).await.unwrap();
+
+    let out = grant_node(watch(&[])).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(last["expected"], false);
+    assert_eq!(last["seq"], 3);
+    let changes = last["changes"].to_string();
+    assert!(
+        changes.contains(&hex::encode(thief.verifying_key().as_bytes())),
+        "{changes}"
+    );
+    assert!(changes.contains("https://thief.example/"), "{changes}");
+    assert!(
+        stderr(&out).contains("unexpected operation on shop at log position 3"),
+        "{}",
+        stderr(&out)
+    );
+
+    // With a hook, the watcher reports and goes on.
+    let alerts = dir.path().join("alerts");
+    let hook = format!(
+        "printf '%s\\n' \"$GRANT_NODE_WATCH_EVENT\" >> {}",
+        alerts.display()
+    );
+    let out = grant_node(watch(&["--hook", &hook])).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let alert: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&alerts).unwrap().trim()).unwrap();
+    assert_eq!(alert["seq"], 3);
+    assert_eq!(alert["expected"], false);
+
+    // A wrong registry key: nothing is trusted, and the watcher says so.
+    let wrong = "11".repeat(32);
+    let out = grant_node(args(
+        &["name", "watch", "shop", "--once", "--registry-key", &wrong],
+        &url,
+        &keys,
+    ))
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("could not be verified"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -5,3 +5,4 @@ pub mod controller;
 pub mod migrate;
 pub mod name;
 pub mod serve;
+pub mod watch;

@@ -70,6 +70,30 @@ async fn dispatch(command: NameCommand) -> anyhow::Result<()> {
             };
             update(&name, node_uri, uris, &registry).await
         }
+        NameCommand::Watch {
+            names,
+            registry_key,
+            from,
+            hook,
+            once,
+            interval,
+            registry,
+        } => {
+            let names = names
+                .iter()
+                .map(|n| parse_name(n))
+                .collect::<anyhow::Result<_>>()?;
+            super::watch::watch(super::watch::Watch {
+                names,
+                registry_key,
+                from,
+                hook,
+                once,
+                interval: std::time::Duration::from_secs(interval.max(1)),
+                registry,
+            })
+            .await
+        }
         NameCommand::Show { name, registry } => {
             let name = parse_name(&name)?;
             let client = registry_client(&registry)?;
@@ -138,6 +162,7 @@ async fn register(
     .context("solving the proof of work")?;
     eprintln!(" done in {:.1?}", started.elapsed());
     let envelope = Operation::Register(op).sign(&updating);
+    journal(&dir, &envelope)?;
     let record = client.submit(envelope).await.map_err(explain)?;
     eprintln!("registered {name}; keys in {}", dir.display());
     print_record(&record)
@@ -191,9 +216,9 @@ async fn rotate(raw: &str, compromised: bool, args: &RegistryArgs) -> anyhow::Re
     let next_path = dir.join("signing.next.key");
     let _ = std::fs::remove_file(&next_path);
     keyfile::save(&next_path, &new)?;
-    let result = client
-        .submit(Operation::Update(update).sign(&updating))
-        .await;
+    let envelope = Operation::Update(update).sign(&updating);
+    journal(&dir, &envelope)?;
+    let result = client.submit(envelope).await;
     let record = match result {
         Ok(r) => r,
         Err(e) => {
@@ -239,11 +264,25 @@ async fn update(
     let mut update = empty_update(&name, &record)?;
     update.node_uri = node_uri;
     update.redirect_uris = redirect_uris;
-    let record = client
-        .submit(Operation::Update(update).sign(&updating))
-        .await
-        .map_err(explain)?;
+    let envelope = Operation::Update(update).sign(&updating);
+    journal(&dir, &envelope)?;
+    let record = client.submit(envelope).await.map_err(explain)?;
     print_record(&record)
+}
+
+/// Notes an operation in the name's journal before it is submitted, so `name watch` knows it
+/// for ours. (Written first: a crash after it leaves a line for an operation never made, which
+/// is harmless; the other order could report our own change as someone else's.)
+fn journal(dir: &Path, envelope: &[u8]) -> anyhow::Result<()> {
+    let path = dir.join("journal");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(file, "{}", super::watch::op_id(envelope))
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn print_record(record: &RecordJson) -> anyhow::Result<()> {
@@ -272,7 +311,7 @@ fn explain(e: RemoteError) -> anyhow::Error {
 }
 
 /// The registry client the `name` flags describe (its trust roots and pinned names).
-fn registry_client(args: &RegistryArgs) -> anyhow::Result<RegistryClient> {
+pub(crate) fn registry_client(args: &RegistryArgs) -> anyhow::Result<RegistryClient> {
     let http = crate::outbound::HttpClient::with(args.outbound.options()?)?;
     Ok(RegistryClient::with_client(&args.registry, http))
 }
