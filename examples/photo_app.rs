@@ -8,7 +8,8 @@
 //! cargo run --example photo_app -- --name photo-app --listen 127.0.0.1:8700
 //! ```
 //!
-//! Then open http://127.0.0.1:8700/. Notifications from nodes arrive at `POST /` (the node URI
+//! Add `--light` to keep no registry mirror (each user's record is proven against a
+//! witnessed checkpoint instead). Then open http://127.0.0.1:8700/. Notifications from nodes arrive at `POST /` (the node URI
 //! registered above) and keep the grant book current.
 
 use std::net::SocketAddr;
@@ -38,6 +39,10 @@ struct Args {
     registry: String,
     #[arg(long, env = "GRANT_NODE_KEY_DIR")]
     key_dir: Option<PathBuf>,
+    /// `--light [--witness VKEY…] [--witness-quorum K]`: no registry mirror; every name it
+    /// needs is proven against a witnessed checkpoint.
+    #[command(flatten)]
+    light: grant_node::cli::LightArgs,
 }
 
 const VIEW_PROFILE: Scope = Scope::from_bits(0x80000);
@@ -49,15 +54,9 @@ async fn main() -> anyhow::Result<()> {
         .key_dir
         .unwrap_or_else(grant_node::commands::name::default_key_dir);
     let book = key_dir.join(&args.name).join("grants.sqlite3");
-    let app = App::open(AppConfig::from_key_dir(
-        &args.name,
-        &key_dir,
-        &args.registry,
-        None,
-        &book,
-    )?)
-    .await
-    .context("opening the application")?;
+    let mut config = AppConfig::from_key_dir(&args.name, &key_dir, &args.registry, None, &book)?;
+    config.light = args.light.mode()?;
+    let app = App::open(config).await.context("opening the application")?;
     let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let base = format!("http://{}", listener.local_addr()?);

@@ -82,9 +82,53 @@ pub struct AppArgs {
     #[arg(long, env = "GRANT_NODE_BOOK", global = true)]
     pub book: Option<PathBuf>,
     #[command(flatten)]
+    pub light: LightArgs,
+    #[command(flatten)]
     pub outbound: OutboundArgs,
     #[command(subcommand)]
     pub command: AppCommand,
+}
+
+/// Light mode for the toolkit: no mirror; each name is proven against a witnessed checkpoint.
+#[derive(Debug, Args, Clone)]
+pub struct LightArgs {
+    /// Look names up by proof instead of keeping a verified mirror of the whole registry.
+    #[arg(long, env = "GRANT_NODE_LIGHT", global = true)]
+    pub light: bool,
+    /// A witness's verifier key (name+id+base64); repeat for several.
+    #[arg(long = "witness", value_name = "VKEY", global = true)]
+    pub witnesses: Vec<String>,
+    /// How many of the witnesses must have cosigned a checkpoint.
+    #[arg(long, default_value_t = 0, global = true)]
+    pub witness_quorum: usize,
+}
+
+impl LightArgs {
+    /// The light mode these flags ask for (`None`: a full mirror).
+    pub fn mode(&self) -> anyhow::Result<Option<crate::client::LightMode>> {
+        if !self.light {
+            if !self.witnesses.is_empty() || self.witness_quorum > 0 {
+                anyhow::bail!("--witness and --witness-quorum need --light");
+            }
+            return Ok(None);
+        }
+        let witnesses = self
+            .witnesses
+            .iter()
+            .map(|w| crate::registry::note::Witness::parse_vkey(w).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if self.witness_quorum > witnesses.len() {
+            anyhow::bail!(
+                "--witness-quorum {}: more than the {} witnesses given",
+                self.witness_quorum,
+                witnesses.len()
+            );
+        }
+        Ok(Some(crate::client::LightMode {
+            witnesses,
+            quorum: self.witness_quorum,
+        }))
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -48,6 +48,7 @@ async fn world(app_node_uri: &str) -> World {
         registry_key: Some(grant_node::config::parse_key(&key).unwrap()),
         book: dir.path().join("book.sqlite3"),
         outbound: Default::default(),
+        light: None,
     })
     .await
     .unwrap();
@@ -244,6 +245,7 @@ async fn clock_skew_is_handled_by_one_retry() {
         registry_key: Some(grant_node::config::parse_key(&key).unwrap()),
         book: dir.path().join("book.sqlite3"),
         outbound: Default::default(),
+        light: None,
     })
     .await
     .unwrap()
@@ -367,6 +369,7 @@ async fn a_node_speaking_another_protocol_version_is_refused() {
         registry_key: Some(grant_node::config::parse_key(&stub.public_key_hex()).unwrap()),
         book: dir.path().join("book.sqlite3"),
         outbound: Default::default(),
+        light: None,
     })
     .await
     .unwrap();

@@ -349,6 +349,7 @@ async fn the_whole_flow_over_https() {
             registry_key: None,
             book: dir.path().join("book.sqlite3"),
             outbound: net.options(),
+            light: None,
         })
         .await
         .unwrap(),

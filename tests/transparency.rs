@@ -512,3 +512,135 @@ async fn wait_degraded(node: &Node) -> serde_json::Value {
     }
     panic!("the node never reported degraded: {}", node.health().await);
 }
+
+fn light_app(
+    dir: &Path,
+    stub: &Stub,
+    mode: grant_node::client::LightMode,
+) -> grant_node::client::AppConfig {
+    let id = Identity::new("app0000", 1);
+    grant_node::client::AppConfig {
+        name: id.name.clone(),
+        key: id.signing.clone(),
+        registry_url: stub.url(),
+        registry_key: Some(stub.authority.public_key()),
+        book: dir.join("book.sqlite3"),
+        outbound: Default::default(),
+        light: Some(mode),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_light_client_trusts_one_name_by_proof_and_refuses_another_tree() {
+    use grant_node::client::{App, ClientError, LightMode};
+    use grant_node::name::Name;
+    let dir = tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    let w1 = witness_node(&dir.path().join("w1"), "w1.test").await;
+    let witness = w1.witness.clone();
+    gather(&stub, &[&w1]);
+    let _n1 = start_witness(
+        w1,
+        &dir.path().join("w1"),
+        &stub,
+        "alice",
+        WitnessPolicy::default(),
+    )
+    .await;
+    register_many(&stub, 0, 50);
+    wait_cosigned(&stub, 1, std::slice::from_ref(&witness)).await;
+
+    // With the witness required, a name is proven present, another proven absent, and nothing
+    // of the registry is kept but the checkpoint.
+    let mode = LightMode {
+        witnesses: vec![witness.clone()],
+        quorum: 1,
+    };
+    let app = App::open(light_app(dir.path(), &stub, mode.clone()))
+        .await
+        .unwrap();
+    let alice = app
+        .lookup(&Name::parse("alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alice.name.as_str(), "alice");
+    assert_eq!(
+        app.lookup(&Name::parse("app0049").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+            .as_str(),
+        "app0049"
+    );
+    assert!(app
+        .lookup(&Name::parse("nobody").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        app.discover(&Name::parse("nobody").unwrap()).await,
+        Err(ClientError::UnknownUser(_))
+    ));
+    let node = app.discover(&Name::parse("alice").unwrap()).await.unwrap();
+    assert_eq!(format!("{}/", node.url), alice.node_uri);
+    let tables: i64 = rusqlite::Connection::open(dir.path().join("book.sqlite3"))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM registry_log", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(tables, 0, "light mode keeps no log");
+
+    // A quorum the checkpoint does not have: refused.
+    let stranger = Witness::new("w9.test", SigningKey::from_bytes(&[9; 32]).verifying_key());
+    let strict = LightMode {
+        witnesses: vec![witness.clone(), stranger],
+        quorum: 2,
+    };
+    let dir2 = tempdir();
+    let app2 = App::open(light_app(dir2.path(), &stub, strict))
+        .await
+        .unwrap();
+    let err = app2
+        .lookup(&Name::parse("alice").unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cosigned by 1 of the 2"), "{err}");
+
+    // Another tree under the same registry key (a second history, same size or not): the book
+    // remembers the checkpoint it trusted, and the other tree cannot prove consistency with it.
+    drop(app);
+    std::fs::create_dir_all(dir.path().join("other")).unwrap();
+    std::fs::copy(
+        dir.path().join("registry/registry.key"),
+        dir.path().join("other/registry.key"),
+    )
+    .unwrap();
+    let other = Stub::start(&dir.path().join("other"), 0).await;
+    register_many(&other, 500, 60);
+    let w_other = w1_twin(&dir.path().join("w1/witness.key"), "w1.test");
+    let cp = other.authority.checkpoint_blocking().unwrap();
+    let line = note::cosign("w1.test", &w_other, &cp.text, common::now());
+    assert!(other
+        .authority
+        .add_cosignatures_blocking(cp.checkpoint.size, line.as_bytes())
+        .unwrap());
+    let mut config = light_app(dir.path(), &stub, mode.clone());
+    config.registry_url = other.url();
+    let app = App::open(config).await.unwrap();
+    let err = app
+        .lookup(&Name::parse("app0500").unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not consistent with the one trusted before"),
+        "{err}"
+    );
+}
+
+/// The witness's own key (what a compromised or colluding witness would sign with).
+fn w1_twin(path: &Path, _name: &str) -> SigningKey {
+    grant_node::keyfile::load(path).unwrap()
+}

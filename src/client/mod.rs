@@ -35,6 +35,10 @@
 
 mod call;
 pub mod notify;
+mod records;
+
+use records::{Light, Records};
+pub use records::{LightMode, LIGHT_TTL};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -42,7 +46,7 @@ use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
-use crate::carte::{Carte, GrantRequest, KeyAt, KeyResolver};
+use crate::carte::{Carte, GrantRequest, KeyAt};
 use crate::clock::Clock;
 use crate::grant::statement::Receipt;
 use crate::name::Name;
@@ -115,6 +119,9 @@ pub struct AppConfig {
     /// registry it is pointed at; an application that runs beside private services it must
     /// not reach sets `Guard::PublicOnly`).
     pub outbound: crate::outbound::Options,
+    /// `Some`: light mode, no mirror; each name is proven against a checkpoint cosigned by
+    /// the quorum of witnesses given. `None`: a full verified mirror in the grant book.
+    pub light: Option<LightMode>,
 }
 
 impl AppConfig {
@@ -137,6 +144,7 @@ impl AppConfig {
             registry_key,
             book: book.to_path_buf(),
             outbound: crate::outbound::Options::default(),
+            light: None,
         })
     }
 }
@@ -169,7 +177,7 @@ pub struct Granted {
 pub struct App {
     name: Name,
     key: SigningKey,
-    mirror: Arc<Mirror>,
+    records: Records,
     book: Local,
     http: HttpClient,
     clock: Clock,
@@ -193,16 +201,28 @@ impl App {
             Some(k) => k,
             None => pinned_registry_key(&book, &registry).await?,
         };
-        let mirror = Mirror::new(
-            book.clone(),
-            key,
-            Source::remote_with(&config.registry_url, http.clone()),
-            Clock::system(),
-        )?;
+        let records = match config.light {
+            None => Records::Mirror(Arc::new(Mirror::new(
+                book.clone(),
+                key,
+                Source::remote_with(&config.registry_url, http.clone()),
+                Clock::system(),
+            )?)),
+            Some(mode) => Records::Light(Light::open(
+                crate::registry::light::LightVerifier {
+                    registry_key: key,
+                    witnesses: mode.witnesses,
+                    quorum: mode.quorum,
+                },
+                &config.registry_url,
+                http.clone(),
+                book.clone(),
+            )?),
+        };
         Ok(App {
             name: config.name,
             key: config.key,
-            mirror: Arc::new(mirror),
+            records,
             book,
             http,
             clock: Clock::system(),
@@ -231,14 +251,22 @@ impl App {
         c.sign(&self.key)
     }
 
+    /// A name's verified record (`None`: not registered), from the mirror or, in light
+    /// mode, proven against a witnessed checkpoint.
+    pub async fn lookup(
+        &self,
+        name: &Name,
+    ) -> Result<Option<crate::registry::NameRecord>, ClientError> {
+        self.records.record(name, false).await
+    }
+
     /// Finds `user`'s home node through the verified registry and reads its discovery
     /// document; refuses a node whose protocol version this library does not speak.
     pub async fn discover(&self, user: &Name) -> Result<NodeInfo, ClientError> {
         let record = self
-            .mirror
-            .record_or_sync(user)
-            .await
-            .map_err(|e| ClientError::Registry(e.to_string()))?
+            .records
+            .record(user, false)
+            .await?
             .ok_or_else(|| ClientError::UnknownUser(user.clone()))?;
         let url = record.node_uri.trim_end_matches('/').to_owned();
         let reply = self
@@ -386,14 +414,9 @@ impl App {
         time: u64,
     ) -> Result<VerifyingKey, ClientError> {
         for attempt in 0..2 {
-            match self.mirror.keys().key_at(owner, time) {
+            match self.records.key_at(owner, time, attempt > 0).await? {
                 KeyAt::Valid(k) => return Ok(k),
-                KeyAt::UnknownName | KeyAt::Unavailable if attempt == 0 => {
-                    self.mirror
-                        .sync()
-                        .await
-                        .map_err(|e| ClientError::Registry(e.to_string()))?;
-                }
+                KeyAt::UnknownName | KeyAt::Unavailable if attempt == 0 => {}
                 other => {
                     return Err(ClientError::BadReceipt(format!(
                         "{owner} held no valid key then ({other:?})"
@@ -411,12 +434,20 @@ impl App {
         match Receipt::verify(wire, &key) {
             Ok(r) => Ok(r),
             Err(_) => {
-                // The mirror may be behind a key change: sync once and try again.
-                self.mirror
-                    .sync()
-                    .await
-                    .map_err(|e| ClientError::Registry(e.to_string()))?;
-                let key = self.owner_key(&claimed.owner, claimed.time).await?;
+                // What we know may be behind a key change: ask again, once.
+                let key = match self
+                    .records
+                    .key_at(&claimed.owner, claimed.time, true)
+                    .await?
+                {
+                    KeyAt::Valid(k) => k,
+                    other => {
+                        return Err(ClientError::BadReceipt(format!(
+                            "{} held no valid key then ({other:?})",
+                            claimed.owner
+                        )))
+                    }
+                };
                 Receipt::verify(wire, &key).map_err(|e| ClientError::BadReceipt(e.to_string()))
             }
         }

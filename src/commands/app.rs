@@ -37,6 +37,7 @@ async fn dispatch(args: AppArgs) -> anyhow::Result<()> {
         .context("--registry-key")?;
     let mut config = AppConfig::from_key_dir(&name, &key_dir, &args.registry, registry_key, &book)?;
     config.outbound = args.outbound.options()?;
+    config.light = args.light.mode()?;
     let app = App::open(config).await?;
     let catalogue = Catalogue::builtin();
     match args.command {
