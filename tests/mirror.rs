@@ -350,3 +350,32 @@ async fn wait_degraded(node: &Node) -> serde_json::Value {
     }
     panic!("the node never reported degraded: {}", node.health().await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_whose_name_map_lies_is_refused_and_reported() {
+    let dir = tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    let liar = Liar::start(honest(&stub).await, stub.url()).await;
+    let node = Node::start_remote(
+        &dir.path().join("node"),
+        &liar.server.url(),
+        &stub.public_key_hex(),
+        "alice",
+    )
+    .await;
+    let (cp, entries) = honest(&stub).await;
+    liar.set((cp, entries.clone()));
+    node.wait_synced_to(&stub).await;
+
+    // A valid registration, a log and tree that match it, but a map root that commits to
+    // something else: what a light client would be shown.
+    let op = Identity::new("mallory", 3).register_op("https://n.example/", &[], 0);
+    liar.set(extend(&entries, op, &stub.signing_key()));
+    let health = wait_degraded(&node).await;
+    assert_eq!(
+        health["registry"]["degraded"],
+        "the checkpoint's name map does not match its log",
+        "{health}"
+    );
+    assert_eq!(health["registry"]["size"], entries.len() as u64);
+}

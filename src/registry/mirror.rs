@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::VerifyingKey;
 use rusqlite::Connection;
 
+use super::map::{self, NameMap};
 use super::note::{SignedCheckpoint, Witness};
 use super::replay::{replay, ReplayError};
 use super::resolver::DbKeys;
@@ -69,6 +70,9 @@ pub struct Mirror {
     params: Params,
     keys: Arc<DbKeys>,
     policy: WitnessPolicy,
+    /// The name map of the verified log, built at the first sync and kept up to date, to
+    /// check each checkpoint's map root (`None`: not built yet).
+    map: Mutex<Option<NameMap>>,
     status: Mutex<MirrorStatus>,
     /// Bumped whenever verified state changes, so caches of verification results can tell
     /// they are stale (a key marked compromised must take effect on the next request).
@@ -102,6 +106,7 @@ impl Mirror {
             clock,
             params: Params::default(),
             policy: WitnessPolicy::default(),
+            map: Mutex::new(None),
             status: Mutex::new(MirrorStatus {
                 size,
                 degraded,
@@ -372,8 +377,38 @@ impl Mirror {
                 envelope.to_vec(),
             ));
         }
+        // The name map light clients trust must be the map of this log: recompute it.
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let names = match map.as_mut() {
+            Some(names) => {
+                for name in &touched {
+                    if let Some(record) = store::registry::record(&tx, name)? {
+                        names.set(map::key_of(name.as_str()), map::value_of(&record));
+                    }
+                }
+                names
+            }
+            None => {
+                let mut names = NameMap::new();
+                for record in store::registry::all_records(&tx)? {
+                    names.set(map::key_of(record.name.as_str()), map::value_of(&record));
+                }
+                map.insert(names)
+            }
+        };
+        if names.root() != checkpoint.map_root {
+            *map = None;
+            return Err(Refusal::Fault(
+                "the checkpoint's name map does not match its log".into(),
+                envelope.to_vec(),
+            ));
+        }
         store::registry::put_checkpoint(&tx, checkpoint.size, envelope)?;
-        tx.commit().map_err(StoreError::from)?;
+        if let Err(e) = tx.commit() {
+            // The map moved with a transaction that did not commit: rebuild it next time.
+            *map = None;
+            return Err(StoreError::from(e).into());
+        }
         Ok((checkpoint.size - local, touched))
     }
 
