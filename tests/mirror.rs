@@ -373,8 +373,7 @@ async fn a_checkpoint_whose_name_map_lies_is_refused_and_reported() {
     liar.set(extend(&entries, op, &stub.signing_key()));
     let health = wait_degraded(&node).await;
     assert_eq!(
-        health["registry"]["degraded"],
-        "the checkpoint's name map does not match its log",
+        health["registry"]["degraded"], "the checkpoint's name map does not match its log",
         "{health}"
     );
     assert_eq!(health["registry"]["size"], entries.len() as u64);

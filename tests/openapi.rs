@@ -472,6 +472,34 @@ async fn every_answer_of_the_live_node_is_described_by_the_document() {
     assert_eq!(r.get("/registry/log?from=0&limit=2", &[]).await.0, 200);
     assert_eq!(r.get("/registry/log?from=x", &[]).await.0, 400);
     assert_eq!(r.get("/registry/checkpoint", &[]).await.0, 200);
+    assert_eq!(
+        r.get("/registry/proof/inclusion?index=0&size=2", &[])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        r.get("/registry/proof/inclusion?index=2&size=2", &[])
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        r.get("/registry/proof/consistency?from=1&to=2", &[])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        r.get("/registry/proof/consistency?from=1", &[]).await.0,
+        400
+    );
+    assert_eq!(r.get("/registry/names/app/proof", &[]).await.0, 200);
+    assert_eq!(
+        r.get("/registry/names/nobody/proof?known=1", &[]).await.0,
+        200
+    );
+    assert_eq!(r.get("/registry/names/app/proof?known=x", &[]).await.0, 400);
     assert_eq!(r.get("/registry/metadata", &[]).await.0, 200);
 
     let samples = dir.path().join("samples.json");

@@ -319,7 +319,11 @@ async fn name_proof(
     let a = authority.clone();
     let p = tokio::task::spawn_blocking(move || a.prove_blocking(&name, known))
         .await
-        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?;
+        .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+        .map_err(|e| match e {
+            RegistryError::Malformed(m) => ApiError::bad_request("request.bad-parameter", m),
+            e => e.into(),
+        })?;
     Ok(json_value(
         StatusCode::OK,
         &crate::registry::light::NameProofJson::from(&p),

@@ -127,8 +127,11 @@ impl NameMap {
 
     /// Sets `key` to `value`; returns the previous value.
     pub fn set(&mut self, key: [u8; 32], value: [u8; 32]) -> Option<[u8; 32]> {
-        for d in 0..=MAX_DEPTH {
-            self.cache.remove(&(d as u16, range(&key, d).0));
+        // Nothing cached yet (a map being filled): nothing to invalidate.
+        if !self.cache.is_empty() {
+            for d in 0..=MAX_DEPTH {
+                self.cache.remove(&(d as u16, range(&key, d).0));
+            }
         }
         self.leaves.insert(key, value)
     }
