@@ -317,7 +317,9 @@ async fn registry_restart_loses_nothing() {
         .json()
         .unwrap();
     assert_eq!(again["size"], 3);
-    assert_eq!(again["head_hash"], checkpoint["head_hash"]);
+    assert_eq!(again["root_hash"], checkpoint["root_hash"]);
+    assert_eq!(again["map_root"], checkpoint["map_root"]);
+    assert!(again["root_hash"].is_string() && again["map_root"].is_string());
 }
 
 /// Keys that strict verification can never trust: small-order points, a non-canonical

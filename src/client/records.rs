@@ -98,7 +98,7 @@ impl Light {
         // against the same earlier one).
         let moved = {
             let mut held = self.trusted.lock().unwrap_or_else(|p| p.into_inner());
-            let moved = held.is_none_or(|h| h.size < now.size);
+            let moved = !matches!(*held, Some(h) if h.size >= now.size);
             if moved {
                 *held = Some(now);
             }

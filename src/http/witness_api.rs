@@ -36,7 +36,7 @@ pub async fn route(
                 .run(move |c| store::witness::get(c, &o).map_err(ApiError::from))
                 .await?;
             match held {
-                Some((_, _, note)) => Ok(text(StatusCode::OK, note, "text/plain; charset=utf-8")),
+                Some(h) => Ok(text(StatusCode::OK, h.note, "text/plain; charset=utf-8")),
                 None => Err(ApiError::not_found()),
             }
         }
@@ -51,7 +51,7 @@ pub async fn route(
                 .db
                 .run(move |c| store::witness::get(c, &o).map_err(ApiError::from))
                 .await?;
-            if let Err(e) = witness::decide(&parsed, held.as_ref().map(|(s, r, _)| (*s, *r))) {
+            if let Err(e) = witness::decide(&parsed, held.as_ref().map(|h| (h.size, h.root))) {
                 if let Refusal::Conflict(_) = e {
                     tracing::warn!(
                         size = parsed.checkpoint.checkpoint.size,
@@ -85,9 +85,7 @@ pub async fn route(
                     )? {
                         Ok::<_, StoreError>(None)
                     } else {
-                        Ok(Some(
-                            store::witness::get(c, &origin)?.map_or(0, |(s, _, _)| s),
-                        ))
+                        Ok(Some(store::witness::get(c, &origin)?.map_or(0, |h| h.size)))
                     }
                 })
                 .await

@@ -3,12 +3,27 @@
 
 use super::{Conn, StoreError};
 
-/// The witness's state for `origin`: `(size, root, cosigned note)`.
-pub fn get(conn: &Conn, origin: &str) -> Result<Option<(u64, [u8; 32], Vec<u8>)>, StoreError> {
+/// What a witness holds for one log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub size: u64,
+    pub root: [u8; 32],
+    /// The checkpoint note it cosigned, with its cosignature.
+    pub note: Vec<u8>,
+}
+
+/// The witness's state for `origin`.
+pub fn get(conn: &Conn, origin: &str) -> Result<Option<Held>, StoreError> {
     conn.query_one(
         "SELECT size, root, note FROM witness_state WHERE origin = ?1",
         &[&origin],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| {
+            Ok(Held {
+                size: r.get(0)?,
+                root: r.get(1)?,
+                note: r.get(2)?,
+            })
+        },
     )
 }
 
