@@ -96,14 +96,14 @@ fn registry_stub_binary() -> std::path::PathBuf {
         .parent()
         .unwrap()
         .join("registry-stub");
-    if !bin.exists() {
-        let ok = Command::new(env!("CARGO"))
-            .args(["build", "-p", "registry-stub", "--quiet"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
+    // Always through cargo (quick when up to date): a registry-stub left from an older build
+    // would speak an older format than the node under test.
+    let ok = Command::new(env!("CARGO"))
+        .args(["build", "-p", "registry-stub", "--quiet"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(ok.success());
     bin
 }
 
