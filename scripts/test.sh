@@ -65,10 +65,11 @@ fi
 cargo build --release --bin grant-node
 export GRANT_NODE_BIN="$PWD/target/release/grant-node"
 cargo test --workspace --all-targets
-# The grant, API, controlled-account and crash suites again, with every node on PostgreSQL
-# (and a registry stub in place of the embedded registry, which PostgreSQL turns off).
+# The grant, API, controlled-account, crash and transparency suites again, with every node on
+# PostgreSQL (and a registry stub in place of the embedded registry, which PostgreSQL turns
+# off); the witnesses' state then lives in PostgreSQL.
 if [ -n "${GRANT_NODE_PG_URL:-}" ]; then
-  GRANT_NODE_TEST_BACKEND=postgres cargo test --test grant --test api --test controlled --test crash
+  GRANT_NODE_TEST_BACKEND=postgres cargo test --test grant --test api --test controlled --test crash --test transparency
 fi
 # Doc examples are part of the API contract; --all-targets leaves them out.
 cargo test --workspace --doc

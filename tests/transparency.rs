@@ -644,3 +644,108 @@ async fn a_light_client_trusts_one_name_by_proof_and_refuses_another_tree() {
 fn w1_twin(path: &Path, _name: &str) -> SigningKey {
     grant_node::keyfile::load(path).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_stub_gathers_cosignatures_from_the_witnesses_on_its_command_line() {
+    let dir = tempdir();
+    let data = dir.path().join("registry");
+    std::fs::create_dir_all(&data).unwrap();
+    let key = grant_node::keyfile::load_or_create(&data.join("registry.key")).unwrap();
+    let w = witness_node(&dir.path().join("w"), "w.test").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let built = std::process::Command::new(env!("CARGO"))
+        .args(["build", "-p", "registry-stub", "--quiet"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let bin = Path::new(env!("CARGO_BIN_EXE_grant-node"))
+        .parent()
+        .unwrap()
+        .join("registry-stub");
+    let child = std::process::Command::new(bin)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--pow-bits",
+            "0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .arg("--witness")
+        .arg(format!("{},{}", w.url, w.witness.vkey()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _stub = common::Killed(child);
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..400 {
+        if HttpClient::new()
+            .get(&format!("{url}/registry/metadata"))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let witness = w.witness.clone();
+    let mut config = Node::remote_config(
+        &dir.path().join("w"),
+        &url,
+        &hex::encode(key.verifying_key().as_bytes()),
+        "alice",
+    );
+    config.witness_name = Some(witness.name.clone());
+    let _node = Node::start_on(config, w.listener).await;
+    for _ in 0..400 {
+        let signed =
+            note::SignedCheckpoint::verify(&get_note(&url).await, &key.verifying_key()).unwrap();
+        if signed.checkpoint.size == 1
+            && signed.cosigned_by(std::slice::from_ref(&witness)).len() == 1
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("registry-stub never served a checkpoint cosigned by its witness");
+}
+
+#[test]
+fn witness_settings_are_checked_at_start() {
+    use clap::Parser;
+    use grant_node::cli::{Cli, Command as Sub};
+    use grant_node::config::Config;
+    let dir = tempdir();
+    let w1 = "w1.example+a88ac538+BGa+fjMsekUzMr2dCn99sFX1xe8aBq2mbZizn7aBDEc6";
+    let remote = "registry = \"https://registry.example\"\nregistry_key = \"91a28a0b74381593a4d9469579208926afc8ad82c8839b7644359b9eba9a4b3a\"\n";
+    let load = |toml: &str| {
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml).unwrap();
+        let cli = Cli::try_parse_from(["grant-node", "serve", "--config", path.to_str().unwrap()])
+            .unwrap();
+        let Sub::Serve(args) = cli.command else {
+            unreachable!()
+        };
+        Config::build(args)
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    };
+    let ok = format!("{remote}witnesses = [{{ key = \"{w1}\" }}]\nwitness_quorum = 1\n");
+    assert_eq!(load(&ok), Ok(()));
+    for (toml, says) in [
+        (format!("{remote}witnesses = [{{ key = \"{w1}\" }}]\nwitness_quorum = 2\n"), "more than the 1 witnesses"),
+        (format!("witnesses = [{{ key = \"{w1}\" }}]\nwitness_quorum = 1\n"), "the embedded registry gathers no cosignatures"),
+        (format!("{remote}witnesses = [{{ key = \"w1.example+00000000+BGa+fjMsekUzMr2dCn99sFX1xe8aBq2mbZizn7aBDEc6\" }}]\n"), "witnesses[0].key"),
+        (format!("{remote}witnesses = [{{ key = \"{w1}\", url = \"ftp://w1\" }}]\n"), "witnesses[0].url"),
+        (format!("{remote}witness_name = \"has space\"\n"), "witness_name"),
+    ] {
+        let err = load(&toml).unwrap_err();
+        assert!(err.contains(says), "{toml}: {err}");
+    }
+}

@@ -368,6 +368,12 @@ impl Config {
                 config.witness_policy.witnesses.len()
             );
         }
+        if quorum > 0 && matches!(config.registry, RegistrySetting::Embedded { .. }) {
+            bail!(
+                "witness_quorum {quorum}: the embedded registry gathers no cosignatures; \
+                 point the node at a registry run with --witness (registry = \"https://…\")"
+            );
+        }
         config.witness_policy.quorum = quorum;
         if let Some(name) = &file.witness_name {
             if !signed_note::is_key_name_valid(name) {

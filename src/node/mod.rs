@@ -409,11 +409,19 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
             .with_witnesses(config.witness_policy.clone()),
     );
     let witness = match &config.witness_name {
-        Some(name) => Some(WitnessKey {
-            name: name.clone(),
-            key: crate::keyfile::load_or_create(&config.data_dir.join("witness.key"))
-                .context("loading the witness key")?,
-        }),
+        Some(name) => {
+            let key = crate::keyfile::load_or_create(&config.data_dir.join("witness.key"))
+                .context("loading the witness key")?;
+            // What the registry (`--witness URL,VKEY`) and other nodes (`witnesses`) need.
+            println!(
+                "grant-node: witness {name}, verifier key {}",
+                crate::registry::note::Witness::new(name, key.verifying_key()).vkey()
+            );
+            Some(WitnessKey {
+                name: name.clone(),
+                key,
+            })
+        }
         None => None,
     };
     if let Err(e) = mirror.sync().await {

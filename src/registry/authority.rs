@@ -75,8 +75,8 @@ impl Authority {
         let key = keyfile::load_or_create(&data_dir.join("registry.key"))?;
         let db = Local::open(&data_dir.join("registry.sqlite3"))?;
         let mut names = NameMap::new();
-        for record in store::registry::all_records(&db.lock())? {
-            names.set(map::key_of(record.name.as_str()), map::value_of(&record));
+        for (key, value) in store::registry::map_entries(&db.lock())? {
+            names.set(key, value);
         }
         let authority = Authority {
             db,

@@ -36,32 +36,69 @@ pub fn key_of(name: &str) -> [u8; 32] {
 /// `[name, [[key, valid_from, compromised]…], updating_key, node_uri, [redirect_uri…],
 /// created, updated, digest]`.
 pub fn value_of(record: &NameRecord) -> [u8; 32] {
-    let keys = record
+    let keys: Vec<RawKey> = record
         .keys
         .iter()
-        .map(|k| {
+        .map(|k| (k.key.to_bytes(), k.valid_from, k.compromised))
+        .collect();
+    value_of_parts(&RawRecord {
+        name: record.name.as_str(),
+        keys: &keys,
+        updating_key: record.updating_key.as_bytes(),
+        node_uri: &record.node_uri,
+        redirect_uris: &record.redirect_uris,
+        created: record.created,
+        updated: record.updated,
+        digest: &record.digest,
+    })
+}
+
+/// A map entry: the name's key and its record's value.
+pub type MapEntry = ([u8; 32], [u8; 32]);
+
+/// A key of a record as stored: bytes, `valid_from`, compromised.
+pub type RawKey = ([u8; 32], u64, bool);
+
+/// A record's fields as stored, for [`value_of_parts`] (no key decompression: rebuilding the
+/// map of a million names at start must not cost a million point decodings).
+pub struct RawRecord<'a> {
+    pub name: &'a str,
+    pub keys: &'a [RawKey],
+    pub updating_key: &'a [u8; 32],
+    pub node_uri: &'a str,
+    pub redirect_uris: &'a [String],
+    pub created: u64,
+    pub updated: u64,
+    pub digest: &'a [u8; 32],
+}
+
+/// [`value_of`] from stored fields.
+pub fn value_of_parts(r: &RawRecord<'_>) -> [u8; 32] {
+    let keys = r
+        .keys
+        .iter()
+        .map(|(key, valid_from, compromised)| {
             Value::Array(vec![
-                Value::Bytes(k.key.as_bytes().to_vec()),
-                k.valid_from.into(),
-                Value::Bool(k.compromised),
+                Value::Bytes(key.to_vec()),
+                (*valid_from).into(),
+                Value::Bool(*compromised),
             ])
         })
         .collect();
     let encoded = cbor::encode(&Value::Array(vec![
-        Value::Text(record.name.to_string()),
+        Value::Text(r.name.to_owned()),
         Value::Array(keys),
-        Value::Bytes(record.updating_key.as_bytes().to_vec()),
-        Value::Text(record.node_uri.clone()),
+        Value::Bytes(r.updating_key.to_vec()),
+        Value::Text(r.node_uri.to_owned()),
         Value::Array(
-            record
-                .redirect_uris
+            r.redirect_uris
                 .iter()
                 .map(|u| Value::Text(u.clone()))
                 .collect(),
         ),
-        record.created.into(),
-        record.updated.into(),
-        Value::Bytes(record.digest.to_vec()),
+        r.created.into(),
+        r.updated.into(),
+        Value::Bytes(r.digest.to_vec()),
     ]));
     Sha256::digest(encoded).into()
 }

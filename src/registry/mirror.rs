@@ -390,8 +390,8 @@ impl Mirror {
             }
             None => {
                 let mut names = NameMap::new();
-                for record in store::registry::all_records(&tx)? {
-                    names.set(map::key_of(record.name.as_str()), map::value_of(&record));
+                for (key, value) in store::registry::map_entries(&tx)? {
+                    names.set(key, value);
                 }
                 map.insert(names)
             }

@@ -8,6 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::StoreError;
 use crate::carte::KeyEntry;
 use crate::name::Name;
+use crate::registry::map::MapEntry;
 use crate::registry::NameRecord;
 
 /// Number of entries in the log.
@@ -128,16 +129,68 @@ pub fn tile(conn: &Connection, tile: &tlog_tiles::Tile) -> Result<Vec<u8>, Store
     tile.read_data(&TreeHashes(conn)).map_err(tree_error)
 }
 
-/// Every record (to rebuild the name map at start).
-pub fn all_records(conn: &Connection) -> Result<Vec<NameRecord>, StoreError> {
-    let names: Vec<String> = conn
-        .prepare("SELECT name FROM registry_names ORDER BY name")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(names.len());
-    for n in names {
-        let name = Name::parse(&n).map_err(|_| corrupt())?;
-        out.extend(record(conn, &name)?);
+/// The name map's entries for every record (to rebuild the map): two ordered scans merged,
+/// keys left as stored bytes.
+pub fn map_entries(conn: &Connection) -> Result<Vec<MapEntry>, StoreError> {
+    use crate::registry::map::{key_of, value_of_parts, RawKey, RawRecord};
+    let mut keys_stmt = conn.prepare(
+        "SELECT name, key, valid_from, compromised FROM registry_keys ORDER BY name, valid_from",
+    )?;
+    let mut keys = keys_stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, bool>(3)?,
+            ))
+        })?
+        .peekable();
+    let mut names = conn.prepare(
+        "SELECT name, updating_key, node_uri, redirect_uris, created, updated, digest
+         FROM registry_names ORDER BY name",
+    )?;
+    let rows = names.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, Vec<u8>>(6)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, updating, node_uri, uris, created, updated, digest) = row?;
+        let mut history: Vec<RawKey> = Vec::new();
+        while let Some(Ok((n, _, _, _))) = keys.peek() {
+            if *n != name {
+                break;
+            }
+            let (_, key, valid_from, compromised) = keys.next().expect("peeked")?;
+            history.push((
+                key.try_into().map_err(|_| corrupt())?,
+                valid_from as u64,
+                compromised,
+            ));
+        }
+        if matches!(keys.peek(), Some(Err(_))) {
+            keys.next().expect("peeked")?;
+        }
+        let uris: Vec<String> = serde_json::from_str(&uris).map_err(|_| corrupt())?;
+        let value = value_of_parts(&RawRecord {
+            name: &name,
+            keys: &history,
+            updating_key: &updating.try_into().map_err(|_| corrupt())?,
+            node_uri: &node_uri,
+            redirect_uris: &uris,
+            created: created as u64,
+            updated: updated as u64,
+            digest: &digest.try_into().map_err(|_| corrupt())?,
+        });
+        out.push((key_of(&name), value));
     }
     Ok(out)
 }
