@@ -139,11 +139,7 @@ impl Records {
     ) -> Result<Option<NameRecord>, ClientError> {
         match self {
             Records::Mirror(m) => {
-                if fresh {
-                    m.sync()
-                        .await
-                        .map_err(|e| ClientError::Registry(e.to_string()))?;
-                }
+                sync_if(m, fresh).await?;
                 m.record_or_sync(name)
                     .await
                     .map_err(|e| ClientError::Registry(e.to_string()))
@@ -161,11 +157,7 @@ impl Records {
     ) -> Result<KeyAt, ClientError> {
         match self {
             Records::Mirror(m) => {
-                if fresh {
-                    m.sync()
-                        .await
-                        .map_err(|e| ClientError::Registry(e.to_string()))?;
-                }
+                sync_if(m, fresh).await?;
                 Ok(m.keys().key_at(name, time))
             }
             Records::Light(l) => Ok(match l.record(name, fresh).await? {
@@ -174,4 +166,15 @@ impl Records {
             }),
         }
     }
+}
+
+/// Brings the mirror up to date first when a fresh answer is asked for.
+async fn sync_if(mirror: &Arc<Mirror>, fresh: bool) -> Result<(), ClientError> {
+    if fresh {
+        mirror
+            .sync()
+            .await
+            .map_err(|e| ClientError::Registry(e.to_string()))?;
+    }
+    Ok(())
 }

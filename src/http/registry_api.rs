@@ -150,11 +150,13 @@ async fn checkpoint(
     // The stored note was signed here or verified on arrival; decode its fields for readers
     // who do not want to parse it. The signature check is cheap and keeps this honest.
     let signed = SignedCheckpoint::verify(&note, &registry_key(view))?;
+    // Several Accept headers are one list (RFC 9110 §5.3), so every one counts.
     let wants_note = req
         .headers()
-        .get(hyper::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/plain"));
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|a| a.contains("text/plain"));
     if wants_note {
         return Ok(text(note, "text/plain; charset=utf-8"));
     }
