@@ -441,6 +441,48 @@ async fn bad_grant_requests_get_an_error_page_never_a_redirect() {
     );
     // The same session reloading its page sees it again.
     to_consent(&node, &mut browser, &url).await;
+
+    // The same payload under a second valid signature (the app's key, another nonce) is the
+    // same carte: the single-use mark is the signed payload's, not the signature's.
+    let other = resign(&once, &app.signing);
+    assert_ne!(other, once);
+    assert_eq!(
+        node.verify(&other).await,
+        (200, "app".into()),
+        "the node takes the signature"
+    );
+    let url = grant_url(&u, "app", &other, "view-profile", REDIRECT, "s", None);
+    let replay = second.get(&url).await;
+    assert_eq!(
+        (replay.status.as_u16(), page_code(&replay)),
+        (400, "carte.replayed".into())
+    );
+}
+
+/// Signs a carte's payload again with another nonce: a different signature that verifies
+/// strictly. (Ed25519: R = [r]B, S = r + H(R, A, M)·a.)
+fn resign(wire: &str, key: &ed25519_dalek::SigningKey) -> String {
+    use curve25519_dalek::{constants::ED25519_BASEPOINT_TABLE, Scalar};
+    use sha2::{Digest, Sha512};
+    let decoded = grant_node::carte::decode(wire).unwrap();
+    let message = grant_node::carte::codec::signed_message(&decoded.payload);
+    let r = Scalar::from_bytes_mod_order([42; 32]);
+    let big_r = (&r * ED25519_BASEPOINT_TABLE).compress();
+    let k = Scalar::from_hash(
+        Sha512::new()
+            .chain_update(big_r.as_bytes())
+            .chain_update(key.verifying_key().as_bytes())
+            .chain_update(&message),
+    );
+    let s = r + k * key.to_scalar();
+    let mut bytes = [0u8; 64];
+    bytes[..32].copy_from_slice(big_r.as_bytes());
+    bytes[32..].copy_from_slice(s.as_bytes());
+    let signature = ed25519_dalek::Signature::from_bytes(&bytes);
+    key.verifying_key()
+        .verify_strict(&message, &signature)
+        .unwrap();
+    grant_node::carte::codec::wire(&decoded.payload, &signature)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -136,7 +136,24 @@ impl CarteError {
     }
 }
 
-/// The blake3 hash of a carte's wire form: the key of the verified-carte and replay caches.
+/// The blake3 hash of a carte's wire form: the key of the verified-carte cache.
 pub fn fingerprint(wire: &str) -> [u8; 32] {
     *blake3::hash(wire.as_bytes()).as_bytes()
+}
+
+/// Domain separation for [`replay_id`].
+const REPLAY_PREFIX: &[u8] = b"grant-node carte replay id v1\0";
+
+/// The identity of a carte for single-use marks: blake3 over the signed payload, not the wire
+/// form, so a second valid signature over the same payload is the same carte. (Under
+/// `verify_strict` no one but the key holder can make one: S must be canonical and is then
+/// fixed by R, and R must be the canonical encoding the equation gives. The key holder can,
+/// with another nonce; this keying makes that a replay too.) `None` for a wire form that does
+/// not decode.
+pub fn replay_id(wire: &str) -> Option<[u8; 32]> {
+    let decoded = decode(wire).ok()?;
+    let mut h = blake3::Hasher::new();
+    h.update(REPLAY_PREFIX);
+    h.update(&decoded.payload);
+    Some(*h.finalize().as_bytes())
 }

@@ -226,7 +226,11 @@ async fn consent(
     carte_deadline: u64,
 ) -> Result<Response<Body>, ApiError> {
     let now = state.config.clock.now();
-    let fingerprint = carte::fingerprint(carte_wire);
+    // Marked used by its signed payload, so a second signature over the same payload is the
+    // same carte; a mark by wire form (as earlier versions wrote them, kept until the carte's
+    // deadline) still counts.
+    let legacy = carte::fingerprint(carte_wire);
+    let fingerprint = carte::replay_id(carte_wire).unwrap_or(legacy);
     let pending = Pending {
         id: crate::auth::random_bytes(),
         session_hash: session.id_hash,
@@ -243,8 +247,14 @@ async fn consent(
         .db
         .run(move |c| {
             let tx = c.transaction()?;
-            let outcome = match store::grants::use_carte(&tx, &fingerprint, forget_after, &row.id)?
-            {
+            let used = match store::grants::use_carte(&tx, &fingerprint, forget_after, &row.id)? {
+                Ok(()) => match store::grants::carte_mark(&tx, &legacy)? {
+                    Some(previous) if legacy != fingerprint => Err(previous),
+                    _ => Ok(()),
+                },
+                used => used,
+            };
+            let outcome = match used {
                 Ok(()) => {
                     store::grants::insert_pending(&tx, &row)?;
                     Some(row)

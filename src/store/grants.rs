@@ -305,12 +305,19 @@ pub fn use_carte(
     if inserted == 1 {
         return Ok(Ok(()));
     }
-    let pending = conn.query_one(
+    Ok(Err(carte_mark(conn, fingerprint)?.flatten()))
+}
+
+/// The mark of a used carte, if any: `Some(pending id, if it showed a consent page)`.
+pub fn carte_mark(
+    conn: &Conn,
+    fingerprint: &[u8; 32],
+) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+    conn.query_one(
         "SELECT pending_id FROM used_cartes WHERE fingerprint = ?1",
         &[&&fingerprint[..]],
         |r| r.get::<Option<Vec<u8>>>(0),
-    )?;
-    Ok(Err(pending.flatten()))
+    )
 }
 
 /// A consent request shown to an owner and waiting for Allow or Deny.
