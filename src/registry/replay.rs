@@ -80,8 +80,10 @@ pub fn replay(
         });
     }
     let checked = batch && batch_verifies(conn, &decoded)?;
+    let keys_checked = batch && keys_are_strong(&decoded);
     let params = Params {
         check_signature: !checked,
+        check_keys: !keys_checked,
         ..params
     };
     let mut touched = HashSet::new();
@@ -111,6 +113,39 @@ pub fn replay(
         head: prev,
         next_seq: seq + decoded.len() as u64,
         touched,
+    })
+}
+
+/// Whether every new key in the page passes [`rules::check_key`], checked once each, on every
+/// core (the torsion check is a whole scalar multiplication, as costly as a signature check).
+/// `false` means "let the rules check them one by one" (and name the bad one).
+fn keys_are_strong(page: &[Decoded]) -> bool {
+    let mut keys: Vec<VerifyingKey> = Vec::new();
+    let mut seen = HashSet::new();
+    for d in page {
+        let new: Vec<VerifyingKey> = match &d.op.op {
+            Operation::Register(r) => vec![r.updating_key, r.signing_key],
+            Operation::Update(u) => u
+                .new_signing_key
+                .map(|(k, _)| k)
+                .into_iter()
+                .chain(u.new_updating_key)
+                .collect(),
+        };
+        for k in new {
+            if seen.insert(k.to_bytes()) {
+                keys.push(k);
+            }
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = keys.len().div_ceil(cores).max(16);
+    std::thread::scope(|scope| {
+        let jobs: Vec<_> = keys
+            .chunks(chunk)
+            .map(|c| scope.spawn(move || c.iter().all(|k| rules::check_key(k).is_ok())))
+            .collect();
+        jobs.into_iter().all(|j| j.join().unwrap_or(false))
     })
 }
 
@@ -174,6 +209,11 @@ mod tests {
 
     /// Register entries; entry `bad` is signed by a key that is not its updating key.
     fn log(n: u64, bad: Option<u64>) -> Vec<Vec<u8>> {
+        log_with(n, bad, None)
+    }
+
+    /// … and entry `weak` registers a signing key with a small-order component.
+    fn log_with(n: u64, bad: Option<u64>, weak: Option<u64>) -> Vec<Vec<u8>> {
         let mut prev = GENESIS;
         (0..n)
             .map(|i| {
@@ -186,7 +226,13 @@ mod tests {
                 let op = Operation::Register(Register {
                     name: Name::parse(&format!("n{i}")).unwrap(),
                     updating_key: key.verifying_key(),
-                    signing_key: key.verifying_key(),
+                    signing_key: if Some(i) == weak {
+                        let mixed = key.verifying_key().to_edwards()
+                            + curve25519_dalek::constants::EIGHT_TORSION[1];
+                        VerifyingKey::from_bytes(&mixed.compress().to_bytes()).unwrap()
+                    } else {
+                        key.verifying_key()
+                    },
                     valid_from: 1_000,
                     node_uri: "https://node.example/".into(),
                     redirect_uris: vec![],
@@ -228,6 +274,19 @@ mod tests {
             match run(log(200, Some(137)), batch) {
                 Err(ReplayError::Forged(reason, _)) => {
                     assert!(reason.starts_with("forged entry 137:"), "{reason}")
+                }
+                other => panic!("expected a forged entry, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_weak_key_in_a_batch_is_found_and_named() {
+        for batch in [true, false] {
+            match run(log_with(250, None, Some(211)), batch) {
+                Err(ReplayError::Forged(reason, _)) => {
+                    assert!(reason.starts_with("forged entry 211:"), "{reason}");
+                    assert!(reason.contains("small-order component"), "{reason}");
                 }
                 other => panic!("expected a forged entry, got {other:?}"),
             }
