@@ -37,6 +37,7 @@ pub enum RegistrySetting {
 }
 
 mod database;
+mod witnesses;
 pub use database::{redact, Database};
 
 /// A validated configuration.
@@ -347,40 +348,9 @@ impl Config {
                 .admins
                 .push(Name::parse(a).with_context(|| format!("admins: {a:?}"))?);
         }
-        for (i, w) in file.witnesses.iter().enumerate() {
-            let witness = crate::registry::note::Witness::parse_vkey(&w.key)
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("witnesses[{i}].key"))?;
-            config.witness_policy.witnesses.push(witness);
-            if let Some(url) = &w.url {
-                CheckedUri::parse_node(&format!("{}/", url.trim_end_matches('/')))
-                    .with_context(|| format!("witnesses[{i}].url {url:?}"))?;
-                config
-                    .witness_policy
-                    .urls
-                    .push(url.trim_end_matches('/').to_owned());
-            }
-        }
-        let quorum = file.witness_quorum.unwrap_or(0);
-        if quorum > config.witness_policy.witnesses.len() {
-            bail!(
-                "witness_quorum {quorum}: more than the {} witnesses listed",
-                config.witness_policy.witnesses.len()
-            );
-        }
-        if quorum > 0 && matches!(config.registry, RegistrySetting::Embedded { .. }) {
-            bail!(
-                "witness_quorum {quorum}: the embedded registry gathers no cosignatures; \
-                 point the node at a registry run with --witness (registry = \"https://…\")"
-            );
-        }
-        config.witness_policy.quorum = quorum;
-        if let Some(name) = &file.witness_name {
-            if !signed_note::is_key_name_valid(name) {
-                bail!("witness_name {name:?}: no spaces, no '+', not empty");
-            }
-            config.witness_name = Some(name.clone());
-        }
+        let embedded = matches!(config.registry, RegistrySetting::Embedded { .. });
+        config.witness_policy = witnesses::policy(&file.witnesses, file.witness_quorum, embedded)?;
+        config.witness_name = witnesses::name(file.witness_name.as_deref())?;
         config.clock = Clock::offset(args.clock_offset);
         Ok(config)
     }
@@ -461,18 +431,9 @@ struct FileConfig {
     admins: Vec<String>,
     usage_flush: Option<u64>,
     #[serde(default)]
-    witnesses: Vec<FileWitness>,
+    witnesses: Vec<witnesses::FileWitness>,
     witness_quorum: Option<usize>,
     witness_name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileWitness {
-    /// The witness's verifier key, `name+id+base64`.
-    key: String,
-    /// Where to ask it what it cosigned (optional).
-    url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
