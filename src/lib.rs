@@ -16,6 +16,7 @@
 //! - [`registry`]: registry operations, rules and log (pure); the authority, the node's
 //!   verified mirror and its key resolver; a client for the registry's API.
 //! - [`auth`]: password hashing, tokens and the login rate limiter.
+//! - [`strict_batch`]: batched Ed25519 checks that answer exactly as `verify_strict`.
 //! - [`clock`]: the one place that reads the wall clock.
 //! - [`store`]: every query, written once against one connection interface with a SQLite and
 //!   a PostgreSQL implementation; schemas and migrations.
@@ -46,4 +47,5 @@ pub mod outbound;
 pub mod registry;
 pub mod scope;
 pub mod store;
+pub mod strict_batch;
 pub mod uri;

@@ -1,14 +1,13 @@
 //! Replaying log entries into a registry database: the chain check, the rules, the writes.
 //!
 //! Used by the mirror for every page it syncs, and by the benchmarks. With `batch`, the
-//! signatures of a whole page are checked with `ed25519_dalek::verify_batch`, one batch per
-//! core; if a batch fails, the page is checked one signature at a time, which finds the bad
-//! entry and names it. Keys that are weak (small order) are never
-//! batched, since the batch equation does not reject them as `verify_strict` does.
+//! signatures of a whole page are checked with [`strict_batch`] (answers exactly as
+//! `verify_strict`'s), one batch per core, and every key's strength once; if a batch fails, the
+//! page is checked one signature at a time, which finds the bad entry and names it.
 
 use std::collections::{HashMap, HashSet};
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use rusqlite::Connection;
 
 use super::log::{entry_hash, LogEntry};
@@ -16,6 +15,7 @@ use super::op::{Operation, SignedOp};
 use super::rules::{self, Params};
 use crate::name::Name;
 use crate::store::{self, StoreError};
+use crate::strict_batch::{self, Item, StrongKey};
 
 /// Where a replay ended.
 #[derive(Debug)]
@@ -79,8 +79,11 @@ pub fn replay(
             hash,
         });
     }
-    let checked = batch && batch_verifies(conn, &decoded)?;
-    let keys_checked = batch && keys_are_strong(&decoded);
+    let (checked, keys_checked) = if batch {
+        batch_checks(conn, &decoded)?
+    } else {
+        (false, false)
+    };
     let params = Params {
         check_signature: !checked,
         check_keys: !keys_checked,
@@ -116,14 +119,57 @@ pub fn replay(
     })
 }
 
-/// Whether every new key in the page passes [`rules::check_key`], checked once each, on every
-/// core (the torsion check is a whole scalar multiplication, as costly as a signature check).
-/// `false` means "let the rules check them one by one" (and name the bad one).
-fn keys_are_strong(page: &[Decoded]) -> bool {
-    let mut keys: Vec<VerifyingKey> = Vec::new();
+/// The page's checks done ahead of the rules, on every core: (every signature verifies, every
+/// new key is strong). `false` means "let the rules check them one by one" (and name the bad
+/// entry). Each key, new or signing, has its strength checked once (a multiplication by ℓ, as
+/// costly as a signature check), and the signatures are checked with [`strict_batch`], whose
+/// answers are exactly `verify_strict`'s: a signature the registry's own check refuses is never
+/// let through by a batch.
+fn batch_checks(conn: &Connection, page: &[Decoded]) -> Result<(bool, bool), StoreError> {
+    let new_keys = new_keys(page);
+    let signers = signing_keys(conn, page)?;
+    let mut distinct: Vec<VerifyingKey> = Vec::new();
     let mut seen = HashSet::new();
-    for d in page {
-        let new: Vec<VerifyingKey> = match &d.op.op {
+    for k in new_keys.iter().chain(signers.iter().flatten()) {
+        if seen.insert(k.to_bytes()) {
+            distinct.push(*k);
+        }
+    }
+    let strong: HashMap<[u8; 32], Option<StrongKey>> = on_every_core(&distinct, 16, |keys| {
+        keys.iter()
+            .map(|k| (k.to_bytes(), StrongKey::check(k)))
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    let is_strong = |k: &VerifyingKey| strong.get(&k.to_bytes()).is_some_and(Option::is_some);
+    let keys_checked = new_keys.iter().all(is_strong);
+    let Some(signers) = signers else {
+        return Ok((false, keys_checked));
+    };
+    let messages: Vec<Vec<u8>> = page.iter().map(|d| d.op.signed_message()).collect();
+    let mut items = Vec::with_capacity(page.len());
+    for ((d, key), message) in page.iter().zip(&signers).zip(&messages) {
+        let Some(Some(key)) = strong.get(&key.to_bytes()) else {
+            return Ok((false, keys_checked));
+        };
+        items.push(Item {
+            key,
+            message,
+            signature: &d.op.signature,
+        });
+    }
+    let verified = on_every_core(&items, 64, |chunk| strict_batch::verify_all(chunk))
+        .into_iter()
+        .all(|ok| ok);
+    Ok((verified, keys_checked))
+}
+
+/// The keys a page introduces: both keys of a registration, the new keys of an update.
+fn new_keys(page: &[Decoded]) -> Vec<VerifyingKey> {
+    page.iter()
+        .flat_map(|d| match &d.op.op {
             Operation::Register(r) => vec![r.updating_key, r.signing_key],
             Operation::Update(u) => u
                 .new_signing_key
@@ -131,27 +177,16 @@ fn keys_are_strong(page: &[Decoded]) -> bool {
                 .into_iter()
                 .chain(u.new_updating_key)
                 .collect(),
-        };
-        for k in new {
-            if seen.insert(k.to_bytes()) {
-                keys.push(k);
-            }
-        }
-    }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = keys.len().div_ceil(cores).max(16);
-    std::thread::scope(|scope| {
-        let jobs: Vec<_> = keys
-            .chunks(chunk)
-            .map(|c| scope.spawn(move || c.iter().all(|k| rules::check_key(k).is_ok())))
-            .collect();
-        jobs.into_iter().all(|j| j.join().unwrap_or(false))
-    })
+        })
+        .collect()
 }
 
-/// Whether every signature of the page verifies, checked as one batch. `false` means "check
-/// one by one" (a bad signature, a weak key, or a signer not known in advance).
-fn batch_verifies(conn: &Connection, page: &[Decoded]) -> Result<bool, StoreError> {
+/// The key each entry must be signed by (the name's updating key as of that entry), or `None`
+/// when an update's name is neither in the page nor in the database (the rules will say why).
+fn signing_keys(
+    conn: &Connection,
+    page: &[Decoded],
+) -> Result<Option<Vec<VerifyingKey>>, StoreError> {
     let mut updating: HashMap<Name, VerifyingKey> = HashMap::new();
     let mut keys = Vec::with_capacity(page.len());
     for d in page {
@@ -166,7 +201,7 @@ fn batch_verifies(conn: &Connection, page: &[Decoded]) -> Result<bool, StoreErro
                     Some(k) => *k,
                     None => match store::registry::record(conn, name)? {
                         Some(rec) => rec.updating_key,
-                        None => return Ok(false),
+                        None => return Ok(None),
                     },
                 };
                 if let Some(next) = u.new_updating_key {
@@ -175,27 +210,30 @@ fn batch_verifies(conn: &Connection, page: &[Decoded]) -> Result<bool, StoreErro
                 current
             }
         };
-        if key.is_weak() {
-            return Ok(false);
-        }
         keys.push(key);
     }
-    let messages: Vec<Vec<u8>> = page.iter().map(|d| d.op.signed_message()).collect();
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    let signatures: Vec<Signature> = page.iter().map(|d| d.op.signature).collect();
-    // Catching up is the one time a node has nothing better to do with its other cores: the
-    // page is split into one batch per core, checked in parallel.
+    Ok(Some(keys))
+}
+
+/// `work` on chunks of `items` (at least `min_chunk` each), one thread per core. Catching up is
+/// the one time a node has nothing better to do with its other cores.
+fn on_every_core<T: Sync, R: Send>(
+    items: &[T],
+    min_chunk: usize,
+    work: impl Fn(&[T]) -> R + Sync,
+) -> Vec<R> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = page.len().div_ceil(cores).max(64);
-    Ok(std::thread::scope(|scope| {
-        let jobs: Vec<_> = refs
+    let chunk = items.len().div_ceil(cores).max(min_chunk);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let jobs: Vec<_> = items
             .chunks(chunk)
-            .zip(signatures.chunks(chunk))
-            .zip(keys.chunks(chunk))
-            .map(|((m, s), k)| scope.spawn(move || ed25519_dalek::verify_batch(m, s, k).is_ok()))
+            .map(|c| scope.spawn(move || work(c)))
             .collect();
-        jobs.into_iter().all(|j| j.join().unwrap_or(false))
-    }))
+        jobs.into_iter()
+            .map(|j| j.join().expect("a replay worker does not panic"))
+            .collect()
+    })
 }
 
 #[cfg(test)]
@@ -287,6 +325,59 @@ mod tests {
                 Err(ReplayError::Forged(reason, _)) => {
                     assert!(reason.starts_with("forged entry 211:"), "{reason}");
                     assert!(reason.contains("small-order component"), "{reason}");
+                }
+                other => panic!("expected a forged entry, got {other:?}"),
+            }
+        }
+    }
+
+    /// An entry signed with R the identity and S = k·a: `[s]B − [k]A` is then R, so
+    /// `ed25519_dalek::verify_batch` accepts it, while `verify_strict` (the registry's own
+    /// check) refuses a small-order R. Replay refuses it the same way, batched or not.
+    #[test]
+    fn a_signature_only_a_batch_would_accept_is_refused_batched_or_not() {
+        let mut entries = log(200, None);
+        let entry = LogEntry::decode(&entries[150]).unwrap();
+        let op = SignedOp::decode(&entry.op).unwrap();
+        let key = SigningKey::from_bytes(&[151; 32]);
+        let identity = curve25519_dalek::constants::EIGHT_TORSION[0]
+            .compress()
+            .to_bytes();
+        let signature = crate::strict_batch::tests::sign_with_r_bytes(
+            &key,
+            &op.signed_message(),
+            curve25519_dalek::scalar::Scalar::ZERO,
+            identity,
+        );
+        assert!(ed25519_dalek::verify_batch(
+            &[op.signed_message().as_slice()],
+            &[signature],
+            &[key.verifying_key()]
+        )
+        .is_ok());
+        assert!(key
+            .verifying_key()
+            .verify_strict(&op.signed_message(), &signature)
+            .is_err());
+        entries[150] = LogEntry {
+            op: crate::cbor::envelope(&op.payload, &signature.to_bytes()),
+            ..entry
+        }
+        .encode();
+        // Re-chain the entries after it.
+        for i in 151..200 {
+            let prev = entry_hash(&entries[i - 1]);
+            let e = LogEntry::decode(&entries[i]).unwrap();
+            entries[i] = LogEntry {
+                prev_hash: prev,
+                ..e
+            }
+            .encode();
+        }
+        for batch in [true, false] {
+            match run(entries.clone(), batch) {
+                Err(ReplayError::Forged(reason, _)) => {
+                    assert!(reason.starts_with("forged entry 150:"), "{reason}")
                 }
                 other => panic!("expected a forged entry, got {other:?}"),
             }
