@@ -251,5 +251,5 @@ fi
 echo "node resident memory: ${rss_start} MiB at start, ${rss_after_cold} MiB after the cold-path run (verified-carte cache full to its bound)"
 
 if [ "${BENCH_CRITERION:-0}" = 1 ]; then
-  cargo bench --bench carte_verify --bench grant_check --bench registry_replay --bench name_map
+  cargo bench --bench carte_verify --bench grant_check --bench registry_replay --bench name_map --bench sig_batch
 fi
