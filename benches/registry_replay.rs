@@ -1,8 +1,9 @@
 //! `registry`: replaying the registry log, and looking names up in a large mirror.
 //!
 //! - `replay_single` / `replay_batch`: applying N `register` operations to an empty mirror,
-//!   checking each signature alone, or each page of 1000 in one `verify_batch` (target: batch
-//!   at least twice as fast);
+//!   through the rules one entry at a time, or each page of 1000 checked ahead on every core
+//!   (signatures with `verify_strict`, new keys' strength) (target: batch at least twice as
+//!   fast);
 //! - `lookup_miss` / `lookup_hit`: the key a name held at a time, from SQLite or from the
 //!   key cache, in a mirror of a million names.
 //!

@@ -90,23 +90,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The registry-stub binary next to grant-node's, built if this test runs on its own.
-fn registry_stub_binary() -> std::path::PathBuf {
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_grant-node"))
-        .parent()
-        .unwrap()
-        .join("registry-stub");
-    // Always through cargo (quick when up to date): a registry-stub left from an older build
-    // would speak an older format than the node under test.
-    let ok = Command::new(env!("CARGO"))
-        .args(["build", "-p", "registry-stub", "--quiet"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    bin
-}
-
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -121,7 +104,7 @@ fn spawn(line: &str, ports: &[(&str, u16)], key: &str, dir: &std::path::Path) ->
     let mut line = line
         .replace(
             "cargo run --release -p registry-stub --",
-            registry_stub_binary().to_str().unwrap(),
+            common::registry_stub_bin().to_str().unwrap(),
         )
         .replace("cargo run --release --", env!("CARGO_BIN_EXE_grant-node"));
     for (from, to) in ports {

@@ -657,16 +657,7 @@ async fn registry_stub_gathers_cosignatures_from_the_witnesses_on_its_command_li
         .local_addr()
         .unwrap()
         .port();
-    let built = std::process::Command::new(env!("CARGO"))
-        .args(["build", "-p", "registry-stub", "--quiet"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .unwrap();
-    assert!(built.success());
-    let bin = Path::new(env!("CARGO_BIN_EXE_grant-node"))
-        .parent()
-        .unwrap()
-        .join("registry-stub");
+    let bin = common::registry_stub_bin();
     let child = std::process::Command::new(bin)
         .args([
             "--listen",

@@ -1,13 +1,14 @@
 //! Replaying log entries into a registry database: the chain check, the rules, the writes.
 //!
 //! Used by the mirror for every page it syncs, and by the benchmarks. With `batch`, the
-//! signatures of a whole page are checked with [`strict_batch`] (answers exactly as
-//! `verify_strict`'s), one batch per core, and every key's strength once; if a batch fails, the
-//! page is checked one signature at a time, which finds the bad entry and names it.
+//! signatures and new keys of a whole page are checked on every core, each signature with
+//! `verify_strict` as the registry checks it, while the rest of the rules and the writes run
+//! (inside a savepoint); if any check fails, the savepoint is undone and the page goes through
+//! the rules one entry at a time, which finds the bad entry and names it.
 
 use std::collections::{HashMap, HashSet};
 
-use ed25519_dalek::VerifyingKey;
+use ed25519_dalek::{Signature, VerifyingKey};
 use rusqlite::Connection;
 
 use super::log::{entry_hash, LogEntry};
@@ -15,7 +16,6 @@ use super::op::{Operation, SignedOp};
 use super::rules::{self, Params};
 use crate::name::Name;
 use crate::store::{self, StoreError};
-use crate::strict_batch::{self, Item, StrongKey};
 
 /// Where a replay ended.
 #[derive(Debug)]
@@ -79,18 +79,34 @@ pub fn replay(
             hash,
         });
     }
-    let (checked, keys_checked) = if batch {
-        batch_checks(conn, &decoded)?
-    } else {
-        (false, false)
-    };
-    let params = Params {
-        check_signature: !checked,
-        check_keys: !keys_checked,
-        ..params
-    };
+    let next_seq = seq + decoded.len() as u64;
+    if batch {
+        if let Some(signers) = signing_keys(conn, &decoded)? {
+            if let Some(touched) = apply_while_checking(conn, &decoded, &signers, params)? {
+                return Ok(Replayed {
+                    head: prev,
+                    next_seq,
+                    touched,
+                });
+            }
+        }
+    }
+    let touched = apply(conn, &decoded, params)?;
+    Ok(Replayed {
+        head: prev,
+        next_seq,
+        touched,
+    })
+}
+
+/// The rules for every entry of the page, in order, and the writes; the names touched.
+fn apply(
+    conn: &Connection,
+    page: &[Decoded],
+    params: Params,
+) -> Result<HashSet<Name>, ReplayError> {
     let mut touched = HashSet::new();
-    for d in &decoded {
+    for d in page {
         let name = d.op.op.name().clone();
         let current = store::registry::record(conn, &name)?;
         let holder = store::registry::skeleton_holder(conn, &name.skeleton())?;
@@ -112,62 +128,80 @@ pub fn replay(
         store::registry::put_record(conn, &record)?;
         touched.insert(name);
     }
-    Ok(Replayed {
-        head: prev,
-        next_seq: seq + decoded.len() as u64,
-        touched,
-    })
+    Ok(touched)
 }
 
-/// The page's checks done ahead of the rules, on every core: (every signature verifies, every
-/// new key is strong). `false` means "let the rules check them one by one" (and name the bad
-/// entry). Each key, new or signing, has its strength checked once (a multiplication by ℓ, as
-/// costly as a signature check), and the signatures are checked with [`strict_batch`], whose
-/// answers are exactly `verify_strict`'s: a signature the registry's own check refuses is never
-/// let through by a batch.
-fn batch_checks(conn: &Connection, page: &[Decoded]) -> Result<(bool, bool), StoreError> {
-    let new_keys = new_keys(page);
-    let signers = signing_keys(conn, page)?;
-    let mut distinct: Vec<VerifyingKey> = Vec::new();
-    let mut seen = HashSet::new();
-    for k in new_keys.iter().chain(signers.iter().flatten()) {
-        if seen.insert(k.to_bytes()) {
-            distinct.push(*k);
+/// The page applied with the signature and key checks taken out of the rules and run on other
+/// threads at the same time (the rules and the writes are serial, the checks are not), inside a
+/// savepoint. `None` when anything failed: the savepoint is then undone, and the caller goes
+/// through the rules one entry at a time, which finds the first bad entry and names it.
+fn apply_while_checking(
+    conn: &Connection,
+    page: &[Decoded],
+    signers: &[VerifyingKey],
+    params: Params,
+) -> Result<Option<HashSet<Name>>, ReplayError> {
+    let unchecked = Params {
+        check_signature: false,
+        check_keys: false,
+        ..params
+    };
+    store::registry::begin_tentative(conn)?;
+    let (applied, checked) = std::thread::scope(|scope| {
+        let checks = scope.spawn(|| checks_pass(page, signers));
+        let applied = apply(conn, page, unchecked);
+        (applied, checks.join().unwrap_or(false))
+    });
+    match applied {
+        Ok(touched) if checked => {
+            store::registry::keep_tentative(conn)?;
+            Ok(Some(touched))
+        }
+        _ => {
+            store::registry::undo_tentative(conn)?;
+            Ok(None)
         }
     }
-    let strong: HashMap<[u8; 32], Option<StrongKey>> = on_every_core(&distinct, 16, |keys| {
-        keys.iter()
-            .map(|k| (k.to_bytes(), StrongKey::check(k)))
-            .collect::<Vec<_>>()
-    })
-    .into_iter()
-    .flatten()
-    .collect();
-    let is_strong = |k: &VerifyingKey| strong.get(&k.to_bytes()).is_some_and(Option::is_some);
-    let keys_checked = new_keys.iter().all(is_strong);
-    let Some(signers) = signers else {
-        return Ok((false, keys_checked));
-    };
-    let messages: Vec<Vec<u8>> = page.iter().map(|d| d.op.signed_message()).collect();
-    let mut items = Vec::with_capacity(page.len());
-    for ((d, key), message) in page.iter().zip(&signers).zip(&messages) {
-        let Some(Some(key)) = strong.get(&key.to_bytes()) else {
-            return Ok((false, keys_checked));
-        };
-        items.push(Item {
-            key,
-            message,
-            signature: &d.op.signature,
-        });
-    }
-    let verified = on_every_core(&items, 64, |chunk| strict_batch::verify_all(chunk))
-        .into_iter()
-        .all(|ok| ok);
-    Ok((verified, keys_checked))
 }
 
-/// The keys a page introduces: both keys of a registration, the new keys of an update.
+/// Whether every signature of the page verifies and every new key is strong, checked on every
+/// core.
+///
+/// Signatures are checked one by one with `verify_strict`, the registry's own check, not with a
+/// batch equation. `ed25519_dalek::verify_batch` (used here until 2026-11-26) is not the same
+/// predicate: it accepted an entry signed with a small-order R that the registry refuses
+/// (`a_signature_only_a_batch_would_accept_is_refused_batched_or_not`). A batch that answers
+/// exactly as `verify_strict` ([`crate::strict_batch`]) costs more per signature than
+/// `verify_strict` itself, because it must first test every R for a small-order component; the
+/// README's Performance section has the figures.
+fn checks_pass(page: &[Decoded], signers: &[VerifyingKey]) -> bool {
+    let new_keys = new_keys(page);
+    let keys_strong = on_every_core(&new_keys, 16, |keys| {
+        keys.iter().all(|k| rules::check_key(k).is_ok())
+    });
+    if !keys_strong.into_iter().all(|ok| ok) {
+        return false;
+    }
+    let messages: Vec<Vec<u8>> = page.iter().map(|d| d.op.signed_message()).collect();
+    let checks: Vec<(&VerifyingKey, &Vec<u8>, &Signature)> = signers
+        .iter()
+        .zip(&messages)
+        .zip(page)
+        .map(|((key, message), d)| (key, message, &d.op.signature))
+        .collect();
+    on_every_core(&checks, 64, |chunk| {
+        chunk
+            .iter()
+            .all(|(key, message, signature)| key.verify_strict(message, signature).is_ok())
+    })
+    .into_iter()
+    .all(|ok| ok)
+}
+
+/// The keys a page introduces (both keys of a registration, the new keys of an update), each
+/// once.
 fn new_keys(page: &[Decoded]) -> Vec<VerifyingKey> {
+    let mut seen = HashSet::new();
     page.iter()
         .flat_map(|d| match &d.op.op {
             Operation::Register(r) => vec![r.updating_key, r.signing_key],
@@ -178,6 +212,7 @@ fn new_keys(page: &[Decoded]) -> Vec<VerifyingKey> {
                 .chain(u.new_updating_key)
                 .collect(),
         })
+        .filter(|k| seen.insert(k.to_bytes()))
         .collect()
 }
 

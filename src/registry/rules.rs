@@ -180,10 +180,10 @@ pub fn check_key(key: &VerifyingKey) -> Result<(), RegistryError> {
         return Err(RegistryError::WeakKey("a small-order point"));
     }
     let point = key.to_edwards();
-    if point.compress().as_bytes() != key.as_bytes() {
+    if !crate::strict_batch::canonical_point(key.as_bytes()) {
         return Err(RegistryError::WeakKey("a non-canonical encoding"));
     }
-    if !point.is_torsion_free() {
+    if !crate::strict_batch::has_prime_order_or_identity(&point) {
         return Err(RegistryError::WeakKey(
             "a point with a small-order component",
         ));

@@ -38,6 +38,21 @@ pub fn head_hash(conn: &Connection) -> Result<[u8; 32], StoreError> {
     Ok(hash_at(conn, size - 1)?.unwrap_or(crate::registry::log::GENESIS))
 }
 
+/// Starts work that [`undo_tentative`] can take back without ending the caller's transaction.
+pub fn begin_tentative(conn: &Connection) -> Result<(), StoreError> {
+    Ok(conn.execute_batch("SAVEPOINT tentative")?)
+}
+
+/// Keeps the work since [`begin_tentative`] (in the caller's transaction).
+pub fn keep_tentative(conn: &Connection) -> Result<(), StoreError> {
+    Ok(conn.execute_batch("RELEASE SAVEPOINT tentative")?)
+}
+
+/// Undoes the work since [`begin_tentative`]; the caller's transaction goes on.
+pub fn undo_tentative(conn: &Connection) -> Result<(), StoreError> {
+    Ok(conn.execute_batch("ROLLBACK TO SAVEPOINT tentative; RELEASE SAVEPOINT tentative")?)
+}
+
 pub fn append_entry(
     conn: &Connection,
     seq: u64,

@@ -825,6 +825,26 @@ pub fn artifact(name: &str, png: &[u8]) {
     std::fs::write(dir.join(name), png).unwrap();
 }
 
+/// The `registry-stub` binary beside the node's, built through cargo first (quick when up to
+/// date) in the profile these tests were built in: a stub left from an older build would speak
+/// an older format, or lack a flag, than the node under test.
+pub fn registry_stub_bin() -> std::path::PathBuf {
+    let mut args = vec!["build", "-p", "registry-stub", "--quiet"];
+    if !cfg!(debug_assertions) {
+        args.push("--release");
+    }
+    let built = std::process::Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(built.success(), "registry-stub builds");
+    std::path::Path::new(env!("CARGO_BIN_EXE_grant-node"))
+        .parent()
+        .expect("the binary is in a folder")
+        .join("registry-stub")
+}
+
 /// A child process killed (and reaped) on drop, however the test ends.
 pub struct Killed(pub std::process::Child);
 
