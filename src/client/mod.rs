@@ -199,7 +199,7 @@ impl App {
         );
         let key = match config.registry_key {
             Some(k) => k,
-            None => pinned_registry_key(&book, &registry).await?,
+            None => records::pinned_registry_key(&book, &registry).await?,
         };
         let records = match config.light {
             None => Records::Mirror(Arc::new(Mirror::new(
@@ -473,30 +473,6 @@ impl App {
             .await?;
         Ok(())
     }
-}
-
-async fn pinned_registry_key(
-    book: &Local,
-    registry: &crate::registry::client::RegistryClient,
-) -> Result<VerifyingKey, ClientError> {
-    let pinned = book.run(|c| store::book::meta(c, "registry_key")).await?;
-    let hex_key = match pinned {
-        Some(k) => k,
-        None => {
-            let meta = registry
-                .metadata()
-                .await
-                .map_err(|e| ClientError::Registry(e.to_string()))?;
-            let k = meta.public_key.clone();
-            let pin = k.clone();
-            book.run(move |c| store::book::set_meta(c, "registry_key", &pin))
-                .await?;
-            tracing::warn!(key = %k, "trusting the registry key on first use; pass it explicitly to be sure");
-            k
-        }
-    };
-    crate::config::parse_key(&hex_key)
-        .map_err(|e| ClientError::Config(format!("registry key: {e:#}")))
 }
 
 fn nonce() -> [u8; 16] {

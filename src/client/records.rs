@@ -178,3 +178,29 @@ async fn sync_if(mirror: &Arc<Mirror>, fresh: bool) -> Result<(), ClientError> {
     }
     Ok(())
 }
+
+/// The registry key pinned in the grant book, or, on first use, the key the registry names
+/// for itself, pinned from then on (with a warning: pass the key explicitly to be sure).
+pub(super) async fn pinned_registry_key(
+    book: &Local,
+    registry: &crate::registry::client::RegistryClient,
+) -> Result<ed25519_dalek::VerifyingKey, ClientError> {
+    let pinned = book.run(|c| store::book::meta(c, "registry_key")).await?;
+    let hex_key = match pinned {
+        Some(k) => k,
+        None => {
+            let meta = registry
+                .metadata()
+                .await
+                .map_err(|e| ClientError::Registry(e.to_string()))?;
+            let k = meta.public_key.clone();
+            let pin = k.clone();
+            book.run(move |c| store::book::set_meta(c, "registry_key", &pin))
+                .await?;
+            tracing::warn!(key = %k, "trusting the registry key on first use; pass it explicitly to be sure");
+            k
+        }
+    };
+    crate::config::parse_key(&hex_key)
+        .map_err(|e| ClientError::Config(format!("registry key: {e:#}")))
+}

@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod api;
+pub mod consent;
 pub mod console;
 pub mod dates;
 
