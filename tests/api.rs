@@ -504,3 +504,154 @@ async fn a_key_question_the_registry_cannot_answer_has_a_registry_code() {
         hex::encode(app.signing.verifying_key().as_bytes())
     );
 }
+
+/// Scopes the lost-update tests add and remove, each by a request of its own.
+const ADDED: [&str; 12] = [
+    "other",
+    "view-content",
+    "add-post",
+    "update-post",
+    "add-comment",
+    "update-comment",
+    "react",
+    "delete-own-content",
+    "block",
+    "friend",
+    "remote-identify",
+    "drafts",
+];
+const REMOVED: [&str; 4] = [
+    "view-feeds",
+    "update-feeds",
+    "view-profile",
+    "update-profile",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_adds_and_removes_of_distinct_scopes_all_take_effect() {
+    let (_dir, node, mut browser, _app) = setup().await;
+    let r = grant(&node, &mut browser, json!({ "add": REMOVED })).await;
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let key = node.owner_key("alice").await;
+    let owner = Identity {
+        name: "alice".parse().unwrap(),
+        updating: key.clone(),
+        signing: key,
+    };
+    for round in 0..3 {
+        // 16 changes at once, each to a different scope: every one must survive, as if
+        // they had run one after another (12 adds, 4 removes).
+        let bodies: Vec<serde_json::Value> = ADDED
+            .iter()
+            .map(|s| json!({ "add": [s] }))
+            .chain(REMOVED.iter().map(|s| json!({ "remove": [s] })))
+            .collect();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(bodies.len()));
+        let tasks: Vec<_> = bodies
+            .into_iter()
+            .map(|body| {
+                let carte = owner.carte("alice", GRANT, 0).sign(&owner.signing);
+                let url = format!("{}/api/grants/app", node.url());
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    let http = HttpClient::new();
+                    barrier.wait().await;
+                    http.send(
+                        Method::PUT,
+                        &url,
+                        &[
+                            ("authorization", &format!("Carte {carte}")),
+                            ("content-type", "application/json"),
+                        ],
+                        body.to_string().into(),
+                    )
+                    .await
+                    .unwrap()
+                    .status
+                    .as_u16()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 200, "round {round}");
+        }
+        let now: serde_json::Value = browser
+            .json(Method::GET, &format!("{}/api/grants/app", node.url()), None)
+            .await
+            .json()
+            .unwrap();
+        let mut held: Vec<String> = now["scope"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        held.sort();
+        let mut want: Vec<String> = ADDED.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(held, want, "round {round}: a change was lost");
+        // Put the removed ones back, take the added ones away, for the next round.
+        let r = grant(&node, &mut browser, json!({ "scope": REMOVED })).await;
+        assert_eq!(r.status, 200);
+    }
+    // Each change wrote its own history entry, and each entry's "before" is the previous
+    // entry's "after": the changes ran one after another.
+    let history: serde_json::Value = browser
+        .json(
+            Method::GET,
+            &format!("{}/api/grants/app/history", node.url()),
+            None,
+        )
+        .await
+        .json()
+        .unwrap();
+    let entries = history["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1 + 3 * 17, "{history}");
+    let set = |v: &serde_json::Value| {
+        let mut s: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect();
+        s.sort();
+        s
+    };
+    // Oldest first or newest first: the chain holds in one of the two orders.
+    let chained = |e: &[serde_json::Value]| {
+        e.windows(2)
+            .all(|w| set(&w[0]["new_scope"]) == set(&w[1]["old_scope"]))
+    };
+    let mut reversed = entries.clone();
+    reversed.reverse();
+    assert!(
+        chained(entries) || chained(&reversed),
+        "history is not one serial chain: {history}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_grant_that_is_not_there_is_404_and_writes_nothing() {
+    let (_dir, node, mut browser, _app) = setup().await;
+    let r = browser
+        .json(
+            Method::DELETE,
+            &format!("{}/api/grants/app", node.url()),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().unwrap()),
+        (404, "grant.not-found".into())
+    );
+    let history: serde_json::Value = browser
+        .json(
+            Method::GET,
+            &format!("{}/api/grants/app/history", node.url()),
+            None,
+        )
+        .await
+        .json()
+        .unwrap();
+    assert_eq!(history["entries"].as_array().unwrap().len(), 0);
+}

@@ -399,3 +399,90 @@ async fn an_owner_manages_grants_in_chromium() {
     println!("axe-core checked: {}", checked.join(", "));
     c.close().await.unwrap();
 }
+
+/// Every value of the hidden inputs named `name` in a page.
+fn hidden_all(html: &str, name: &str) -> Vec<String> {
+    let marker = format!("type=\"hidden\" name=\"{name}\" value=\"");
+    html.match_indices(&marker)
+        .map(|(at, m)| {
+            let start = at + m.len();
+            let end = html[start..].find('"').unwrap() + start;
+            html[start..end].to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_console_form_drawn_before_another_change_does_not_undo_it() {
+    let dir = tempdir();
+    let node = Node::start_embedded(dir.path(), "alice").await;
+    let mut b = node.set_password("alice", "correct horse battery").await;
+    let app = Identity::new("app", 1);
+    node.register_app(&app, &[]).await;
+    grant(
+        &node,
+        &mut b,
+        "app",
+        serde_json::json!(["view-profile", "update-profile"]),
+    )
+    .await;
+    let base = node.url();
+    // The owner opens the application page…
+    let html = text(&b.get(&format!("{base}/grants/app")).await);
+    let form_at = html.find("action=\"/grants/app\"").unwrap();
+    let token = common::hidden(&html[form_at..], "csrf");
+    let mut held = hidden_all(&html, "held");
+    held.sort();
+    assert_eq!(held, ["update-profile", "view-profile"], "{html}");
+    // …meanwhile another change adds `react` through the API…
+    let r = b
+        .json(
+            Method::PUT,
+            &format!("{base}/api/grants/app"),
+            Some(serde_json::json!({ "add": ["react"] })),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // …then the owner submits the page as drawn, unticking update-profile.
+    let mut fields: Vec<(&str, &str)> = vec![
+        ("csrf", &token),
+        ("scope", "view-profile"),
+        ("expires", ""),
+        ("held_expires", ""),
+    ];
+    for h in &held {
+        fields.push(("held", h));
+    }
+    let r = b.post_form(&format!("{base}/grants/app"), &fields).await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    // The owner's change is made, and the one made meanwhile is kept.
+    let mut now: Vec<String> = scope_of(&node, &mut b, "app")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    now.sort();
+    assert_eq!(now, ["react", "view-profile"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_application_page_shows_what_is_held_first_and_the_rest_behind_a_disclosure() {
+    let dir = tempdir();
+    let node = Node::start_embedded(dir.path(), "alice").await;
+    let mut b = node.set_password("alice", "correct horse battery").await;
+    let app = Identity::new("app", 1);
+    node.register_app(&app, &[]).await;
+    grant(&node, &mut b, "app", serde_json::json!(["view-profile"])).await;
+    let html = text(&b.get(&format!("{}/grants/app", node.url())).await);
+    let details = html.find("<details>").expect("a disclosure");
+    let held = html.find("value=\"view-profile\" checked").unwrap();
+    let sheriff = html.find("value=\"sheriff\"").unwrap();
+    assert!(held < details && details < sheriff, "{html}");
+    // Revoke-all with nothing to revoke says so, with no button.
+    grant(&node, &mut b, "app", serde_json::json!([])).await;
+    let html = text(&b.get(&format!("{}/revoke-all", node.url())).await);
+    assert!(html.contains("nothing to revoke"), "{html}");
+    assert!(!html.contains("Revoke all 0"), "{html}");
+}

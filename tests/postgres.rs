@@ -106,6 +106,99 @@ async fn profile(http: &HttpClient, url: &str, carte: &str) -> (u16, Option<Stri
     (r.status.as_u16(), r.error_code())
 }
 
+/// alice's grant to `app` as process `p` reports it, sorted.
+async fn held(s: &Setup, http: &HttpClient, p: usize) -> Vec<String> {
+    let r = http
+        .send(
+            Method::GET,
+            &format!("{}/api/grants/app", s.processes[p].url()),
+            &[("authorization", &format!("Carte {}", s.owner_carte))],
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = r.json().unwrap();
+    let mut held: Vec<String> = v["scope"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_owned())
+        .collect();
+    held.sort();
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_changes_through_two_processes_are_all_kept() {
+    let Some(s) = setup(2).await else { return };
+    let s = Arc::new(s);
+    let http = HttpClient::new();
+    const ADDED: [&str; 12] = [
+        "other",
+        "view-content",
+        "add-post",
+        "update-post",
+        "add-comment",
+        "update-comment",
+        "react",
+        "delete-own-content",
+        "block",
+        "friend",
+        "remote-identify",
+        "drafts",
+    ];
+    const REMOVED: [&str; 4] = [
+        "view-feeds",
+        "update-feeds",
+        "view-profile",
+        "update-profile",
+    ];
+    for round in 0..5 {
+        assert_eq!(s.set_grant(&http, 0, &REMOVED).await, 200);
+        // 16 changes at once, alternating between the two processes, each to its own scope.
+        let bodies: Vec<serde_json::Value> = ADDED
+            .iter()
+            .map(|x| serde_json::json!({ "add": [x] }))
+            .chain(REMOVED.iter().map(|x| serde_json::json!({ "remove": [x] })))
+            .collect();
+        let barrier = Arc::new(tokio::sync::Barrier::new(bodies.len()));
+        let tasks: Vec<_> = bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| {
+                let (s, barrier) = (s.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    let http = HttpClient::new();
+                    let url = format!("{}/api/grants/app", s.processes[i % 2].url());
+                    barrier.wait().await;
+                    http.send(
+                        Method::PUT,
+                        &url,
+                        &[
+                            ("authorization", &format!("Carte {}", s.owner_carte)),
+                            ("content-type", "application/json"),
+                        ],
+                        body.to_string().into(),
+                    )
+                    .await
+                    .unwrap()
+                    .status
+                    .as_u16()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 200, "round {round}");
+        }
+        let mut want: Vec<String> = ADDED.iter().map(|x| x.to_string()).collect();
+        want.sort();
+        for p in 0..2 {
+            assert_eq!(held(&s, &http, p).await, want, "round {round}, process {p}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revocation_through_one_process_is_enforced_by_the_other_at_once() {
     let Some(s) = setup(2).await else { return };

@@ -15,7 +15,6 @@ use super::login::{field, PasswordCheck};
 use super::{ApiError, Body};
 use crate::auth;
 use crate::node::NodeState;
-use crate::scope::Scope;
 use crate::store::{self, owners::Session};
 
 /// `GET /sessions`.
@@ -140,6 +139,7 @@ pub async fn password_change(
         .run(move |c| store::owners::owner(c, &who).map_err(ApiError::from))
         .await?
         .and_then(|o| o.password_hash);
+    let checked = stored.clone();
     // The current password is checked like a login's: counted first, then gated.
     match super::login::check_password(state, &s.owner, peer.ip(), current, stored).await {
         PasswordCheck::Right => {}
@@ -158,16 +158,28 @@ pub async fn password_change(
         Err(auth::Busy) => return Ok(super::login::busy()),
     };
     let (owner, keep) = (s.owner.clone(), s.id_hash);
-    state
+    // Written only if the hash is still the one the current password was checked against:
+    // two changes racing with the same current password cannot both be acknowledged.
+    let replaced = state
         .db
         .run(move |c| {
             let tx = c.transaction()?;
-            store::owners::set_password(&tx, &owner, &phc)?;
+            if !store::owners::replace_password(&tx, &owner, checked.as_deref(), &phc)? {
+                return Ok::<_, ApiError>(false);
+            }
             store::sessions::end_others(&tx, &owner, &keep)?;
             tx.commit()?;
-            Ok::<_, ApiError>(())
+            Ok(true)
         })
         .await?;
+    if !replaced {
+        return Ok(password_page(
+            state,
+            &s,
+            StatusCode::CONFLICT,
+            Some("the password was changed meanwhile; nothing was changed now"),
+        ));
+    }
     Ok(page(
         StatusCode::OK,
         "Password changed",
@@ -270,11 +282,24 @@ pub async fn revoke_all_confirm(
         Err(to_login) => return Ok(to_login),
     };
     let owner = s.owner.clone();
+    let now = state.config.clock.now();
     let n = state
         .db
         .run(move |c| store::grants::grants(c, &owner).map_err(ApiError::from))
         .await?
-        .len();
+        .iter()
+        .filter(|(_, g)| !g.effective(now).is_empty())
+        .count();
+    if n == 0 {
+        return Ok(page(
+            StatusCode::OK,
+            "Nothing to revoke",
+            &format!(
+                "<main><h1>Nothing to revoke</h1>{}<p>No application holds a grant from you,                  so there is nothing to revoke.</p><p><a href=\"/\">Back to your grants</a></p></main>",
+                nav(state, &s),
+            ),
+        ));
+    }
     Ok(page(
         StatusCode::OK,
         "Revoke every grant?",
@@ -305,7 +330,14 @@ pub async fn revoke_all(
         .run(move |c| store::grants::grants(c, &owner).map_err(ApiError::from))
         .await?;
     for (app, _) in &all {
-        change(state, &s.owner, app, Scope::NONE, None, "revoke", peer).await?;
+        change(
+            state,
+            &s.owner,
+            app,
+            crate::node::grants::Edit::Revoke { must_exist: false },
+            peer,
+        )
+        .await?;
     }
     Ok(see_other("/"))
 }

@@ -19,6 +19,7 @@ use super::{ApiError, Body};
 use crate::auth;
 use crate::grant::statement::Notification;
 use crate::name::Name;
+use crate::node::grants::{Edit, Expiry};
 use crate::node::NodeState;
 use crate::scope::Scope;
 use crate::store::{self, owners::Session};
@@ -228,16 +229,45 @@ pub async fn app_page(
     let now = state.config.clock.now();
     let scopes = &state.config.scopes;
     let held = grant.map(|g| g.effective(now)).unwrap_or(Scope::NONE);
-    let boxes: String = scopes
-        .defs()
-        .filter(|d| d.name != "grant")
+    // First what the application holds and what it was ever granted (its requests as the
+    // owner answered them); the rest of the catalogue behind a disclosure.
+    let granted_before = history.iter().fold(Scope::NONE, |acc, e| {
+        acc.union(Scope::from_bits(e.new_scope))
+    });
+    let first = held.union(granted_before);
+    let checkbox = |d: &crate::scope::ScopeDef| {
+        let bit = Scope::from_bits(1u64 << d.bit);
+        format!(
+            "<li><label><input type=\"checkbox\" name=\"scope\" value=\"{}\"{}> {}</label></li>",
+            esc(&d.name),
+            if held.contains(bit) { " checked" } else { "" },
+            esc(&d.description)
+        )
+    };
+    let grantable = || scopes.defs().filter(|d| d.name != "grant");
+    let in_first = |d: &&crate::scope::ScopeDef| first.contains(Scope::from_bits(1u64 << d.bit));
+    let boxes: String = grantable().filter(in_first).map(checkbox).collect();
+    let others: String = grantable().filter(|d| !in_first(d)).map(checkbox).collect();
+    let boxes = if boxes.is_empty() {
+        "<li>It holds nothing now.</li>".to_owned()
+    } else {
+        boxes
+    };
+    let others = if others.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<details><summary>Other scopes this node knows</summary><ul class=\"scopes\">{others}</ul></details>"
+        )
+    };
+    // What the form was drawn from: the change it submits is computed against these, so a
+    // change made elsewhere meanwhile is kept (see `app_update`).
+    let shown: String = grantable()
+        .filter(|d| held.contains(Scope::from_bits(1u64 << d.bit)))
         .map(|d| {
-            let bit = Scope::from_bits(1u64 << d.bit);
             format!(
-                "<li><label><input type=\"checkbox\" name=\"scope\" value=\"{}\"{}> {}</label></li>",
-                esc(&d.name),
-                if held.contains(bit) { " checked" } else { "" },
-                esc(&d.description)
+                "<input type=\"hidden\" name=\"held\" value=\"{}\">",
+                esc(&d.name)
             )
         })
         .collect();
@@ -317,8 +347,9 @@ pub async fn app_page(
     let body = format!(
         "<main><h1>{name}</h1>{nav}\
          <h2>What it may do</h2>\
-         <form method=\"post\" action=\"/grants/{path}\">{csrf}\
-         <fieldset><legend>Scopes granted to {name}</legend><ul class=\"scopes\">{boxes}</ul></fieldset>\
+         <form method=\"post\" action=\"/grants/{path}\">{csrf}{shown}\
+         <input type=\"hidden\" name=\"held_expires\" value=\"{expiry}\">\
+         <fieldset><legend>Scopes granted to {name}</legend><ul class=\"scopes\">{boxes}</ul>{others}</fieldset>\
          <label for=\"expires\">Expires after (leave empty for never)</label>\
          <input type=\"date\" id=\"expires\" name=\"expires\" value=\"{expiry}\">\
          <button type=\"submit\">Save</button></form>\
@@ -341,19 +372,22 @@ pub(super) async fn change(
     state: &NodeState,
     owner: &Name,
     app: &Name,
-    scope: Scope,
-    expires: Option<u64>,
-    action: &'static str,
+    edit: Edit,
     peer: SocketAddr,
-) -> Result<(), ApiError> {
+) -> Result<crate::node::grants::Outcome, ApiError> {
     let actor = super::api::Actor {
         owner: owner.clone(),
         label: "owner".into(),
     };
-    super::grants_api::change(state, peer, &actor, app, scope, expires, action).await
+    super::grants_api::change(state, peer, &actor, app, edit).await
 }
 
 /// `POST /grants/{app}`: narrow or widen the grant, and set or clear its expiry.
+///
+/// The form says what it was drawn from (`held`, `held_expires`), and the change is the
+/// difference between that and what was chosen, applied by the writer to the grant as it is
+/// then: a scope granted elsewhere after the page was drawn stays granted. A post without
+/// `held_expires` sets the scope and expiry it gives, as they are.
 pub async fn app_update(
     state: &NodeState,
     peer: SocketAddr,
@@ -364,12 +398,15 @@ pub async fn app_update(
         Ok(ok) => ok,
         Err(refused) => return Ok(refused),
     };
-    let names: Vec<&str> = fields
-        .iter()
-        .filter(|(k, _)| k == "scope")
-        .map(|(_, v)| v.as_str())
-        .collect();
-    let scope = state.config.scopes.parse_list(&names)?;
+    let values = |key: &str| -> Vec<&str> {
+        fields
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    let scope = state.config.scopes.parse_list(&values("scope"))?;
+    let held = state.config.scopes.parse_list(&values("held"))?;
     if scope.contains(Scope::GRANT) {
         return Ok(error_page(
             StatusCode::BAD_REQUEST,
@@ -377,15 +414,18 @@ pub async fn app_update(
             "the grant scope cannot be given to an application",
         ));
     }
-    if fields.iter().filter(|(k, _)| k == "expires").count() > 1 {
-        return Ok(error_page(
-            StatusCode::BAD_REQUEST,
-            "request.duplicate-parameter",
-            "expires is given more than once",
-        ));
+    for key in ["expires", "held_expires"] {
+        if values(key).len() > 1 {
+            return Ok(error_page(
+                StatusCode::BAD_REQUEST,
+                "request.duplicate-parameter",
+                &format!("{key} is given more than once"),
+            ));
+        }
     }
     let now = state.config.clock.now();
-    let expires = match field(&fields, "expires").unwrap_or("").trim() {
+    let chosen_date = field(&fields, "expires").unwrap_or("").trim();
+    let expires = match chosen_date {
         "" => None,
         text => match parse_date(text) {
             Some(t) if t > now => Some(t),
@@ -405,8 +445,22 @@ pub async fn app_update(
             "this application is not in the registry",
         ));
     }
-    let action = if scope.is_empty() { "revoke" } else { "update" };
-    change(state, &s.owner, app, scope, expires, action, peer).await?;
+    let edit = match field(&fields, "held_expires") {
+        Some(shown) => Edit::Delta {
+            add: scope.difference(held),
+            remove: held.difference(scope),
+            expires: if shown.trim() == chosen_date {
+                Expiry::Keep
+            } else {
+                Expiry::Set(expires)
+            },
+        },
+        None => Edit::Set {
+            scope,
+            expires: Expiry::Set(expires),
+        },
+    };
+    change(state, &s.owner, app, edit, peer).await?;
     Ok(see_other(&format!("/grants/{}", app_path(app))))
 }
 
@@ -447,6 +501,13 @@ pub async fn revoke(
         Ok(ok) => ok,
         Err(refused) => return Ok(refused),
     };
-    change(state, &s.owner, app, Scope::NONE, None, "revoke", peer).await?;
+    change(
+        state,
+        &s.owner,
+        app,
+        Edit::Revoke { must_exist: false },
+        peer,
+    )
+    .await?;
     Ok(see_other("/"))
 }

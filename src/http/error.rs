@@ -72,6 +72,13 @@ impl ApiError {
     /// A failure from a step that reports `anyhow` errors: `store.unavailable` when the
     /// database was out of reach, internal otherwise.
     pub fn failed(e: anyhow::Error) -> ApiError {
+        if let Some(crate::node::grants::ChangeError::NoGrant) = e.downcast_ref() {
+            return ApiError::new(
+                StatusCode::NOT_FOUND,
+                "grant.not-found",
+                "this application holds no grant",
+            );
+        }
         match e.chain().find_map(|c| c.downcast_ref::<StoreError>()) {
             Some(StoreError::Unavailable(detail)) => ApiError::unavailable(detail),
             _ => ApiError::internal(format!("{e:#}")),

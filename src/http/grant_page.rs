@@ -28,7 +28,7 @@ use crate::grant::request::{self, CheckedRequest, GrantParams};
 use crate::grant::statement::Receipt;
 use crate::grant::GrantError;
 use crate::name::Name;
-use crate::node::grants::{self as node_grants, Change};
+use crate::node::grants::{self as node_grants, Change, Edit};
 use crate::node::NodeState;
 use crate::scope::Scope;
 use crate::store::{self, grants::Pending, owners::Session};
@@ -372,15 +372,6 @@ pub async fn answer(
             &[("error", "access_denied"), ("state", &pending.state)],
         )));
     };
-    let app = pending.app.clone();
-    let owner = pending.owner.clone();
-    let existing = state
-        .db
-        .run(move |c| store::grants::grant(c, &owner, &app).map_err(ApiError::from))
-        .await?
-        .map(|g| g.effective(now))
-        .unwrap_or(Scope::NONE);
-    let scope = existing.union(chosen);
     let node_uri = state
         .mirror
         .record(&pending.app)
@@ -388,21 +379,21 @@ pub async fn answer(
         .ok()
         .flatten()
         .map(|r| r.node_uri);
-    node_grants::apply(
+    let outcome = node_grants::apply(
         state,
         Change {
             owner: pending.owner.clone(),
             app: pending.app.clone(),
-            scope,
-            expires: None,
+            // Joined to what is held by the writer, not here: a change made meanwhile stays.
+            edit: Edit::Consent { add: chosen },
             actor: "owner".into(),
-            action: "consent",
             address: Some(peer.ip().to_string()),
         },
         node_uri,
     )
     .await
     .map_err(ApiError::failed)?;
+    let scope = outcome.scope();
     let key = state
         .owner_keys
         .signing(&pending.owner)

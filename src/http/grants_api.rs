@@ -15,7 +15,7 @@ use super::api::{
 use super::response::{json_value, param, query_params, read_body};
 use super::{ApiError, Body};
 use crate::name::Name;
-use crate::node::grants::{self as node_grants, Change};
+use crate::node::grants::{self as node_grants, Change, Edit, Expiry};
 use crate::node::NodeState;
 use crate::registry::RegistryError;
 use crate::scope::Scope;
@@ -108,14 +108,9 @@ pub async fn grants(
         }
         (Method::DELETE, [app]) => {
             let app = app_name(app)?;
-            let before = state
-                .grants
-                .get(&state.db, &actor.owner, &app)
-                .map_err(ApiError::from)?;
-            if before.is_none() {
-                return Err(no_grant());
-            }
-            change(state, peer, &actor, &app, Scope::NONE, None, "revoke").await?;
+            // Whether there is a grant to revoke is decided by the writer, on the row it
+            // revokes: a check made here could be stale by the time the revoke is written.
+            change(state, peer, &actor, &app, Edit::Revoke { must_exist: true }).await?;
             Ok(json_value(
                 StatusCode::OK,
                 &json!({ "application": app, "revoked": true }),
@@ -180,10 +175,13 @@ async fn revoke_all(
         .db
         .run(move |c| store::grants::grants(c, &owner).map_err(ApiError::from))
         .await?;
+    let mut revoked = 0;
     for (app, _) in &all {
-        change(state, peer, actor, app, Scope::NONE, None, "revoke").await?;
+        // Counted from what each revoke found, not from the list read before it.
+        let o = change(state, peer, actor, app, Edit::Revoke { must_exist: false }).await?;
+        revoked += usize::from(o.before.is_some_and(|g| !g.scope.is_empty()));
     }
-    Ok(json_value(StatusCode::OK, &json!({ "revoked": all.len() })))
+    Ok(json_value(StatusCode::OK, &json!({ "revoked": revoked })))
 }
 
 /// Scope names in a JSON body: an array of names (what every answer uses), or one string of
@@ -267,40 +265,38 @@ async fn update(
             ));
         }
     }
-    let record = state
-        .mirror
-        .record_or_sync(&app)
-        .await?
-        .ok_or(RegistryError::NameUnknown)?;
-    let before = state
-        .grants
-        .get(&state.db, &actor.owner, &app)
-        .map_err(ApiError::from)?;
-    let current = before.map(|g| g.effective(now)).unwrap_or(Scope::NONE);
-    let scope = match set {
-        Some(s) => s,
-        None => current.union(add).difference(remove),
-    };
-    if scope.contains(Scope::GRANT) {
+    if add.contains(Scope::GRANT) || set.is_some_and(|s| s.contains(Scope::GRANT)) {
         return Err(ApiError::bad_request(
             "grant.scope-not-grantable",
             "the grant scope is never given to an application",
         ));
     }
+    let record = state
+        .mirror
+        .record_or_sync(&app)
+        .await?
+        .ok_or(RegistryError::NameUnknown)?;
     let expires = match u.expires {
-        Some(e) => e,
-        None => before.and_then(|g| g.expires).filter(|e| *e > now),
+        Some(e) => Expiry::Set(e),
+        None => Expiry::Keep,
     };
-    let action = if scope.is_empty() { "revoke" } else { "update" };
+    // The new scope is computed by the writer from the grant it holds locked, never here
+    // from a read that another change could overtake.
+    let edit = match set {
+        Some(scope) => Edit::Set { scope, expires },
+        None => Edit::Delta {
+            add,
+            remove,
+            expires,
+        },
+    };
     let outcome = node_grants::apply(
         state,
         Change {
             owner: actor.owner.clone(),
             app: app.clone(),
-            scope,
-            expires,
+            edit,
             actor: actor.label.clone(),
-            action,
             address: Some(peer.ip().to_string()),
         },
         Some(record.node_uri),
@@ -319,10 +315,8 @@ pub(super) async fn change(
     peer: SocketAddr,
     actor: &Actor,
     app: &Name,
-    scope: Scope,
-    expires: Option<u64>,
-    action: &'static str,
-) -> Result<(), ApiError> {
+    edit: Edit,
+) -> Result<node_grants::Outcome, ApiError> {
     let node_uri = state
         .mirror
         .record(app)
@@ -335,15 +329,12 @@ pub(super) async fn change(
         Change {
             owner: actor.owner.clone(),
             app: app.clone(),
-            scope,
-            expires,
+            edit,
             actor: actor.label.clone(),
-            action,
             address: Some(peer.ip().to_string()),
         },
         node_uri,
     )
     .await
-    .map_err(ApiError::failed)?;
-    Ok(())
+    .map_err(ApiError::failed)
 }

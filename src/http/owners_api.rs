@@ -146,13 +146,21 @@ pub async fn delete(
             format!("{name} was not created by {}", ctrl.name),
         ));
     }
-    let who = name.clone();
-    state
+    let (who, by) = (name.clone(), ctrl.name.clone());
+    let deleted = state
         .write_announced(
             crate::node::coherence::Change::Owner(who.to_string()),
-            move |c| store::controllers::delete_owner(c, &who),
+            move |c| store::controllers::delete_owner(c, &who, &by),
         )
         .await?;
+    if !deleted {
+        // Removed meanwhile by another request: the check above is re-made by the delete.
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "owner.unknown",
+            "no such owner",
+        ));
+    }
     state
         .owners
         .write()

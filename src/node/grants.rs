@@ -2,6 +2,14 @@
 //! written in one SQLite transaction (WAL, `synchronous = FULL`), so when the caller is told
 //! "done" all three are on disk, and a crash can leave none of them half-written.
 //!
+//! A change is an [`Edit`] (add these scopes, remove those, set this, revoke), never a scope
+//! computed by the caller from what it read earlier: the writer reads the grant, computes the
+//! new one and writes it in the same transaction, so two changes that arrive together both
+//! take effect, as if one ran after the other. On PostgreSQL, where several processes write,
+//! each grant's row is guarded by a transaction-scoped advisory lock taken before it is read
+//! (READ COMMITTED then reads the latest committed row), and a group takes its locks in one
+//! sorted order so two processes' groups cannot deadlock.
+//!
 //! Group commit: changes go to one writer thread, which takes every change waiting in its queue
 //! (up to [`MAX_GROUP`]) and writes them in a single transaction, each inside its own savepoint
 //! so one failing change does not undo the others. One fsync then covers the whole group, and
@@ -10,6 +18,7 @@
 
 use std::sync::mpsc;
 
+use ed25519_dalek::SigningKey;
 use tokio::sync::oneshot;
 
 use super::NodeState;
@@ -18,20 +27,51 @@ use crate::name::Name;
 use crate::scope::Scope;
 use crate::store::{self, grants::AuditEntry, grants::Grant, Conn, StoreError};
 
+/// What a change does to the grant the writer finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit {
+    /// Replace the scope.
+    Set { scope: Scope, expires: Expiry },
+    /// Add and remove scopes from the scope in force now (an expired grant holds nothing).
+    Delta {
+        add: Scope,
+        remove: Scope,
+        expires: Expiry,
+    },
+    /// The owner approved a request: the chosen scopes join what is held, with no expiry.
+    Consent { add: Scope },
+    /// Revoke; with `must_exist`, a missing grant is [`ChangeError::NoGrant`].
+    Revoke { must_exist: bool },
+}
+
+/// What a change does to the expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Keep the expiry in force (a past one is dropped with the scope it ended).
+    Keep,
+    /// Unix seconds, or `None` for never.
+    Set(Option<u64>),
+}
+
 /// A change to one grant.
 #[derive(Debug, Clone)]
 pub struct Change {
     pub owner: Name,
     pub app: Name,
-    /// The new scope (empty revokes the grant).
-    pub scope: Scope,
-    pub expires: Option<u64>,
+    pub edit: Edit,
     /// Who made the change: `owner`, `owner-carte`, `controller:NAME`.
     pub actor: String,
-    /// What kind of change: `consent`, `update`, `revoke`.
-    pub action: &'static str,
     /// The client address it came from.
     pub address: Option<String>,
+}
+
+/// Why a change was not made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChangeError {
+    /// A revoke that must find a grant found none.
+    #[error("this application holds no grant")]
+    NoGrant,
 }
 
 /// The grant before and after a change.
@@ -43,15 +83,29 @@ pub struct Outcome {
     pub version: Option<i64>,
 }
 
+impl Outcome {
+    /// The scope in force right after the change.
+    pub fn scope(&self) -> Scope {
+        self.after.map(|g| g.scope).unwrap_or(Scope::NONE)
+    }
+}
+
 /// Most changes committed in one transaction.
 pub const MAX_GROUP: usize = 256;
 
 struct Job {
     change: Change,
     node_uri: Option<String>,
-    notification: Vec<u8>,
+    key: SigningKey,
     now: u64,
-    reply: oneshot::Sender<Result<Outcome, String>>,
+    reply: oneshot::Sender<Result<Outcome, Failure>>,
+}
+
+/// How a job failed, sent back from the writer thread.
+enum Failure {
+    NoGrant,
+    Unavailable(String),
+    Other(String),
 }
 
 /// The handle to the writer thread.
@@ -82,26 +136,33 @@ impl GrantWriter {
 }
 
 fn write_group(db: &crate::store::Db, group: Vec<Job>) {
-    let outcome = (|| -> Result<Vec<Result<Outcome, String>>, StoreError> {
+    let outcome = (|| -> Result<Vec<Result<Outcome, Failure>>, StoreError> {
         let conn = db.lock()?;
         let tx = conn.transaction()?;
+        if tx.is_postgres() {
+            // Every grant this group touches, locked up front in one order (see the module
+            // comment): another process's change to the same grant waits for our commit.
+            let mut keys: Vec<i64> = group
+                .iter()
+                .map(|j| store::grants::lock_key(&j.change.owner, &j.change.app))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            for k in keys {
+                store::grants::lock_grant(&tx, k)?;
+            }
+        }
         let mut results = Vec::with_capacity(group.len());
         for job in &group {
             let sp = tx.savepoint()?;
-            match write(
-                &sp,
-                &job.change,
-                job.node_uri.as_deref(),
-                &job.notification,
-                job.now,
-            ) {
+            match write(&sp, job) {
                 Ok(o) => {
                     sp.commit()?;
                     results.push(Ok(o));
                 }
                 Err(e) => {
                     drop(sp);
-                    results.push(Err(e.to_string()));
+                    results.push(Err(e));
                 }
             }
         }
@@ -121,9 +182,9 @@ fn write_group(db: &crate::store::Db, group: Vec<Job>) {
             let message = e.to_string();
             for job in group {
                 let _ = job.reply.send(Err(if unavailable {
-                    format!("{UNAVAILABLE}{message}")
+                    Failure::Unavailable(message.clone())
                 } else {
-                    message.clone()
+                    Failure::Other(message.clone())
                 }));
             }
         }
@@ -139,22 +200,15 @@ pub async fn apply(
 ) -> anyhow::Result<Outcome> {
     let key = state.owner_keys.signing(&change.owner)?;
     let now = state.config.clock.now();
-    let notification = Notification {
-        owner: change.owner.clone(),
-        application: change.app.clone(),
-        scope: change.scope,
-        expires: change.expires,
-        time: now,
-    }
-    .sign(&key);
+    let (owner, app) = (change.owner.clone(), change.app.clone());
     let (reply, answer) = oneshot::channel();
     state
         .writer
         .queue
         .send(Job {
-            change: change.clone(),
+            change,
             node_uri,
-            notification,
+            key,
             now,
             reply,
         })
@@ -162,11 +216,12 @@ pub async fn apply(
     let outcome = answer
         .await
         .map_err(|_| anyhow::anyhow!("the grant writer dropped a change"))?
-        .map_err(|m| match m.strip_prefix(UNAVAILABLE) {
-            Some(detail) => anyhow::Error::new(StoreError::Unavailable(detail.to_owned())),
-            None => anyhow::Error::msg(m),
+        .map_err(|f| match f {
+            Failure::NoGrant => anyhow::Error::new(ChangeError::NoGrant),
+            Failure::Unavailable(detail) => anyhow::Error::new(StoreError::Unavailable(detail)),
+            Failure::Other(m) => anyhow::Error::msg(m),
         })?;
-    state.grants.invalidate(&change.owner, &change.app);
+    state.grants.invalidate(&owner, &app);
     if let (Some(c), Some(v)) = (&state.coherence, outcome.version) {
         // Acknowledged only once every process enforces it.
         c.barrier(v).await?;
@@ -176,41 +231,89 @@ pub async fn apply(
     Ok(outcome)
 }
 
-/// Marks a group failure that was the database out of reach (see `apply`).
-const UNAVAILABLE: &str = "unavailable: ";
-
-fn write(
-    tx: &Conn,
-    c: &Change,
-    node_uri: Option<&str>,
-    notification: &[u8],
+/// The scope, expiry and audit action `edit` makes of `before` at `now`. Pure, and called
+/// only inside the writer's transaction, on the row it just read.
+fn compute(
+    edit: Edit,
+    before: Option<&Grant>,
     now: u64,
-) -> Result<Outcome, StoreError> {
-    let before = store::grants::grant(tx, &c.owner, &c.app)?;
-    store::grants::put_grant(tx, &c.owner, &c.app, c.scope, c.expires, now)?;
+) -> Result<(Scope, Option<u64>, &'static str), Failure> {
+    let held = before.map(|g| g.effective(now)).unwrap_or(Scope::NONE);
+    let kept = || before.and_then(|g| g.expires).filter(|e| *e > now);
+    let expiry = |e: Expiry| match e {
+        Expiry::Keep => kept(),
+        Expiry::Set(e) => e,
+    };
+    let (scope, expires, action) = match edit {
+        Edit::Set { scope, expires } => (scope, expiry(expires), "update"),
+        Edit::Delta {
+            add,
+            remove,
+            expires,
+        } => (
+            held.union(add).difference(remove),
+            expiry(expires),
+            "update",
+        ),
+        Edit::Consent { add } => return Ok((held.union(add), None, "consent")),
+        Edit::Revoke { must_exist } => {
+            if must_exist && before.is_none() {
+                return Err(Failure::NoGrant);
+            }
+            return Ok((Scope::NONE, None, "revoke"));
+        }
+    };
+    let action = if scope.is_empty() { "revoke" } else { action };
+    Ok((scope, expires, action))
+}
+
+fn write(tx: &Conn, job: &Job) -> Result<Outcome, Failure> {
+    let c = &job.change;
+    let now = job.now;
+    let store = |e: StoreError| match e {
+        StoreError::Unavailable(d) => Failure::Unavailable(d),
+        other => Failure::Other(other.to_string()),
+    };
+    let before = store::grants::grant(tx, &c.owner, &c.app).map_err(store)?;
+    let (scope, expires, action) = compute(c.edit, before.as_ref(), now)?;
+    store::grants::put_grant(tx, &c.owner, &c.app, scope, expires, now).map_err(store)?;
     store::grants::insert_audit(
         tx,
         &c.owner,
         &AuditEntry {
             app: c.app.to_string(),
             actor: c.actor.clone(),
-            action: c.action.to_owned(),
+            action: action.to_owned(),
             old_scope: before.map(|g| g.scope.bits()).unwrap_or(0),
-            new_scope: c.scope.bits(),
-            expires: c.expires,
+            new_scope: scope.bits(),
+            expires,
             address: c.address.clone(),
             at: now,
         },
-    )?;
-    if let Some(uri) = node_uri {
-        store::grants::enqueue(tx, uri, notification, now)?;
+    )
+    .map_err(store)?;
+    if let Some(uri) = &job.node_uri {
+        // Signed here, from the scope this transaction computed: the notification always
+        // says what was written.
+        let notification = Notification {
+            owner: c.owner.clone(),
+            application: c.app.clone(),
+            scope,
+            expires,
+            time: now,
+        }
+        .sign(&job.key);
+        store::grants::enqueue(tx, uri, &notification, now).map_err(store)?;
     }
-    let after = store::grants::grant(tx, &c.owner, &c.app)?;
+    let after = store::grants::grant(tx, &c.owner, &c.app).map_err(store)?;
     let version = match tx.is_postgres() {
-        true => Some(super::coherence::announce(
-            tx,
-            &super::coherence::Change::Grant(c.owner.to_string(), c.app.to_string()),
-        )?),
+        true => Some(
+            super::coherence::announce(
+                tx,
+                &super::coherence::Change::Grant(c.owner.to_string(), c.app.to_string()),
+            )
+            .map_err(store)?,
+        ),
         false => None,
     };
     Ok(Outcome {
@@ -218,4 +321,51 @@ fn write(
         after,
         version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(bits: u64, expires: Option<u64>) -> Grant {
+        Grant {
+            scope: Scope::from_bits(bits),
+            expires,
+            created: 1,
+            updated: 1,
+        }
+    }
+
+    #[test]
+    fn a_delta_applies_to_what_is_held_and_an_expired_grant_holds_nothing() {
+        let edit = Edit::Delta {
+            add: Scope::from_bits(0b100),
+            remove: Scope::from_bits(0b001),
+            expires: Expiry::Keep,
+        };
+        let (s, e, a) = compute(edit, Some(&grant(0b011, Some(50))), 10)
+            .ok()
+            .unwrap();
+        assert_eq!((s.bits(), e, a), (0b110, Some(50), "update"));
+        let (s, e, _) = compute(edit, Some(&grant(0b011, Some(5))), 10)
+            .ok()
+            .unwrap();
+        assert_eq!((s.bits(), e), (0b100, None));
+    }
+
+    #[test]
+    fn removing_everything_is_a_revoke_and_a_missing_grant_can_be_required() {
+        let edit = Edit::Delta {
+            add: Scope::NONE,
+            remove: Scope::from_bits(0b1),
+            expires: Expiry::Set(Some(99)),
+        };
+        let (s, _, a) = compute(edit, Some(&grant(0b1, None)), 10).ok().unwrap();
+        assert_eq!((s.bits(), a), (0, "revoke"));
+        assert!(matches!(
+            compute(Edit::Revoke { must_exist: true }, None, 10),
+            Err(Failure::NoGrant)
+        ));
+        assert!(compute(Edit::Revoke { must_exist: false }, None, 10).is_ok());
+    }
 }

@@ -57,7 +57,11 @@ pub fn remove(conn: &Conn, name: &Name) -> Result<bool, StoreError> {
     Ok(conn.execute("DELETE FROM controllers WHERE name = ?1", &[&name.as_str()])? == 1)
 }
 
-/// Removes an owner a controller created (its sessions and grants go with it).
-pub fn delete_owner(conn: &Conn, owner: &Name) -> Result<bool, StoreError> {
-    Ok(conn.execute("DELETE FROM owners WHERE name = ?1", &[&owner.as_str()])? == 1)
+/// Removes an owner that `controller` created (its sessions and grants go with it); the
+/// check and the delete are one statement. `false` if there was no such owner of its.
+pub fn delete_owner(conn: &Conn, owner: &Name, controller: &Name) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM owners WHERE name = ?1 AND controller = ?2",
+        &[&owner.as_str(), &controller.as_str()],
+    )? == 1)
 }

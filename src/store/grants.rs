@@ -52,6 +52,28 @@ pub fn grant(conn: &Conn, owner: &Name, app: &Name) -> Result<Option<Grant>, Sto
     )
 }
 
+/// The advisory-lock key of one grant (PostgreSQL): 64 bits of a keyed hash of the pair,
+/// so distinct grants rarely share a lock, and sharing one only serialises them.
+pub fn lock_key(owner: &Name, app: &Name) -> i64 {
+    let mut h = blake3::Hasher::new_derive_key("grant-node grant lock v1");
+    h.update(owner.as_str().as_bytes());
+    h.update(&[0]);
+    h.update(app.as_str().as_bytes());
+    let bytes: [u8; 8] = h.finalize().as_bytes()[..8]
+        .try_into()
+        .expect("a hash has 8 bytes");
+    i64::from_be_bytes(bytes)
+}
+
+/// Takes the grant's lock until the transaction ends (PostgreSQL; SQLite's `BEGIN
+/// IMMEDIATE` already admits one writer at a time, so there it does nothing).
+pub fn lock_grant(conn: &Conn, key: i64) -> Result<(), StoreError> {
+    if conn.is_postgres() {
+        conn.execute("SELECT pg_advisory_xact_lock(?1)", &[&key])?;
+    }
+    Ok(())
+}
+
 /// Every grant of `owner`, by application name.
 pub fn grants(conn: &Conn, owner: &Name) -> Result<Vec<(Name, Grant)>, StoreError> {
     conn.query_all(

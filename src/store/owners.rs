@@ -76,6 +76,21 @@ pub fn set_password(conn: &Conn, who: &Name, hash: &str) -> Result<bool, StoreEr
     )? == 1)
 }
 
+/// Replaces the password hash only if it is still `expected` (compare-and-swap): a change
+/// checked against one password cannot overwrite a change made meanwhile. `false` if it moved.
+pub fn replace_password(
+    conn: &Conn,
+    who: &Name,
+    expected: Option<&str>,
+    hash: &str,
+) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE owners SET password_hash = ?3
+         WHERE name = ?1 AND password_hash IS NOT DISTINCT FROM ?2",
+        &[&who.as_str(), &expected, &hash],
+    )? == 1)
+}
+
 /// A JSON document column (`profile` or `settings`).
 #[derive(Debug, Clone, Copy)]
 pub enum Document {
