@@ -252,6 +252,105 @@ async fn a_revocation_through_one_process_is_enforced_by_the_other_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_process_with_another_database_key_refuses_to_start() {
+    let Some(s) = setup(1).await else { return };
+    let dir = s._dir.path().join("wrong");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wrong = dir.join("other.key");
+    let port = common::pg::free_port();
+    let mut child = std::process::Command::new(common::pg::node_bin())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--owner",
+            "alice",
+            "--data-dir",
+            &dir.display().to_string(),
+            "--database",
+            &s.database,
+            "--database-key",
+            &wrong.display().to_string(),
+            "--registry",
+            &s.stub.url(),
+            "--registry-key",
+            &s.stub.public_key_hex(),
+            "--allow-private-targets",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(st) = child.try_wait().unwrap() {
+            status = Some(st);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let Some(status) = status else {
+        let _ = child.kill();
+        panic!("a process with the wrong database key is still running");
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&wrong.display().to_string()) && err.contains("does not open"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_login_budget_is_shared_by_every_process() {
+    let Some(s) = setup(2).await else { return };
+    let urls = [s.processes[0].url(), s.processes[1].url()];
+    let (token, hash) = grant_node::auth::new_token();
+    let db = grant_node::store::Db::connect(&s.database, 1).unwrap();
+    grant_node::store::owners::insert_setup_token(
+        &db.lock().unwrap(),
+        &hash,
+        &Name::parse("alice").unwrap(),
+        common::now() + 600,
+    )
+    .unwrap();
+    let mut owner = common::Browser::new(&urls[0]);
+    let r = owner
+        .post_form(
+            &format!("{}/setup", urls[0]),
+            &[("token", &token), ("password", "correct horse battery")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", common::text(&r));
+    // 20 wrong guesses, alternating between the two processes: 5 are checked (401), the
+    // other 15 are refused unchecked (429), whichever process answers.
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let base = &urls[i % 2];
+        let mut b = common::Browser::new(base);
+        let r = b.log_in(base, "alice", "wrong guess number", "/").await;
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        15,
+        "{statuses:?}"
+    );
+    // The budget holds for the right password too, on either process.
+    for base in &urls {
+        let mut b = common::Browser::new(base);
+        let r = b.log_in(base, "alice", "correct horse battery", "/").await;
+        assert_eq!(r.status, 429, "{}", common::text(&r));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sessions_grant_cartes_and_owners_are_shared_by_every_process() {
     let Some(s) = setup(2).await else { return };
     let (a, b) = (s.processes[0].url(), s.processes[1].url());

@@ -186,9 +186,9 @@ pub(super) async fn check_password(
     stored: Option<String>,
 ) -> PasswordCheck {
     let now = state.config.clock.now();
-    let reservation = match state.limiter.reserve(name, addr, now) {
-        Ok(r) => r,
-        Err(wait) => {
+    let reservation = match reserve(state, name, addr, now).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(wait)) => {
             let mut resp = error_page(
                 StatusCode::TOO_MANY_REQUESTS,
                 "login.rate-limited",
@@ -199,6 +199,11 @@ pub(super) async fn check_password(
             );
             retry_after(&mut resp, wait);
             return PasswordCheck::Refused(resp);
+        }
+        Err(e) => {
+            // The budget cannot be read: no password is checked without it.
+            let e = ApiError::from(e);
+            return PasswordCheck::Refused(error_page(e.status, e.code, &e.message));
         }
     };
     let checked = state
@@ -213,13 +218,54 @@ pub(super) async fn check_password(
         .await;
     match checked {
         Ok(true) => {
-            state.limiter.succeeded(reservation);
+            give_back(state, reservation, true).await;
             PasswordCheck::Right
         }
         Ok(false) => PasswordCheck::Wrong,
         Err(auth::Busy) => {
-            state.limiter.release(reservation);
+            give_back(state, reservation, false).await;
             PasswordCheck::Refused(busy())
+        }
+    }
+}
+
+/// A reserved password check: counted in this process's memory (one process on SQLite), or
+/// in the shared database (PostgreSQL), so the budget holds across processes.
+enum Reserved {
+    Memory(auth::Reservation),
+    Shared(store::login_budget::Counted),
+}
+
+async fn reserve(
+    state: &NodeState,
+    name: &Name,
+    addr: std::net::IpAddr,
+    now: u64,
+) -> Result<Result<Reserved, u64>, store::StoreError> {
+    if state.coherence.is_none() {
+        return Ok(state.limiter.reserve(name, addr, now).map(Reserved::Memory));
+    }
+    let (n, a) = (name.to_string(), addr.to_string());
+    let r = state
+        .db
+        .run(move |c| store::login_budget::reserve(c, &n, &a, now))
+        .await?;
+    Ok(r.map(Reserved::Shared))
+}
+
+async fn give_back(state: &NodeState, r: Reserved, succeeded: bool) {
+    match r {
+        Reserved::Memory(r) if succeeded => state.limiter.succeeded(r),
+        Reserved::Memory(r) => state.limiter.release(r),
+        Reserved::Shared(c) => {
+            let done = state
+                .db
+                .run(move |conn| store::login_budget::give_back(conn, &c, succeeded))
+                .await;
+            if let Err(e) = done {
+                // Erring towards fewer guesses: the count stays until its window ends.
+                tracing::warn!(error = %e, "giving back a login reservation failed");
+            }
         }
     }
 }

@@ -256,7 +256,13 @@ pub async fn serve(
                 let now = state.config.clock.now();
                 if let Err(e) = state
                     .db
-                    .run(move |c| store::owners::purge_expired(c, now))
+                    .run(move |c| {
+                        store::owners::purge_expired(c, now)?;
+                        if c.is_postgres() {
+                            store::login_budget::sweep(c, now)?;
+                        }
+                        Ok::<_, store::StoreError>(())
+                    })
                     .await
                 {
                     tracing::warn!(error = %e, "purging expired rows failed");
@@ -453,6 +459,14 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         Database::Postgres { key_file, .. } => {
             let key = crate::keyfile::load_or_create(key_file)
                 .with_context(|| format!("the database key {}", key_file.display()))?;
+            let sealer = store::owner_keys::Sealer::new(&key.to_bytes());
+            store::owner_keys::check_sealer(&db.lock()?, &sealer).with_context(|| {
+                format!(
+                    "the database key {} does not open the owners' keys sealed in this \
+                     database: every process of one node needs the same key file",
+                    key_file.display()
+                )
+            })?;
             owners::OwnerKeys::in_database(db.clone(), &key.to_bytes())
         }
     };

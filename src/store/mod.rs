@@ -21,6 +21,7 @@ pub mod conn;
 pub mod controllers;
 pub mod copy;
 pub mod grants;
+pub mod login_budget;
 pub mod owner_keys;
 pub mod owners;
 pub mod pg;

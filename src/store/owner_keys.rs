@@ -65,6 +65,28 @@ impl Sealer {
     }
 }
 
+/// Opens one sealed key, if any is stored: a node started with another node's database key
+/// is found here, at start, not at the first request that needs a key.
+pub fn check_sealer(conn: &Conn, sealer: &Sealer) -> Result<(), StoreError> {
+    let row = conn.query_one(
+        "SELECT owner, kind, sealed FROM owner_keys ORDER BY owner, kind LIMIT 1",
+        &[],
+        |r| {
+            Ok((
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<Vec<u8>>(2)?,
+            ))
+        },
+    )?;
+    if let Some((owner, kind, sealed)) = row {
+        let owner = Name::parse_canonical(&owner)
+            .map_err(|_| StoreError::Corrupt("a stored owner name is not canonical"))?;
+        sealer.open(&owner, &kind, &sealed)?;
+    }
+    Ok(())
+}
+
 /// The owner's key of `kind` (`updating` or `signing`), if stored.
 pub fn get(
     conn: &Conn,

@@ -124,6 +124,14 @@ const MIGRATIONS: &[&str] = &[
          root   BYTEA NOT NULL,
          note   BYTEA NOT NULL
      );",
+    // 4: the login limiter's counts, shared by every process (see `store::login_budget`).
+    "CREATE TABLE login_budget (
+         kind  TEXT NOT NULL,
+         key   TEXT NOT NULL,
+         start BIGINT NOT NULL,
+         count BIGINT NOT NULL,
+         PRIMARY KEY (kind, key)
+     );",
 ];
 
 /// Applies the migrations not yet applied.
