@@ -633,3 +633,74 @@ async fn a_second_origin_header_is_refused() {
         (403, "csrf.bad-origin".to_owned())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn silent_and_slow_header_connections_from_many_addresses_do_not_lock_out_a_newcomer() {
+    let dir = tempdir();
+    let port = free_port();
+    let mut child = start_binary(&["prlimit", "--nofile=1024:1024", "--"], dir.path(), port);
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_ready(to).await;
+    // A newcomer from 127.0.0.1 asks for /healthz every 100 ms throughout.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                answers.push(timed_health("127.0.0.1", to).await);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            answers
+        })
+    };
+    // 1,100 silent connections and 1,100 that trickle a request head, from 127.0.0.2 to
+    // 127.0.0.20: together more than the node has descriptors for.
+    let mut silent = Vec::new();
+    let mut trickling = Vec::new();
+    for i in 0..2200 {
+        let from = format!("127.0.0.{}", 2 + i % 19);
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let Ok(Ok(mut s)) =
+            tokio::time::timeout(Duration::from_millis(500), socket.connect(to)).await
+        else {
+            continue;
+        };
+        if i % 2 == 0 {
+            silent.push(s);
+        } else {
+            let _ = s
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: node\r\n")
+                .await;
+            trickling.push(s);
+        }
+    }
+    // A header line now and then on each trickling connection, for 3 s more.
+    for _ in 0..3 {
+        for s in trickling.iter_mut() {
+            let _ = tokio::time::timeout(Duration::from_millis(5), s.write_all(b"X-Slow: yes\r\n"))
+                .await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = probe.await.unwrap();
+    assert!(answers.len() >= 10, "{answers:?}");
+    let worst = answers.iter().map(|(_, t)| *t).max().unwrap();
+    assert!(
+        answers
+            .iter()
+            .all(|(status, took)| *status == 200 && *took < Duration::from_secs(1)),
+        "a newcomer waited or was refused: {answers:?}"
+    );
+    println!(
+        "{} /healthz from a newcomer while 2,200 silent or slow-header connections from 19 \
+         addresses competed for 1,024 descriptors: all 200, slowest {worst:?}",
+        answers.len()
+    );
+    drop((silent, trickling));
+    assert_eq!(timed_health("127.0.0.1", to).await.0, 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}

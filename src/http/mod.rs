@@ -21,6 +21,7 @@ pub mod owners_api;
 pub mod registry_api;
 pub mod response;
 pub mod session;
+mod slots;
 pub mod tls;
 pub mod witness_api;
 
@@ -178,13 +179,22 @@ where
     let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let per_address = Arc::new(PerAddress::default());
+    let open = Arc::new(slots::Open::default());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = async {
-                // A slot first: at the cap, connections wait in the backlog, unaccepted.
-                let slot = slots.clone().acquire_owned().await;
+                // A slot first. At the cap, idle connections are closed, oldest first (see
+                // `slots`); if every connection is busy, new ones wait in the backlog.
+                let slot = match slots.clone().try_acquire_owned() {
+                    Ok(slot) => Ok(slot),
+                    Err(_) => {
+                        let drained = open.drain_idle();
+                        tracing::debug!(drained, "every connection slot is taken");
+                        slots.clone().acquire_owned().await
+                    }
+                };
                 (slot, listener.accept().await)
             } => {
                 let (slot, accepted) = accepted;
@@ -211,24 +221,30 @@ where
                 let handler = handler.clone();
                 let closing = closing_rx.clone();
                 let acceptor = acceptor.clone();
+                let entry = open.add();
                 connections.spawn(async move {
-                    let _slots = (slot, address_slot);
+                    let activity = entry.activity.clone();
+                    let _slots = (slot, address_slot, entry);
                     let Some(acceptor) = acceptor else {
-                        return serve_connection(TokioIo::new(stream), false, peer, handler, closing).await;
+                        return serve_connection(TokioIo::new(stream), false, peer, handler, closing, activity).await;
                     };
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let tls = tokio::select! {
+                        done = handshake => match done {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        },
+                        _ = activity.close.notified() => return,
                     };
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-                    serve_connection(TokioIo::new(tls), h2, peer, handler, closing).await;
+                    serve_connection(TokioIo::new(tls), h2, peer, handler, closing, activity).await;
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -253,6 +269,7 @@ async fn serve_connection<I, H, F>(
     peer: SocketAddr,
     handler: H,
     mut closing: tokio::sync::watch::Receiver<bool>,
+    activity: Arc<slots::Activity>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     H: Fn(Request, SocketAddr) -> F + Clone + Send + Sync + 'static,
@@ -261,30 +278,25 @@ async fn serve_connection<I, H, F>(
     // Requests in flight on this connection, and when the last one ended: a connection with
     // nothing in flight for IDLE_TIMEOUT is closed, so idle HTTP/2 connections (which have no
     // header-read timeout to end them) cannot hold a connection slot for ever.
-    let activity = Arc::new((
-        std::sync::atomic::AtomicUsize::new(0),
-        std::sync::Mutex::new(tokio::time::Instant::now()),
-    ));
-    let seen = activity.clone();
+    let last = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+    let (seen, seen_last) = (activity.clone(), last.clone());
     let service = hyper::service::service_fn(move |req| {
         let fut = handler(req, peer);
-        let seen = seen.clone();
-        seen.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let (seen, seen_last) = (seen.clone(), seen_last.clone());
+        seen.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         async move {
             let resp = fut.await;
-            *seen.1.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
-            seen.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            *seen_last.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+            seen.in_flight
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             Ok::<_, std::convert::Infallible>(resp)
         }
     });
+    let busy = activity.clone();
     let idle = move || {
-        activity.0.load(std::sync::atomic::Ordering::Acquire) == 0
-            && activity
-                .1
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .elapsed()
-                >= IDLE_TIMEOUT
+        busy.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0
+            && last.lock().unwrap_or_else(|p| p.into_inner()).elapsed() >= IDLE_TIMEOUT
     };
     macro_rules! drive {
         ($conn:expr) => {{
@@ -302,6 +314,13 @@ async fn serve_connection<I, H, F>(
                         conn.as_mut().graceful_shutdown();
                         let _ = conn.await;
                         break;
+                    }
+                    // Drained while idle, to make room (see `slots`): closed at once, unless a
+                    // request began since the drain looked.
+                    _ = activity.close.notified() => {
+                        if activity.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                            break;
+                        }
                     }
                     _ = tokio::time::sleep(IDLE_TIMEOUT / 4) => {
                         if idle() {
