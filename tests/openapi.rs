@@ -507,3 +507,87 @@ async fn every_answer_of_the_live_node_is_described_by_the_document() {
     let summary = check(&python, Some(&samples));
     println!("{summary}");
 }
+
+/// Pages and endpoints the document does not describe, with the methods they allow.
+const UNDOCUMENTED: &[(&str, &str)] = &[
+    ("/", "GET"),
+    ("/login", "GET, POST"),
+    ("/logout", "POST"),
+    ("/setup", "GET, POST"),
+    ("/grant", "GET, POST"),
+    ("/signup", "GET, POST"),
+    ("/grants/app", "GET, POST"),
+    ("/grants/app/revoke", "GET, POST"),
+    ("/revoke-all", "GET, POST"),
+    ("/sessions", "GET"),
+    ("/sessions/end-others", "POST"),
+    ("/password", "GET, POST"),
+    ("/admin", "GET"),
+    ("/auth/continue", "GET"),
+    ("/witness/latest", "GET"),
+    ("/witness/add-checkpoint", "POST"),
+    ("/registry/tile/0/000", "GET"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_405_names_the_allowed_methods() {
+    let dir = tempdir();
+    let mut config = Node::embedded_config(dir.path(), "alice");
+    config.witness_name = Some("witness.example".into());
+    let node = Node::start(config).await;
+    let doc: Value = serde_json::from_str(include_str!("../data/openapi.json")).unwrap();
+    let mut paths: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(path, ops)| {
+            let mut methods: Vec<String> = ops
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|m| *m != "parameters")
+                .map(|m| m.to_uppercase())
+                .collect();
+            methods.sort();
+            let path = path.replace("{app}", "app").replace("{name}", "alice");
+            (path, methods.join(", "))
+        })
+        .collect();
+    paths.extend(
+        UNDOCUMENTED
+            .iter()
+            .map(|(p, m)| (p.to_string(), m.to_string())),
+    );
+    let http = HttpClient::new();
+    let mut checked = 0;
+    for (path, allowed) in &paths {
+        let mut want: Vec<&str> = allowed.split(", ").collect();
+        want.sort();
+        for method in ["GET", "PUT", "POST", "DELETE", "PATCH"] {
+            if want.contains(&method) {
+                continue;
+            }
+            let r = http
+                .send(
+                    Method::from_bytes(method.as_bytes()).unwrap(),
+                    &format!("{}{path}", node.url()),
+                    &[],
+                    Bytes::new(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.status, 405, "{method} {path}");
+            let allow = r
+                .headers
+                .get("allow")
+                .unwrap_or_else(|| panic!("{method} {path}: 405 without Allow"))
+                .to_str()
+                .unwrap();
+            let mut got: Vec<&str> = allow.split(", ").collect();
+            got.sort();
+            assert_eq!(got, want, "{method} {path}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 80, "{checked}");
+}

@@ -231,7 +231,7 @@ pub async fn document(
                 &json!({ "owner": actor.owner, "document": value }),
             ))
         }
-        _ => Err(ApiError::method_not_allowed()),
+        _ => Err(ApiError::method_not_allowed("GET, PUT")),
     }
 }
 

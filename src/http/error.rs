@@ -20,6 +20,8 @@ pub struct ApiError {
     pub message: String,
     /// Extra fields for the JSON body (e.g. the missing scopes of a 403).
     pub extra: Option<serde_json::Value>,
+    /// For a 405: the methods the resource allows, sent as `Allow` (RFC 9110 §15.5.6).
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -29,6 +31,7 @@ impl ApiError {
             code,
             message: message.into(),
             extra: None,
+            allow: None,
         }
     }
 
@@ -40,12 +43,15 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such resource")
     }
 
-    pub fn method_not_allowed() -> ApiError {
-        ApiError::new(
+    /// 405, naming the methods `allow`ed (`"GET, PUT"`): a 405 never goes without them.
+    pub fn method_not_allowed(allow: &'static str) -> ApiError {
+        let mut e = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method-not-allowed",
-            "this resource does not support that method",
-        )
+            format!("this resource allows {allow}"),
+        );
+        e.allow = Some(allow);
+        e
     }
 
     /// An internal failure: logged in full, reported as nothing more than "internal error".

@@ -73,6 +73,16 @@ pub async fn grants(
     req: Request<Incoming>,
     rest: &[&str],
 ) -> Result<Response<Body>, ApiError> {
+    // An unsupported method is 405 whoever asks: checked before the credentials.
+    let allow = match rest {
+        [] => "GET, DELETE",
+        [_] => "GET, PUT, DELETE",
+        [_, "history"] => "GET",
+        _ => return Err(ApiError::not_found()),
+    };
+    if !allow.split(", ").any(|m| m == req.method().as_str()) {
+        return Err(ApiError::method_not_allowed(allow));
+    }
     let actor = grant_actor(state, &req, peer).await?;
     match (req.method().clone(), rest) {
         (Method::GET, []) => {
@@ -144,7 +154,7 @@ pub async fn grants(
                 &json!({ "application": app, "entries": entries }),
             ))
         }
-        (_, [] | [_] | [_, "history"]) => Err(ApiError::method_not_allowed()),
+        (_, [] | [_] | [_, "history"]) => Err(ApiError::method_not_allowed(allow)),
         _ => Err(ApiError::not_found()),
     }
 }

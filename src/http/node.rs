@@ -287,21 +287,30 @@ async fn dispatch(
         (&Method::POST, ["api", "cartes", "verify"]) => {
             ("api:verify", verify_for_peer(state, peer, req).await)
         }
-        (_, ["healthz" | "metrics" | "login" | "logout" | "setup" | "grant" | "signup"])
-        | (
-            _,
-            ["grants", _]
-            | ["grants", _, "revoke"]
-            | ["revoke-all" | "sessions" | "password" | "admin"],
-        )
-        | (_, ["sessions", "end-others"])
-        | (_, ["openapi.json"])
-        | (_, ["api", "owners"] | ["api", "owners", _] | ["auth", "login" | "continue"])
-        | (_, [".well-known", "grant-node"])
-        | (_, ["auth", "check"])
-        | (_, ["api", "cartes", "verify"]) => ("other", Err(ApiError::method_not_allowed())),
-        _ => ("other", Err(ApiError::not_found())),
+        (_, path) => match allowed(path) {
+            Some(allow) => ("other", Err(ApiError::method_not_allowed(allow))),
+            None => ("other", Err(ApiError::not_found())),
+        },
     }
+}
+
+/// The methods a node path allows, for the `Allow` of its 405; `None` for no such path.
+/// It lists every route of [`route`] (the registry's and the witness's answer for
+/// themselves), and `every_405_names_the_allowed_methods` checks it against them.
+fn allowed(path: &[&str]) -> Option<&'static str> {
+    Some(match path {
+        ["" | "healthz" | "metrics" | "openapi.json" | "admin" | "sessions"] => "GET",
+        [".well-known", "grant-node"] | ["auth", "check" | "continue"] => "GET",
+        ["login" | "setup" | "grant" | "signup" | "revoke-all" | "password"] => "GET, POST",
+        ["grants", _] | ["grants", _, "revoke"] => "GET, POST",
+        ["logout"]
+        | ["sessions", "end-others"]
+        | ["api", "owners"]
+        | ["api", "cartes", "verify"] => "POST",
+        ["api", "owners", _] => "DELETE",
+        ["auth", "login"] => "POST, OPTIONS",
+        _ => return None,
+    })
 }
 
 fn healthz(state: &NodeState) -> Response<Body> {

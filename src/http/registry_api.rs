@@ -83,11 +83,14 @@ pub async fn route(
             let record = lookup(view, name).await?;
             key_at(&record, req.uri().query())
         }
-        (_, ["registry", "ops" | "metadata" | "checkpoint" | "log"])
+        (_, ["registry", "ops"]) => Err(ApiError::method_not_allowed("POST")),
+        (_, ["registry", "metadata" | "checkpoint" | "log"])
         | (_, ["registry", "tile", ..])
         | (_, ["registry", "proof", _])
         | (_, ["registry", "names", _])
-        | (_, ["registry", "names", _, "key" | "proof"]) => Err(ApiError::method_not_allowed()),
+        | (_, ["registry", "names", _, "key" | "proof"]) => {
+            Err(ApiError::method_not_allowed("GET"))
+        }
         _ => Err(ApiError::not_found()),
     }
 }

@@ -31,6 +31,10 @@ pub fn json_value<T: serde::Serialize>(status: StatusCode, value: &T) -> Respons
 /// An error as its JSON response. A 401 carries `WWW-Authenticate: Carte error="<code>"`.
 pub fn error(e: ApiError) -> Response<Body> {
     let mut resp = json(e.status, e.body());
+    if let Some(allow) = e.allow {
+        resp.headers_mut()
+            .insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+    }
     if e.status == StatusCode::UNAUTHORIZED {
         if let Ok(v) = HeaderValue::from_str(&format!("Carte error=\"{}\"", e.code)) {
             resp.headers_mut()

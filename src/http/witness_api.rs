@@ -99,7 +99,8 @@ pub async fn route(
                 Some(size) => Ok(refusal(Refusal::Conflict(size))),
             }
         }
-        (_, ["latest" | "add-checkpoint"]) => Err(ApiError::method_not_allowed()),
+        (_, ["latest"]) => Err(ApiError::method_not_allowed("GET")),
+        (_, ["add-checkpoint"]) => Err(ApiError::method_not_allowed("POST")),
         _ => Err(ApiError::not_found()),
     }
 }
