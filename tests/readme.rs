@@ -227,3 +227,48 @@ fn a_plain_http_registry_on_another_host_is_refused_at_start() {
     ])
     .is_ok());
 }
+
+/// Every section the README refers to (`see "Title"`, `"Title" below/above`) is a heading of
+/// the README, with the same words.
+#[test]
+fn every_section_the_readme_names_exists() {
+    let text = readme();
+    let mut headings = std::collections::HashSet::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        if !in_code && line.starts_with('#') {
+            headings.insert(line.trim_start_matches('#').trim().to_owned());
+        }
+        // A paragraph that opens with a bold title (`**Title.**`) is a section too.
+        if let Some(title) = line.strip_prefix("**").and_then(|l| l.split_once(".**")) {
+            headings.insert(title.0.to_owned());
+        }
+    }
+    let mut named = Vec::new();
+    for marker in ["see \"", "See \"", "section \"", "under \""] {
+        for (at, _) in text.match_indices(marker) {
+            let rest = &text[at + marker.len()..];
+            let Some(end) = rest.find('"') else { continue };
+            named.push(rest[..end].replace('\n', " "));
+        }
+    }
+    // `"A" and "B"` after a see: both are names.
+    for (at, _) in text.match_indices("\" and \"") {
+        let before = &text[..at];
+        if before.rfind("see \"").is_some_and(|s| at - s < 80) {
+            let rest = &text[at + 7..];
+            if let Some(end) = rest.find('"') {
+                named.push(rest[..end].to_owned());
+            }
+        }
+    }
+    assert!(named.len() >= 8, "{named:?}");
+    let missing: Vec<&String> = named.iter().filter(|n| !headings.contains(*n)).collect();
+    assert!(
+        missing.is_empty(),
+        "sections named but missing: {missing:?}"
+    );
+}

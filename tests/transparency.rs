@@ -458,18 +458,19 @@ async fn a_split_view_is_refused_by_the_witnesses_and_reported_by_both_nodes() {
     wait_cosigned(&stub_a, 1, &list).await;
     wait_cosigned(&stub_b, 1, &list).await;
     let size = a.checkpoint.size;
+    // The same size with another root: 422, as C2SP tlog-witness says.
     let r = post_witness(
         &url2,
         grant_node::registry::witness::request(size, &[], &a.note),
     )
     .await;
-    assert_eq!(r.status, 409);
+    assert_eq!(r.status, 422);
     let r = post_witness(
         &url1,
         grant_node::registry::witness::request(size, &[], &b.note),
     )
     .await;
-    assert_eq!(r.status, 409);
+    assert_eq!(r.status, 422);
     let r = post_witness(
         &url1,
         grant_node::registry::witness::request(0, &[], &b.note),

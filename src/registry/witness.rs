@@ -35,11 +35,12 @@ pub enum Refusal {
     /// 403: the registry's signature does not verify, or the log is not this witness's.
     #[error("the checkpoint is not signed by this witness's registry")]
     NotSigned,
-    /// 409: the old size is not the size last cosigned (the body tells it), or the same size
-    /// with another root.
+    /// 409: the old size is not the size last cosigned (the body tells it).
     #[error("the witness holds size {0}")]
     Conflict(u64),
-    /// 422.
+    /// 422: the consistency proof does not verify (a non-empty proof from size 0 or between
+    /// equal sizes never does), or the checkpoint's root is not the one its size requires
+    /// (the empty tree's at size 0, the cosigned root at the size held).
     #[error("the consistency proof does not verify")]
     BadProof,
 }
@@ -85,6 +86,12 @@ pub fn decide(req: &AddCheckpoint, held: Option<(u64, [u8; 32])>) -> Result<(), 
             "the checkpoint is smaller than the old size",
         ));
     }
+    // C2SP tlog-witness: a checkpoint of size 0 has the empty tree's root; from size 0 the
+    // proof is empty; at the size held, the roots match and the proof is empty (RFC 6962's
+    // proof between equal sizes). Anything else is 422.
+    if cp.size == 0 && cp.root != empty_root() {
+        return Err(Refusal::BadProof);
+    }
     if held.is_none() || held_size == 0 {
         return if req.proof.is_empty() {
             Ok(())
@@ -96,7 +103,7 @@ pub fn decide(req: &AddCheckpoint, held: Option<(u64, [u8; 32])>) -> Result<(), 
         return if cp.root == held_root && req.proof.is_empty() {
             Ok(())
         } else {
-            Err(Refusal::Conflict(held_size))
+            Err(Refusal::BadProof)
         };
     }
     check_consistency(
@@ -113,6 +120,12 @@ pub fn decide(req: &AddCheckpoint, held: Option<(u64, [u8; 32])>) -> Result<(), 
     .map_err(|_| Refusal::BadProof)
 }
 
+/// RFC 6962's root of the empty tree: SHA-256 of the empty string.
+fn empty_root() -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest([]).into()
+}
+
 /// The request body for `add-checkpoint`.
 pub fn request(old: u64, proof: &[[u8; 32]], note: &[u8]) -> Vec<u8> {
     let mut body = format!("old {old}\n").into_bytes();
@@ -122,4 +135,63 @@ pub fn request(old: u64, proof: &[[u8; 32]], note: &[u8]) -> Vec<u8> {
     body.push(b'\n');
     body.extend_from_slice(note);
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::note::Checkpoint;
+
+    fn request(old: u64, proof: &[&str], size: u64, root: [u8; 32]) -> AddCheckpoint {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let cp = Checkpoint {
+            origin: crate::registry::note::origin_for(&key.verifying_key()),
+            size,
+            root,
+            map_root: [0; 32],
+            time: 1,
+        };
+        let note = cp.sign(&key);
+        AddCheckpoint {
+            old,
+            proof: proof.iter().map(|s| s.to_string()).collect(),
+            checkpoint: SignedCheckpoint::verify(&note, &key.verifying_key())
+                .expect("our own note verifies"),
+        }
+    }
+
+    const JUNK: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    #[test]
+    fn the_size_held_with_a_junk_proof_or_another_root_is_422_not_409() {
+        let held = Some((5, [9; 32]));
+        assert_eq!(decide(&request(5, &[], 5, [9; 32]), held), Ok(()));
+        assert_eq!(
+            decide(&request(5, &[JUNK], 5, [9; 32]), held),
+            Err(Refusal::BadProof)
+        );
+        assert_eq!(
+            decide(&request(5, &[], 5, [8; 32]), held),
+            Err(Refusal::BadProof)
+        );
+        // Another old size than the one held is the conflict.
+        assert_eq!(
+            decide(&request(4, &[], 5, [9; 32]), held),
+            Err(Refusal::Conflict(5))
+        );
+    }
+
+    #[test]
+    fn from_nothing_the_proof_is_empty_and_size_zero_has_the_empty_root() {
+        assert_eq!(decide(&request(0, &[], 3, [1; 32]), None), Ok(()));
+        assert_eq!(
+            decide(&request(0, &[JUNK], 3, [1; 32]), None),
+            Err(Refusal::BadProof)
+        );
+        assert_eq!(decide(&request(0, &[], 0, empty_root()), None), Ok(()));
+        assert_eq!(
+            decide(&request(0, &[], 0, [1; 32]), None),
+            Err(Refusal::BadProof)
+        );
+    }
 }
