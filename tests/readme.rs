@@ -272,3 +272,101 @@ fn every_section_the_readme_names_exists() {
         "sections named but missing: {missing:?}"
     );
 }
+
+/// The codes a README table row names (`a.b`, and `a.*` for a family).
+fn row_codes(row: &str) -> Vec<String> {
+    row.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|t| {
+            t.split_once('.').is_some_and(|(a, b)| {
+                !a.is_empty()
+                    && !b.is_empty()
+                    && a.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+                    && b.chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '-' || c == '*')
+            })
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every page a form posts to: each error it answers, when driven without its token, from
+/// another origin, without a session, with a body too large or with nothing at all, is a
+/// code its README row lists (or one the sentence under the table gives every form).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_page_answers_only_the_codes_its_readme_row_lists() {
+    let dir = common::tempdir();
+    let mut config = common::Node::embedded_config(dir.path(), "alice");
+    config.public_registration = true;
+    let node = common::Node::start(config).await;
+    let base = node.url();
+    let mut logged_in = node.set_password("alice", "correct horse battery").await;
+    let text = readme();
+    let pages = &text[text.find("## HTTP endpoints").unwrap()..];
+    let pages = &pages[..pages.find("Every JSON endpoint below").unwrap()];
+    let every_form = ["request.too-large"];
+    let posts = [
+        "/grant",
+        "/login",
+        "/logout",
+        "/setup",
+        "/grants/app",
+        "/grants/app/revoke",
+        "/revoke-all",
+        "/sessions/end-others",
+        "/password",
+        "/signup",
+    ];
+    let mut checked = 0;
+    for path in posts {
+        let pattern = path.replace("/app", "/{app}");
+        let row = pages
+            .lines()
+            .find(|l| l.starts_with('|') && l.contains(&format!("`POST {pattern}")))
+            .unwrap_or_else(|| panic!("no README row for POST {pattern}"));
+        let listed = row_codes(row);
+        let big = "x=".to_owned() + &"a".repeat(17 * 1024);
+        let mut fresh = common::Browser::new(&base);
+        let mut answers = Vec::new();
+        for (who, fields, origin) in [
+            ("logged in, no fields", String::new(), Some(base.clone())),
+            (
+                "logged in, another origin",
+                String::new(),
+                Some("https://evil.example".to_owned()),
+            ),
+            ("no session", String::new(), Some(base.clone())),
+            ("logged in, too large", big, Some(base.clone())),
+        ] {
+            let b = if who == "no session" {
+                &mut fresh
+            } else {
+                &mut logged_in
+            };
+            b.origin = origin;
+            let pairs: Vec<(String, String)> = form_urlencoded::parse(fields.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let pairs: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let r = b.post_form(&format!("{base}{path}"), &pairs).await;
+            if r.status.is_client_error() || r.status.is_server_error() {
+                let code = r.error_code().unwrap_or_else(|| common::page_code(&r));
+                answers.push((who, r.status.as_u16(), code));
+            }
+        }
+        logged_in.origin = Some(base.clone());
+        for (who, status, code) in &answers {
+            let family = format!("{}.*", code.split('.').next().unwrap());
+            assert!(
+                listed.contains(code) || listed.contains(&family) || every_form.contains(&code.as_str()),
+                "POST {path} ({who}) answered {status} {code}, which its README row does not list: {listed:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "{checked}");
+}
