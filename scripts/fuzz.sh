@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-600}
-TARGETS=${FUZZ_TARGETS:-"carte registry_op log_entry receipt grant_query strict_batch"}
+TARGETS=${FUZZ_TARGETS:-"carte registry_op log_entry receipt grant_query strict_batch checkpoint_note tile_path proofs forwarded config"}
 export RUSTC_BOOTSTRAP=1
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked

@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(decoded) = carte::decode(text) {
-        assert_eq!(carte::codec::encode_payload(&decoded.carte), decoded.payload);
+        assert_eq!(
+            carte::codec::encode_payload(&decoded.carte),
+            decoded.payload
+        );
     }
     let key = SigningKey::from_bytes(&[7; 32]);
     let mut table = KeyTable::new();

@@ -153,6 +153,17 @@ impl Config {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
         };
+        Config::merge(args, file)
+    }
+
+    /// [`Config::build`] with the file's text given (reads no file): what the fuzz target
+    /// `config` drives.
+    pub fn from_text(args: ServeArgs, text: &str) -> anyhow::Result<Config> {
+        let file: FileConfig = toml::from_str(text).context("in the config file")?;
+        Config::merge(args, file)
+    }
+
+    fn merge(args: ServeArgs, file: FileConfig) -> anyhow::Result<Config> {
         let listen = match args.listen.or(file.listen) {
             Some(l) => l,
             None => DEFAULT_LISTEN.parse().expect("the default address parses"),

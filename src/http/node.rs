@@ -134,7 +134,7 @@ pub fn client_address(
 }
 
 /// An address as proxies write it: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`, `[2001:db8::1]:80`.
-fn parse_forwarded_ip(text: &str) -> Option<std::net::IpAddr> {
+pub fn parse_forwarded_ip(text: &str) -> Option<std::net::IpAddr> {
     if let Ok(ip) = text.parse() {
         return Some(ip);
     }

@@ -189,20 +189,7 @@ fn text(body: Vec<u8>, content_type: &'static str) -> Response<Body> {
 /// tlog-tiles, height 8). A tile past the log's size is 404; full tiles never change.
 async fn tile(view: &RegistryView, rest: &[&str]) -> Result<Response<Body>, ApiError> {
     let bad = || ApiError::not_found();
-    // tlog_tiles parses Go's sumdb paths, which name the height: translate.
-    let (level, tail) = rest.split_first().ok_or_else(bad)?;
-    let level = if *level == "entries" { "data" } else { level };
-    let go_path = format!("tile/8/{level}/{}", tail.join("/"));
-    // `Tile::from_path` panics on a width of 0 (`.p/0`) and on levels of 64 and more: refuse
-    // those first (a panic on input is a defect).
-    let width_zero = tail.len() >= 2
-        && tail[tail.len() - 2].ends_with(".p")
-        && tail[tail.len() - 1].trim_start_matches('0').is_empty();
-    let level_ok = level == "data" || level.parse::<u8>().is_ok_and(|l| l < 8);
-    if width_zero || !level_ok {
-        return Err(bad());
-    }
-    let tile = tlog_tiles::Tile::from_path(&go_path).map_err(|_| bad())?;
+    let tile = parse_tile_path(rest).ok_or_else(bad)?;
     let full = tile.width() == 256;
     let body = view
         .db()
@@ -239,6 +226,25 @@ async fn tile(view: &RegistryView, rest: &[&str]) -> Result<Response<Body>, ApiE
         );
     }
     Ok(resp)
+}
+
+/// The tile a path after `/registry/tile/` names (`<L>/<N>[.p/<W>]`, `entries/<N>[.p/<W>]`),
+/// or `None`. Pure: the fuzz target `tile_path` drives it.
+pub fn parse_tile_path(rest: &[&str]) -> Option<tlog_tiles::Tile> {
+    // tlog_tiles parses Go's sumdb paths, which name the height: translate.
+    let (level, tail) = rest.split_first()?;
+    let level = if *level == "entries" { "data" } else { level };
+    // `Tile::from_path` panics on a width of 0 (`.p/0`) and on levels of 64 and more: refuse
+    // those first (a panic on input is a defect).
+    let width_zero = tail.len() >= 2
+        && tail[tail.len() - 2].ends_with(".p")
+        && tail[tail.len() - 1].trim_start_matches('0').is_empty();
+    let level_ok = level == "data" || level.parse::<u8>().is_ok_and(|l| l < 8);
+    if width_zero || !level_ok {
+        return None;
+    }
+    let go_path = format!("tile/8/{level}/{}", tail.join("/"));
+    tlog_tiles::Tile::from_path(&go_path).ok()
 }
 
 fn number(params: &[(String, String)], name: &str) -> Result<Option<u64>, ApiError> {
