@@ -97,6 +97,16 @@ impl Name {
     /// name is shown in are folded together ([`LOOKALIKES`]). Any function of the name gives
     /// an equivalence, so the comparison stays consistent however the pairs chain.
     pub fn skeleton(&self) -> String {
+        self.skeleton_of(SkeletonRules::V2)
+    }
+
+    /// The skeleton under `rules`: the registry judges each log entry by the rules in force
+    /// at its registry time (see `registry::rules::skeleton_rules_at`), so a log accepted
+    /// under earlier rules stays readable.
+    pub fn skeleton_of(&self, rules: SkeletonRules) -> String {
+        if rules == SkeletonRules::V1 {
+            return unicode_security::skeleton(&self.0).collect();
+        }
         let uts39: String = unicode_security::skeleton(&self.0).collect();
         let folded = caseless::default_case_fold_str(&uts39);
         let mut out = String::with_capacity(folded.len());
@@ -108,6 +118,15 @@ impl Name {
         }
         out
     }
+}
+
+/// The confusable-skeleton rules, by version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkeletonRules {
+    /// UTS #39's skeleton as it is (`0` and `o` stay apart).
+    V1,
+    /// Case-folded, with the look-alike pairs of [`LOOKALIKES`].
+    V2,
 }
 
 /// Look-alikes in lower case that UTS #39 keeps apart, each character mapped to its prototype

@@ -143,8 +143,8 @@ impl Authority {
         let mut conn = self.db.lock();
         let tx = conn.transaction().map_err(StoreError::from)?;
         let current = store::registry::record(&tx, &name)?;
-        let holder = store::registry::skeleton_holder(&tx, &name.skeleton())?;
         let time = self.clock.now();
+        let holder = store::registry::look_alike_at(&tx, &name, time)?;
         let record = rules::apply(
             &signed,
             time,

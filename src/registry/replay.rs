@@ -109,7 +109,7 @@ fn apply(
     for d in page {
         let name = d.op.op.name().clone();
         let current = store::registry::record(conn, &name)?;
-        let holder = store::registry::skeleton_holder(conn, &name.skeleton())?;
+        let holder = store::registry::look_alike_at(conn, &name, d.entry.time)?;
         let record = rules::apply(
             &d.op,
             d.entry.time,
@@ -324,6 +324,69 @@ mod tests {
                 entry
             })
             .collect()
+    }
+
+    /// A log registering `names` in order, each at its registry time.
+    fn log_of(names: &[(&str, u64)]) -> Vec<Vec<u8>> {
+        let mut prev = GENESIS;
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, (name, time))| {
+                let key = SigningKey::from_bytes(&[i as u8 + 1; 32]);
+                let op = Operation::Register(Register {
+                    name: Name::parse(name).unwrap(),
+                    updating_key: key.verifying_key(),
+                    signing_key: key.verifying_key(),
+                    valid_from: *time,
+                    node_uri: "https://node.example/".into(),
+                    redirect_uris: vec![],
+                    pow_nonce: [0; 8],
+                })
+                .sign(&key);
+                let entry = LogEntry {
+                    seq: i as u64,
+                    time: *time,
+                    prev_hash: prev,
+                    difficulty: 0,
+                    op,
+                }
+                .encode();
+                prev = entry_hash(&entry);
+                entry
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_log_accepted_under_the_old_skeleton_rules_replays_and_the_new_rules_hold_after() {
+        use crate::registry::rules::SKELETON_V2_FROM;
+        let before = SKELETON_V2_FROM - 86_400;
+        let after = SKELETON_V2_FROM + 60;
+        // `google` and `g00gle` were both accepted before the look-alike folding existed.
+        let old = log_of(&[("google", before), ("g00gle", before + 1)]);
+        for batch in [true, false] {
+            let r = run(old.clone(), batch).unwrap();
+            assert_eq!(r.touched.len(), 2);
+        }
+        // Under the new rules, a third look-alike of either is refused, and so is a look-alike
+        // registered after the change…
+        let refused = log_of(&[
+            ("google", before),
+            ("g00gle", before + 1),
+            ("go0gle", after),
+        ]);
+        for batch in [true, false] {
+            match run(refused.clone(), batch) {
+                Err(ReplayError::Forged(reason, _)) => {
+                    assert!(reason.starts_with("forged entry 2:"), "{reason}")
+                }
+                other => panic!("expected entry 2 refused, got {other:?}"),
+            }
+        }
+        // …while under the old rules a true UTS #39 confusable was refused then too.
+        let rn = log_of(&[("modem", before), ("rnodem", before + 1)]);
+        assert!(matches!(run(rn, false), Err(ReplayError::Forged(..))));
     }
 
     fn run(entries: Vec<Vec<u8>>, batch: bool) -> Result<Replayed, ReplayError> {

@@ -17,8 +17,23 @@ use super::log::next_digest;
 use super::op::{pow_bits, Operation, SignedOp, MAX_REDIRECT_URIS};
 use super::{NameRecord, RegistryError};
 use crate::carte::KeyEntry;
-use crate::name::Name;
+use crate::name::{Name, SkeletonRules};
 use crate::uri::CheckedUri;
+
+/// The registry time from which skeletons fold case and the look-alike pairs
+/// ([`SkeletonRules::V2`]; 2026-11-24T13:36:00Z, when that rule was adopted). Entries before it
+/// are judged by the rules of their time, so logs that registered `google` and `g00gle` then
+/// still replay; a name registered from it on may not look like any name, old or new.
+pub const SKELETON_V2_FROM: u64 = 1_795_620_960;
+
+/// The skeleton rules in force at registry `time`.
+pub fn skeleton_rules_at(time: u64) -> SkeletonRules {
+    if time < SKELETON_V2_FROM {
+        SkeletonRules::V1
+    } else {
+        SkeletonRules::V2
+    }
+}
 
 /// Registry parameters that affect acceptance.
 #[derive(Debug, Clone, Copy)]

@@ -208,6 +208,11 @@ const MIGRATIONS: &[Migration] = &[
          note   BLOB NOT NULL
      );"),
     Code(registry::backfill_tree),
+    // 9: skeletons under rules v1 beside the current ones: each log entry is judged by the
+    //    rules in force at its registry time (see `registry::rules::SKELETON_V2_FROM`).
+    Sql("ALTER TABLE registry_names ADD COLUMN skeleton_v1 TEXT;
+     CREATE INDEX registry_names_skeleton_v1 ON registry_names (skeleton_v1);"),
+    Code(registry::fill_skeletons_v1),
 ];
 
 /// Why storage failed. `Unavailable` is the database out of reach (a 503 with

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::StoreError;
 use crate::carte::KeyEntry;
-use crate::name::Name;
+use crate::name::{Name, SkeletonRules};
 use crate::registry::map::MapEntry;
 use crate::registry::NameRecord;
 
@@ -289,7 +289,7 @@ pub fn keys(conn: &Connection, name: &Name) -> Result<Option<Vec<KeyEntry>>, Sto
     Ok(if out.is_empty() { None } else { Some(out) })
 }
 
-/// The registered name whose confusable skeleton is `skeleton`.
+/// The registered name whose confusable skeleton is `skeleton` (current rules).
 pub fn skeleton_holder(conn: &Connection, skeleton: &str) -> Result<Option<Name>, StoreError> {
     let name: Option<String> = conn
         .prepare_cached("SELECT name FROM registry_names WHERE skeleton = ?1")?
@@ -297,6 +297,49 @@ pub fn skeleton_holder(conn: &Connection, skeleton: &str) -> Result<Option<Name>
         .optional()?;
     name.map(|n| Name::parse_canonical(&n).map_err(|_| corrupt()))
         .transpose()
+}
+
+/// A registered name other than `name` that looks like it under the skeleton rules in force
+/// at registry `time` (the rules are versioned by time: see `registry::rules`).
+pub fn look_alike_at(
+    conn: &Connection,
+    name: &Name,
+    time: u64,
+) -> Result<Option<Name>, StoreError> {
+    let found: Option<String> = match crate::registry::rules::skeleton_rules_at(time) {
+        SkeletonRules::V1 => conn
+            .prepare_cached(
+                "SELECT name FROM registry_names WHERE skeleton_v1 = ?1 AND name <> ?2
+                 ORDER BY created, name LIMIT 1",
+            )?
+            .query_row(
+                params![name.skeleton_of(SkeletonRules::V1), name.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?,
+        SkeletonRules::V2 => skeleton_holder(conn, &name.skeleton())?
+            .filter(|h| h != name)
+            .map(|h| h.as_str().to_owned()),
+    };
+    found
+        .map(|n| Name::parse_canonical(&n).map_err(|_| corrupt()))
+        .transpose()
+}
+
+/// Fills the rules-v1 skeleton of every registered name (migration).
+pub fn fill_skeletons_v1(conn: &Connection) -> Result<(), StoreError> {
+    let names: Vec<String> = conn
+        .prepare("SELECT name FROM registry_names")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for n in names {
+        let name = Name::parse_canonical(&n).map_err(|_| corrupt())?;
+        conn.execute(
+            "UPDATE registry_names SET skeleton_v1 = ?1 WHERE name = ?2",
+            params![name.skeleton_of(SkeletonRules::V1), n],
+        )?;
+    }
+    Ok(())
 }
 
 /// Recomputes every stored skeleton after [`Name::skeleton`] changed. Two names registered
@@ -329,10 +372,18 @@ pub fn recompute_skeletons(conn: &Connection) -> Result<(), StoreError> {
 /// Writes a record (insert or replace), with its whole key history.
 pub fn put_record(conn: &Connection, rec: &NameRecord) -> Result<(), StoreError> {
     let uris = serde_json::to_string(&rec.redirect_uris).map_err(|_| corrupt())?;
+    // The current rules' skeleton is unique. A name accepted under earlier rules may share it
+    // with an older name; it then keeps one of its own (its skeleton, a NUL and the name, which
+    // no real skeleton contains), so the older name holds the look-alike space.
+    let mut skeleton = rec.name.skeleton();
+    if skeleton_holder(conn, &skeleton)?.is_some_and(|h| h != rec.name) {
+        skeleton = format!("{skeleton}\u{0}{}", rec.name.as_str());
+    }
     conn.prepare_cached(
         "INSERT INTO registry_names
-             (name, skeleton, updating_key, node_uri, redirect_uris, created, updated, digest)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             (name, skeleton, updating_key, node_uri, redirect_uris, created, updated, digest,
+              skeleton_v1)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (name) DO UPDATE SET
              updating_key = excluded.updating_key, node_uri = excluded.node_uri,
              redirect_uris = excluded.redirect_uris, updated = excluded.updated,
@@ -340,13 +391,14 @@ pub fn put_record(conn: &Connection, rec: &NameRecord) -> Result<(), StoreError>
     )?
     .execute(params![
         rec.name.as_str(),
-        rec.name.skeleton(),
+        skeleton,
         &rec.updating_key.as_bytes()[..],
         rec.node_uri,
         uris,
         rec.created as i64,
         rec.updated as i64,
         &rec.digest[..],
+        rec.name.skeleton_of(SkeletonRules::V1),
     ])?;
     conn.prepare_cached("DELETE FROM registry_keys WHERE name = ?1")?
         .execute([rec.name.as_str()])?;
