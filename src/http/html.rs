@@ -50,8 +50,16 @@ h1{font-size:1.4rem}label{display:block;margin:.6rem 0 .2rem}input[type=text],in
 button{font-size:1rem;padding:.5rem 1.2rem;margin:.8rem .6rem 0 0}.error{color:#a00}.code{font-family:monospace;color:#555}\
 .scopes li{margin:.3rem 0}.note{color:#555;font-size:.9rem}";
 
-/// A complete page. `body` must already be escaped HTML.
+/// A complete page. `body` must already be escaped HTML. Everything a page shows lies in its
+/// one `main` landmark: a body that does not open with its own `<main>` is wrapped in one.
 pub fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
+    let wrapped;
+    let body = if body.starts_with("<main") {
+        body
+    } else {
+        wrapped = format!("<main>{body}</main>");
+        &wrapped
+    };
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\

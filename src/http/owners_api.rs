@@ -335,9 +335,12 @@ pub fn signup_form(state: &NodeState) -> Result<Response<Body>, ApiError> {
             esc(&csrf)
         ),
     );
+    // Scoped to /signup as the login form's is to /login: with `Path=/` a browser that
+    // opened this page sent two `gn_login` cookies to /login, which refuses duplicates, so
+    // logging in failed for an hour.
     session::set_cookie(
         &mut resp,
-        session::cookie_header(state, LOGIN_COOKIE, &csrf, 3600, "/")?,
+        session::cookie_header(state, LOGIN_COOKIE, &csrf, 3600, "/signup")?,
     );
     Ok(resp)
 }
