@@ -231,20 +231,46 @@ async fn tile(view: &RegistryView, rest: &[&str]) -> Result<Response<Body>, ApiE
 /// The tile a path after `/registry/tile/` names (`<L>/<N>[.p/<W>]`, `entries/<N>[.p/<W>]`),
 /// or `None`. Pure: the fuzz target `tile_path` drives it.
 pub fn parse_tile_path(rest: &[&str]) -> Option<tlog_tiles::Tile> {
-    // tlog_tiles parses Go's sumdb paths, which name the height: translate.
+    // Only the canonical C2SP tlog-tiles spelling: a level (`0`–`7` here, height 8) or
+    // `entries`; the index as `x` + three digits per element and three digits last; a partial
+    // width `.p/W` with W from 1 to 255 in plain decimal. `tlog_tiles` parses with Rust's
+    // integer parsing, which also takes `+0` as a width, then panics on a width of 0 (found by
+    // the fuzz target `tile_path`): nothing else reaches it.
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
     let (level, tail) = rest.split_first()?;
-    let level = if *level == "entries" { "data" } else { level };
-    // `Tile::from_path` panics on a width of 0 (`.p/0`) and on levels of 64 and more: refuse
-    // those first (a panic on input is a defect).
-    let width_zero = tail.len() >= 2
-        && tail[tail.len() - 2].ends_with(".p")
-        && tail[tail.len() - 1].trim_start_matches('0').is_empty();
-    let level_ok = level == "data" || level.parse::<u8>().is_ok_and(|l| l < 8);
-    if width_zero || !level_ok {
+    let level = match *level {
+        "entries" => "data",
+        l if l.len() == 1 && (b'0'..=b'7').contains(&l.as_bytes()[0]) => l,
+        _ => return None,
+    };
+    let (index, width) = match tail {
+        [index @ .., last, w] if last.ends_with(".p") => {
+            let ok = !w.is_empty()
+                && w.len() <= 3
+                && w.bytes().all(|b| b.is_ascii_digit())
+                && !w.starts_with('0')
+                && w.parse::<u16>().is_ok_and(|w| w < 256);
+            if !ok {
+                return None;
+            }
+            let mut index = index.to_vec();
+            index.push(last.strip_suffix(".p")?);
+            (index, Some(*w))
+        }
+        _ => (tail.to_vec(), None),
+    };
+    let (last, upper) = index.split_last()?;
+    if !digits(last, 3)
+        || !upper
+            .iter()
+            .all(|e| e.strip_prefix('x').is_some_and(|d| digits(d, 3)))
+    {
         return None;
     }
     let go_path = format!("tile/8/{level}/{}", tail.join("/"));
-    tlog_tiles::Tile::from_path(&go_path).ok()
+    let tile = tlog_tiles::Tile::from_path(&go_path).ok()?;
+    debug_assert!(width.is_none() || tile.width() < 256);
+    Some(tile)
 }
 
 fn number(params: &[(String, String)], name: &str) -> Result<Option<u64>, ApiError> {
@@ -426,4 +452,43 @@ pub async fn serve_standalone_tls(
         tls,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_tile_path;
+
+    fn parse(path: &str) -> Option<(u8, u64, u32, bool)> {
+        let parts: Vec<&str> = path.split('/').collect();
+        parse_tile_path(&parts).map(|t| (t.level(), t.level_index(), t.width(), t.is_data()))
+    }
+
+    #[test]
+    fn only_canonical_tile_paths_parse_and_none_panics() {
+        assert_eq!(parse("0/000"), Some((0, 0, 256, false)));
+        assert_eq!(parse("1/x001/234.p/7"), Some((1, 1234, 7, false)));
+        assert_eq!(parse("entries/005.p/255"), Some((0, 5, 255, true)));
+        // What the fuzz target found (a width of `+0…`, which tlog_tiles took as 0 and then
+        // panicked on), and its relatives.
+        for bad in [
+            "1/000001/0.p/+0000000000000",
+            "0/000.p/+1",
+            "0/000.p/0",
+            "0/000.p/00",
+            "0/000.p/256",
+            "0/000.p/01",
+            "+1/000",
+            "8/000",
+            "64/000",
+            "0/+00",
+            "0/x+01/000",
+            "0/00",
+            "0/0000",
+            "0/x1/000",
+            "0/",
+            "",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
 }
