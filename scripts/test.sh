@@ -26,16 +26,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "warning: ${need_apt[*]} missing and not root; those tests will say so" >&2
   fi
 fi
-# The OpenAPI validators (openapi-spec-validator, openapi-schema-validator) from PyPI, in a
-# virtual environment under target/ so nothing is installed into the system's Python.
+# The OpenAPI validators (openapi-spec-validator, openapi-schema-validator) and Schemathesis
+# from PyPI, in a virtual environment under target/ so nothing is installed into the system's
+# Python. tests/schemathesis.rs drives a live node with Schemathesis, every check on.
 venv=target/openapi-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openapi_spec_validator, openapi_schema_validator' 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import openapi_spec_validator, openapi_schema_validator, schemathesis' 2>/dev/null; then
   mkdir -p target
   if ! python3 -m venv "$venv" 2>/dev/null && [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
     python3 -m venv "$venv"
   fi
-  "$venv/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator openapi-schema-validator
+  "$venv/bin/pip" install --quiet --disable-pip-version-check openapi-spec-validator openapi-schema-validator 'schemathesis>=4.32,<5'
 fi
 export GRANT_NODE_OPENAPI_PYTHON="$PWD/$venv/bin/python" GRANT_NODE_REQUIRE_OPENAPI=1
 

@@ -296,6 +296,15 @@ pub async fn check(
     peer: SocketAddr,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    // No credentials is 401 whatever else is wrong with the request: a proxy learns first
+    // that it must authenticate.
+    if carte_header(req.headers()).is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "carte.missing",
+            "send Authorization: Carte <carte>",
+        ));
+    }
     let params = query_params(req.uri().query())?;
     let needed = required_scope(state, req.headers(), param(&params, "scope"))?;
     let p = authorize(state, req.headers(), peer, needed).await?;

@@ -128,6 +128,12 @@ pub async fn grants(
         }
         (Method::GET, [app, "history"]) => {
             let app = app_name(app)?;
+            // A name the registry does not know has no history: 404, as for a grant change.
+            state
+                .mirror
+                .record_or_sync(&app)
+                .await?
+                .ok_or(RegistryError::NameUnknown)?;
             let owner = actor.owner.clone();
             let a = app.clone();
             let entries = state

@@ -276,10 +276,10 @@ pub fn parse_tile_path(rest: &[&str]) -> Option<tlog_tiles::Tile> {
 fn number(params: &[(String, String)], name: &str) -> Result<Option<u64>, ApiError> {
     param(params, name)
         .map(|v| {
-            v.parse().map_err(|_| {
+            super::response::safe_integer(v).ok_or_else(|| {
                 ApiError::bad_request(
                     "request.bad-parameter",
-                    format!("{name} must be a non-negative integer"),
+                    format!("{name} must be an integer from 0 to 2^53-1, in plain decimal"),
                 )
             })
         })
@@ -395,10 +395,8 @@ async fn lookup(view: &RegistryView, raw: &str) -> Result<NameRecord, ApiError> 
 
 fn key_at(record: &NameRecord, query: Option<&str>) -> Result<Response<Body>, ApiError> {
     let params = query_params(query)?;
-    let at: u64 = param(&params, "at")
-        .ok_or_else(|| ApiError::bad_request("request.missing-parameter", "at is required"))?
-        .parse()
-        .map_err(|_| ApiError::bad_request("request.bad-parameter", "at must be Unix seconds"))?;
+    let at: u64 = number(&params, "at")?
+        .ok_or_else(|| ApiError::bad_request("request.missing-parameter", "at is required"))?;
     match record.keys.iter().rev().find(|k| k.valid_from <= at) {
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,

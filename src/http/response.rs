@@ -143,3 +143,15 @@ pub fn with_query(uri: &str, pairs: &[(&str, &str)]) -> String {
     let sep = if uri.contains('?') { '&' } else { '?' };
     format!("{uri}{sep}{}", q.finish())
 }
+
+/// The largest integer a query parameter may carry: 2^53 - 1, the largest every JSON and
+/// JavaScript client holds exactly (and the `maximum` `/openapi.json` states).
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// A query integer: ASCII digits only (no sign, no spaces), at most [`MAX_SAFE_INTEGER`].
+pub fn safe_integer(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 16 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok().filter(|n| *n <= MAX_SAFE_INTEGER)
+}
