@@ -329,7 +329,8 @@ pub struct RegistryArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum NameCommand {
-    /// Register a name: creates its keys if missing, solves the proof of work, submits.
+    /// Register a name: creates its keys if missing, solves the proof of work, submits. A new
+    /// updating key comes from 24 recovery words, shown once (or written to --words-out).
     Register {
         name: String,
         /// Where the name's node or application lives.
@@ -338,6 +339,24 @@ pub enum NameCommand {
         /// A redirect URI grants may return to (repeat for several; at most 16).
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
+        /// Write the recovery words to this file (mode 0600, must not exist) instead of
+        /// showing them on the terminal.
+        #[arg(long)]
+        words_out: Option<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Take a name back with nothing but its recovery words: derives the updating key, checks
+    /// it against the registry before sending anything, then registers a new signing key,
+    /// marks the current one compromised, and optionally moves the name to a new node URI.
+    Recover {
+        name: String,
+        /// A file holding the 24 recovery words.
+        #[arg(long)]
+        words_file: PathBuf,
+        /// The name's new node URI.
+        #[arg(long)]
+        node_uri: Option<String>,
         #[command(flatten)]
         registry: RegistryArgs,
     },

@@ -44,6 +44,7 @@ pub mod keyfile;
 pub mod name;
 pub mod node;
 pub mod outbound;
+pub mod recovery;
 pub mod registry;
 pub mod scope;
 pub mod store;

@@ -356,3 +356,144 @@ async fn name_watch_catches_an_update_made_with_a_stolen_updating_key() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_is_recovered_from_nothing_but_its_recovery_words() {
+    let dir = tempdir();
+    let stub = Stub::start(&dir.path().join("registry"), 0).await;
+    let url = stub.url();
+    // Registered on a machine that is then lost: only the words survive, on paper.
+    let lost = dir.path().join("lost-machine");
+    let words = dir.path().join("words.txt");
+    let out = grant_node(args(
+        &[
+            "name",
+            "register",
+            "shop",
+            "--node-uri",
+            "https://old.example/",
+            "--words-out",
+            &words.display().to_string(),
+        ],
+        &url,
+        &lost,
+    ))
+    .await;
+    let before = record(&out);
+    let phrase = std::fs::read_to_string(&words).unwrap();
+    assert_eq!(phrase.split_whitespace().count(), 24);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&words).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The words were never kept beside the keys.
+    for entry in std::fs::read_dir(lost.join("shop")).unwrap() {
+        let text = std::fs::read(entry.unwrap().path()).unwrap();
+        let first = phrase.split_whitespace().next().unwrap();
+        assert!(!String::from_utf8_lossy(&text).contains(phrase.trim()));
+        assert!(!String::from_utf8_lossy(&text).contains(&format!("{first} ")));
+    }
+    std::fs::remove_dir_all(&lost).unwrap();
+    let log_size = || async {
+        stub.authority
+            .checkpoint_blocking()
+            .unwrap()
+            .checkpoint
+            .size
+    };
+    let size_before = log_size().await;
+
+    // Wrong words: a clear error naming the mismatch, and nothing is submitted.
+    let fresh = dir.path().join("new-machine");
+    let wrong = dir.path().join("wrong.txt");
+    let other = grant_node::recovery::RecoveryWords::from_entropy(&[9; 32]);
+    std::fs::write(&wrong, other.phrase()).unwrap();
+    let out = grant_node(args(
+        &[
+            "name",
+            "recover",
+            "shop",
+            "--words-file",
+            &wrong.display().to_string(),
+        ],
+        &url,
+        &fresh,
+    ))
+    .await;
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("are not this name's words") && err.contains("nothing was sent"),
+        "{err}"
+    );
+    // A mistyped word: refused by the checksum or the word list, before any request.
+    let mut typo: Vec<&str> = phrase.split_whitespace().collect();
+    typo[3] = "zzzz";
+    std::fs::write(&wrong, typo.join(" ")).unwrap();
+    let out = grant_node(args(
+        &[
+            "name",
+            "recover",
+            "shop",
+            "--words-file",
+            &wrong.display().to_string(),
+        ],
+        &url,
+        &fresh,
+    ))
+    .await;
+    assert!(
+        stderr(&out).contains("recovery.unknown-word"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(log_size().await, size_before, "wrong words changed the log");
+    assert!(!fresh.join("shop").join("signing.key").exists());
+
+    // The right words, on a fresh key directory: a new signing key, the old one compromised,
+    // the new node URI.
+    let out = grant_node(args(
+        &[
+            "name",
+            "recover",
+            "shop",
+            "--words-file",
+            &words.display().to_string(),
+            "--node-uri",
+            "https://new.example/",
+        ],
+        &url,
+        &fresh,
+    ))
+    .await;
+    let after = record(&out);
+    assert_eq!(log_size().await, size_before + 1);
+    assert_eq!(after["node_uri"], "https://new.example/");
+    assert_eq!(after["updating_key"], before["updating_key"]);
+    let keys = after["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0]["key"], before["keys"][0]["key"]);
+    assert_eq!(keys[0]["compromised"], true);
+    assert_eq!(keys[1]["compromised"], false);
+    let new_key = grant_node::keyfile::load(&fresh.join("shop").join("signing.key")).unwrap();
+    assert_eq!(
+        keys[1]["key"],
+        hex::encode(new_key.verifying_key().as_bytes())
+    );
+    // And the recovered keys work for the next change.
+    let out = grant_node(args(
+        &[
+            "name",
+            "update",
+            "shop",
+            "--node-uri",
+            "https://newer.example/",
+        ],
+        &url,
+        &fresh,
+    ))
+    .await;
+    assert_eq!(record(&out)["node_uri"], "https://newer.example/");
+}

@@ -14,6 +14,7 @@ use crate::cli::{NameCommand, RegistryArgs};
 use crate::clock::Clock;
 use crate::keyfile;
 use crate::name::Name;
+use crate::recovery::RecoveryWords;
 use crate::registry::client::{RegistryClient, RemoteError};
 use crate::registry::op::{solve_pow, Operation, Register, Update};
 use crate::registry::RecordJson;
@@ -50,8 +51,24 @@ async fn dispatch(command: NameCommand) -> anyhow::Result<()> {
             name,
             node_uri,
             redirect_uris,
+            words_out,
             registry,
-        } => register(&name, node_uri, redirect_uris, &registry).await,
+        } => {
+            register(
+                &name,
+                node_uri,
+                redirect_uris,
+                words_out.as_deref(),
+                &registry,
+            )
+            .await
+        }
+        NameCommand::Recover {
+            name,
+            words_file,
+            node_uri,
+            registry,
+        } => recover(&name, &words_file, node_uri, &registry).await,
         NameCommand::RotateKey { name, registry } => rotate(&name, false, &registry).await,
         NameCommand::RevokeKey { name, registry } => rotate(&name, true, &registry).await,
         NameCommand::Update {
@@ -119,16 +136,79 @@ fn check_uris(node_uri: Option<&str>, redirect_uris: &[String]) -> anyhow::Resul
     Ok(())
 }
 
+/// The updating key in `dir`, or a new one from fresh recovery words, which are shown once
+/// (stderr, with a warning) or written to `words_out`.
+fn updating_key_with_words(dir: &Path, words_out: Option<&Path>) -> anyhow::Result<SigningKey> {
+    let path = dir.join("updating.key");
+    if path.exists() {
+        if words_out.is_some() {
+            bail!(
+                "{} exists already: its recovery words were given when it was made",
+                path.display()
+            );
+        }
+        return keyfile::load(&path);
+    }
+    let words = RecoveryWords::generate()?;
+    let key = words.updating_key();
+    // The words go out before the key is kept: if they cannot be written, nothing is made.
+    match words_out {
+        Some(out) => write_words(out, &words)?,
+        None => show_words(&words),
+    }
+    keyfile::save(&path, &key)?;
+    Ok(key)
+}
+
+fn write_words(out: &Path, words: &RecoveryWords) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(out)
+        .with_context(|| format!("creating {} for the recovery words", out.display()))?;
+    writeln!(file, "{}", words.phrase())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing the recovery words to {}", out.display()))?;
+    eprintln!(
+        "the 24 recovery words are in {} (mode 0600): copy them onto paper, keep them apart \
+         from this machine, then delete the file",
+        out.display()
+    );
+    Ok(())
+}
+
+fn show_words(words: &RecoveryWords) {
+    eprintln!(
+        "\nRECOVERY WORDS. Write these 24 words down, in order, and keep them offline. They are\n\
+         the only way to take this name back if this machine is lost, and anyone who has them\n\
+         can take it from you. They are shown this once and stored nowhere.\n"
+    );
+    for (i, w) in words.words().iter().enumerate() {
+        eprint!(
+            "{:>2}. {w:<10}{}",
+            i + 1,
+            if i % 6 == 5 { "\n" } else { " " }
+        );
+    }
+    eprintln!();
+}
+
 async fn register(
     raw: &str,
     node_uri: String,
     redirect_uris: Vec<String>,
+    words_out: Option<&Path>,
     args: &RegistryArgs,
 ) -> anyhow::Result<()> {
     let name = parse_name(raw)?;
     check_uris(Some(&node_uri), &redirect_uris)?;
     let dir = name_dir(args.key_dir.as_deref(), &name);
-    let updating = keyfile::load_or_create(&dir.join("updating.key"))?;
+    let updating = updating_key_with_words(&dir, words_out)?;
     let signing = keyfile::load_or_create(&dir.join("signing.key"))?;
     let client = registry_client(args)?;
     let metadata = client.metadata().await.map_err(explain)?;
@@ -181,6 +261,78 @@ fn digest(record: &RecordJson) -> anyhow::Result<[u8; 32]> {
         .ok()
         .and_then(|d| d.try_into().ok())
         .context("the registry sent a malformed digest")
+}
+
+/// `name recover`: see the command's help. Nothing is sent before the words are known to be
+/// this name's: the derived updating key must be the one in the registry's record.
+async fn recover(
+    raw: &str,
+    words_file: &Path,
+    node_uri: Option<String>,
+    args: &RegistryArgs,
+) -> anyhow::Result<()> {
+    let name = parse_name(raw)?;
+    check_uris(node_uri.as_deref(), &[])?;
+    let text = std::fs::read_to_string(words_file)
+        .with_context(|| format!("reading {}", words_file.display()))?;
+    let words = RecoveryWords::parse(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e} ({})", words_file.display(), e.code()))?;
+    let updating = words.updating_key();
+    let client = registry_client(args)?;
+    let record = current(&client, &name).await?;
+    let derived = hex::encode(updating.verifying_key().as_bytes());
+    if record.updating_key != derived {
+        bail!(
+            "these recovery words give the updating key {derived}, but the registry holds {} \
+             for {name}: they are not this name's words (or its updating key was changed since); \
+             nothing was sent",
+            record.updating_key
+        );
+    }
+    let dir = name_dir(args.key_dir.as_deref(), &name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let signing_path = dir.join("signing.key");
+    if signing_path.exists() {
+        bail!(
+            "{} exists: recover into a key directory that has no keys for {name}",
+            signing_path.display()
+        );
+    }
+    let new = keyfile::generate()?;
+    let latest = record.keys.iter().map(|k| k.valid_from).max().unwrap_or(0);
+    let now = Clock::system().now().max(latest + 1);
+    let current_key = record
+        .keys
+        .iter()
+        .max_by_key(|k| k.valid_from)
+        .map(|k| crate::config::parse_key(&k.key))
+        .transpose()
+        .context("the registry's current signing key")?;
+    let mut update = empty_update(&name, &record)?;
+    update.new_signing_key = Some((new.verifying_key(), now));
+    // The lost machine held the signing key: whoever has it now must not sign for the name.
+    update.compromised_key = current_key.filter(|_| {
+        !record
+            .keys
+            .iter()
+            .max_by_key(|k| k.valid_from)
+            .is_some_and(|k| k.compromised)
+    });
+    update.node_uri = node_uri;
+    // Keys first, then the journal, then the submission: a crash leaves keys that the next
+    // `recover` refuses to overwrite, never a submitted change without its keys.
+    keyfile::save(&dir.join("updating.key"), &updating)?;
+    keyfile::save(&dir.join("signing.next.key"), &new)?;
+    let envelope = Operation::Update(update).sign(&updating);
+    journal(&dir, &envelope)?;
+    let record = client.submit(envelope).await.map_err(explain)?;
+    std::fs::rename(dir.join("signing.next.key"), &signing_path)
+        .with_context(|| format!("installing the new key as {}", signing_path.display()))?;
+    eprintln!(
+        "recovered {name}: a new signing key from now on, the old one marked compromised; keys in {}",
+        dir.display()
+    );
+    print_record(&record)
 }
 
 fn empty_update(name: &Name, record: &RecordJson) -> anyhow::Result<Update> {
