@@ -41,6 +41,50 @@ pub enum Command {
     App(AppArgs),
     /// Copy a node's data from its SQLite file to PostgreSQL, then compare the two.
     Migrate(MigrateArgs),
+    /// Take an encrypted backup of a node (while it serves): owners, grants and their
+    /// history, controllers, the outbox, sessions, the owners' keys, an embedded registry.
+    Backup(BackupArgs),
+    /// Restore a backup into an empty data directory.
+    Restore(RestoreArgs),
+}
+
+/// `backup` flags.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("key").required(true).args(["passphrase_file", "recipient"])))]
+pub struct BackupArgs {
+    /// The backup file to write (written beside it first, then renamed into place).
+    #[arg(long)]
+    pub to: PathBuf,
+    /// A file whose first line is the passphrase (age's scrypt).
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// An age X25519 recipient (`age1…`).
+    #[arg(long)]
+    pub recipient: Option<String>,
+    /// The node's configuration file, as given to `serve`.
+    #[arg(long, env = "GRANT_NODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The node's data directory, as given to `serve`.
+    #[arg(long, env = "GRANT_NODE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `restore` flags.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("key").required(true).args(["passphrase_file", "identity"])))]
+pub struct RestoreArgs {
+    /// The backup file.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The data directory to fill; it must not exist, or be empty.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// A file whose first line is the passphrase.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// A file holding the age identity (`AGE-SECRET-KEY-1…`).
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
 }
 
 /// `migrate` flags.

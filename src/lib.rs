@@ -31,6 +31,7 @@
 //!   the subcommands `main` dispatches to.
 
 pub mod auth;
+pub mod backup;
 pub mod carte;
 pub mod cbor;
 pub mod cli;

@@ -16,6 +16,8 @@ fn main() -> ExitCode {
         Command::Controller(command) => commands::controller::run(command),
         Command::App(args) => commands::app::run(args),
         Command::Migrate(args) => commands::migrate::run(args),
+        Command::Backup(args) => commands::backup::backup(args),
+        Command::Restore(args) => commands::backup::restore(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -28,6 +28,7 @@ pub mod pg;
 mod pg_schema;
 pub mod registry;
 pub mod sessions;
+pub mod snapshot;
 pub mod witness;
 
 pub use conn::{Conn, Row};
