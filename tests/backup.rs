@@ -268,3 +268,168 @@ async fn a_damaged_or_foreign_backup_is_refused_and_writes_nothing() {
     assert!(target.join("owners/alice/signing.key").exists());
     assert!(target.join("registry/registry.key").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_backups_are_kept_measured_and_a_failure_degrades_health() {
+    use age::secrecy::ExposeSecret;
+    let dir = tempdir();
+    let identity = age::x25519::Identity::generate();
+    let backups = dir.path().join("backups");
+    let mut config = Node::embedded_config(&dir.path().join("node"), "alice");
+    config.backups = Some(grant_node::config::backups::Schedule {
+        every: std::time::Duration::from_secs(1),
+        dir: backups.clone(),
+        keep: 2,
+        key: grant_node::config::backups::KeySetting::Recipient(identity.to_public().to_string()),
+    });
+    let node = Node::start(config).await;
+    let health = || async {
+        HttpClient::new()
+            .get(&format!("{}/healthz", node.url()))
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .unwrap()
+    };
+    // Several intervals (polled, not timed): never more than `keep` files, and the newest
+    // restores.
+    let list = || {
+        let mut files: Vec<_> = std::fs::read_dir(&backups)
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+    };
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..600 {
+        let files = list();
+        // The new file lands before the oldest goes: never a moment with fewer than `keep`.
+        assert!(files.len() <= 3, "{files:?}");
+        seen.extend(files);
+        if seen.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(seen.len() >= 4, "{seen:?}");
+    let mut files = list();
+    for _ in 0..600 {
+        if files.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        files = list();
+    }
+    assert_eq!(files.len(), 2, "{files:?}");
+    let h = health().await;
+    assert!(h["backups"]["last_ok"].as_u64().is_some(), "{h}");
+    assert!(h["backups"]["last_error"].is_null(), "{h}");
+    let metrics = common::text(
+        &HttpClient::new()
+            .get(&format!("{}/metrics", node.url()))
+            .await
+            .unwrap(),
+    );
+    assert!(
+        metrics.contains("grant_node_backup_age_seconds "),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("grant_node_backup_last_failed 0"),
+        "{metrics}"
+    );
+    let key_file = dir.path().join("identity.txt");
+    std::fs::write(&key_file, identity.to_string().expose_secret()).unwrap();
+    let restored = dir.path().join("restored");
+    ok(&run(strings(&[
+        "restore",
+        "--from",
+        &files[1].display().to_string(),
+        "--data-dir",
+        &restored.display().to_string(),
+        "--identity",
+        &key_file.display().to_string(),
+    ]))
+    .await);
+    // The backup directory becomes unusable: the next attempt fails and health says so.
+    std::fs::remove_dir_all(&backups).unwrap();
+    std::fs::write(&backups, "not a directory").unwrap();
+    let mut h = health().await;
+    for _ in 0..600 {
+        if h["status"] == "degraded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        h = health().await;
+    }
+    assert_eq!(h["status"], "degraded", "{h}");
+    assert!(
+        h["backups"]["degraded"]
+            .as_str()
+            .unwrap()
+            .contains("the last scheduled backup failed"),
+        "{h}"
+    );
+    let metrics = common::text(
+        &HttpClient::new()
+            .get(&format!("{}/metrics", node.url()))
+            .await
+            .unwrap(),
+    );
+    assert!(
+        metrics.contains("grant_node_backup_last_failed 1"),
+        "{metrics}"
+    );
+}
+
+/// The README's `# backups` block, run line by line as printed, in a directory holding a
+/// node's `grant-node-data` and a `backup-pass` file.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_backup_commands_run_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```sh\n# backups\n")
+        .expect("the README's backups block");
+    let block = &readme[start + 6..];
+    let block = &block[..block.find("```").unwrap()];
+    let lines: Vec<&str> = block
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .collect();
+    assert_eq!(lines.len(), 2, "{block}");
+    let dir = tempdir();
+    let node = Node::start_embedded(&dir.path().join("grant-node-data"), "alice").await;
+    std::fs::write(
+        dir.path().join("backup-pass"),
+        "a long passphrase for backups\n",
+    )
+    .unwrap();
+    let bin_dir = Path::new(&node_bin()).parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for line in lines {
+        let (line, cwd, path) = (line.to_owned(), dir.path().to_path_buf(), path.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new("sh")
+                .arg("-c")
+                .arg(&line)
+                .current_dir(&cwd)
+                .env("PATH", &path)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        ok(&out);
+    }
+    drop(node);
+    assert!(dir.path().join("restored-node/node.sqlite3").exists());
+    assert!(dir
+        .path()
+        .join("restored-node/owners/alice/signing.key")
+        .exists());
+}

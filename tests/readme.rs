@@ -183,6 +183,10 @@ fn what_the_readme_commands_create_stays_out_of_git() {
         "demo/node/owners/alice/updating.key",
         "demo/keys/photo-app/signing.key",
         "demo/keys/photo-app/grants.sqlite3",
+        "node.age",
+        "backup-pass",
+        "restored-node/node.sqlite3",
+        "restored-node/owners/alice/signing.key",
     ] {
         let ignored = Command::new("git")
             .args(["check-ignore", "-q", path])

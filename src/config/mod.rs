@@ -36,6 +36,7 @@ pub enum RegistrySetting {
     Remote { url: String, key: VerifyingKey },
 }
 
+pub mod backups;
 mod database;
 mod witnesses;
 pub use database::{redact, Database};
@@ -104,6 +105,8 @@ pub struct Config {
     /// When set, this node is a witness for its registry and cosigns under this name (key in
     /// `witness.key` in the data directory).
     pub witness_name: Option<String>,
+    /// Scheduled backups, when `backup_every` is set.
+    pub backups: Option<backups::Schedule>,
     pub clock: Clock,
 }
 
@@ -142,6 +145,7 @@ impl Config {
             usage_flush: crate::node::USAGE_FLUSH,
             witness_policy: crate::registry::mirror::WitnessPolicy::default(),
             witness_name: None,
+            backups: None,
             clock: Clock::system(),
         }
     }
@@ -362,6 +366,13 @@ impl Config {
         let embedded = matches!(config.registry, RegistrySetting::Embedded { .. });
         config.witness_policy = witnesses::policy(&file.witnesses, file.witness_quorum, embedded)?;
         config.witness_name = witnesses::name(file.witness_name.as_deref())?;
+        config.backups = backups::schedule(
+            file.backup_every.as_deref(),
+            file.backup_dir,
+            file.backup_keep,
+            file.backup_recipient,
+            file.backup_passphrase_file,
+        )?;
         config.clock = Clock::offset(args.clock_offset);
         Ok(config)
     }
@@ -438,6 +449,11 @@ struct FileConfig {
     trusted_proxies: Vec<String>,
     outbox_give_up: Option<u64>,
     outbox_claim: Option<u64>,
+    backup_every: Option<String>,
+    backup_dir: Option<PathBuf>,
+    backup_keep: Option<usize>,
+    backup_recipient: Option<String>,
+    backup_passphrase_file: Option<PathBuf>,
     #[serde(default)]
     admins: Vec<String>,
     usage_flush: Option<u64>,

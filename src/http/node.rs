@@ -315,15 +315,31 @@ fn allowed(path: &[&str]) -> Option<&'static str> {
 
 fn healthz(state: &NodeState) -> Response<Body> {
     let mirror = state.mirror.status();
-    let status = if mirror.degraded.is_some() {
+    let backup = state.config.backups.as_ref().map(|schedule| {
+        let status = state.backups.get();
+        let degraded = crate::node::backups::degraded(
+            schedule,
+            &status,
+            state.started,
+            state.config.clock.now(),
+        );
+        (status, degraded)
+    });
+    let backup_degraded = backup.as_ref().and_then(|(_, d)| d.clone());
+    let status = if mirror.degraded.is_some() || backup_degraded.is_some() {
         "degraded"
     } else {
         "ok"
     };
-    json_value(
-        StatusCode::OK,
-        &json!({ "status": status, "registry": mirror }),
-    )
+    let mut body = json!({ "status": status, "registry": mirror });
+    if let Some((s, degraded)) = backup {
+        body["backups"] = json!({
+            "last_ok": s.last_ok,
+            "last_error": s.last_error,
+            "degraded": degraded,
+        });
+    }
+    json_value(StatusCode::OK, &body)
 }
 
 async fn metrics(state: &NodeState) -> Result<Response<Body>, ApiError> {
@@ -331,9 +347,20 @@ async fn metrics(state: &NodeState) -> Result<Response<Body>, ApiError> {
         .db
         .run(|c| store::grants::outbox_len(c).map_err(ApiError::from))
         .await?;
-    let text = state
+    let mut text = state
         .metrics
         .render(&state.mirror.status(), state.cartes.len(), outbox);
+    if state.config.backups.is_some() {
+        // Since the last good backup (or since start, when none was made yet).
+        let b = state.backups.get();
+        let since = b.last_ok.unwrap_or(state.started);
+        let age = state.config.clock.now().saturating_sub(since);
+        text.push_str(&format!(
+            "# TYPE grant_node_backup_age_seconds gauge\ngrant_node_backup_age_seconds {age}\n\
+             # TYPE grant_node_backup_last_failed gauge\ngrant_node_backup_last_failed {}\n",
+            u8::from(b.last_error.is_some())
+        ));
+    }
     let mut resp = json(StatusCode::OK, text);
     resp.headers_mut().insert(
         CONTENT_TYPE,

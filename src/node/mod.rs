@@ -8,6 +8,7 @@
 //! (delivering grant-updated notifications).
 
 pub mod access;
+pub mod backups;
 pub mod coherence;
 pub mod grants;
 pub mod outbox;
@@ -68,6 +69,9 @@ pub struct NodeState {
     pub coherence: Option<Arc<coherence::Coherence>>,
     /// When this node is a witness for its registry: the name and key it cosigns with.
     pub witness: Option<WitnessKey>,
+    /// The scheduled backups' outcome, and when this process started (Unix seconds).
+    pub backups: backups::Tracker,
+    pub started: u64,
 }
 
 /// A witness's cosigning identity.
@@ -243,6 +247,16 @@ pub async fn serve(
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             outbox::run(state, async move {
+                let _ = stop.changed().await;
+            })
+            .await;
+        }));
+    }
+    {
+        let state = state.clone();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            backups::run(state, async move {
                 let _ = stop.changed().await;
             })
             .await;
@@ -470,6 +484,7 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
             owners::OwnerKeys::in_database(db.clone(), &key.to_bytes())
         }
     };
+    let started = config.clock.now();
     Ok(NodeState {
         public_url: config.public_url(bound),
         owner_keys,
@@ -491,5 +506,7 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         outbox_wake: tokio::sync::Notify::new(),
         usage_flushed: std::sync::atomic::AtomicU64::new(0),
         coherence,
+        backups: backups::Tracker::default(),
+        started,
     })
 }

@@ -15,6 +15,8 @@
 //! restore writes nothing outside its directory. Reading checks each file's hash and the
 //! whole payload's before the caller may write anything.
 
+pub mod files;
+
 use std::io::{Read, Write};
 
 use age::secrecy::SecretString;
