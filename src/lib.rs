@@ -16,6 +16,8 @@
 //! - [`registry`]: registry operations, rules and log (pure); the authority, the node's
 //!   verified mirror and its key resolver; a client for the registry's API.
 //! - [`auth`]: password hashing, tokens and the login rate limiter.
+//! - [`recovery`]: recovery words (BIP39) and the updating key they stand for.
+//! - [`backup`]: the encrypted backup file, and a data directory into it and back.
 //! - [`strict_batch`]: batched Ed25519 checks that answer exactly as `verify_strict`.
 //! - [`clock`]: the one place that reads the wall clock.
 //! - [`store`]: every query, written once against one connection interface with a SQLite and
