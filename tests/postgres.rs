@@ -968,3 +968,118 @@ async fn the_database_connection_is_tls_verified_against_ca_file() {
     assert_eq!(plain[0][0].as_deref(), Some("0"));
     assert_ne!(encrypted[0][0].as_deref(), Some("0"));
 }
+
+/// A PostgreSQL tool of the cluster's version (`pg_dump`, `pg_restore`).
+fn pg_tool(name: &str) -> String {
+    let mut found: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path().join("bin").join(name)))
+                .filter(|p| p.exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
+        .pop()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| name.to_owned())
+}
+
+/// The README's PostgreSQL backup, drilled: `pg_dump --format=custom` while the node takes a
+/// steady load of grant changes, `pg_restore` into an empty database, a process started on it
+/// with the same `database_key` file: every change acknowledged before the dump began is
+/// there, and the application's carte is served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_dump_and_the_database_key_restore_a_node_under_load() {
+    let Some(s) = setup(1).await else { return };
+    let s = Arc::new(s);
+    let http = HttpClient::new();
+    assert_eq!(s.set_grant(&http, 0, &["view-profile"]).await, 200);
+    let acked = Arc::new(AtomicU64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (s, acked, stop) = (s.clone(), acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let http = HttpClient::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let scope: &[&str] = if i % 2 == 0 {
+                    &["view-profile", "react"]
+                } else {
+                    &["view-profile"]
+                };
+                assert_eq!(s.set_grant(&http, 0, scope).await, 200);
+                acked.fetch_add(1, Ordering::SeqCst);
+                i += 1;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = acked.load(Ordering::SeqCst);
+    let dump = s.processes[0].dir.join("node.pgdump");
+    let (database, dump2) = (s.database.clone(), dump.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(pg_tool("pg_dump"))
+            .args(["--format=custom", "--file"])
+            .arg(&dump2)
+            .arg(&database)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+
+    let restored = s.cluster.database("restored").await;
+    let (restored2, dump2) = (restored.clone(), dump.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(pg_tool("pg_restore"))
+            .args(["--no-owner", "--dbname"])
+            .arg(&restored2)
+            .arg(&dump2)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key_file = s._dir.path().join("database.key");
+    let p = Process::start(
+        &s._dir.path().join("restored"),
+        &restored,
+        &key_file,
+        &s.stub.url(),
+        &s.stub.public_key_hex(),
+    )
+    .await;
+    let history = http
+        .send(
+            Method::GET,
+            &format!("{}/api/grants/app/history", p.url()),
+            &[("authorization", &format!("Carte {}", s.owner_carte))],
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(history.status, 200);
+    let entries = history.json::<serde_json::Value>().unwrap()["entries"]
+        .as_array()
+        .unwrap()
+        .len() as u64;
+    assert!(
+        entries >= before,
+        "{entries} history entries restored, {before} were acknowledged before the dump began"
+    );
+    assert_eq!(profile(&http, &p.url(), &s.app_carte()).await, (200, None));
+}
