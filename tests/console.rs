@@ -253,6 +253,24 @@ async fn an_owner_manages_grants_in_chromium() {
         .await
         .unwrap();
     check_page(&c, &axe, "setup", &mut checked).await;
+    // Choosing the password shows the recovery words and asks for three of them back.
+    common::type_into(&c, "password", "correct horse battery").await;
+    common::click(&c, "form[action='/setup'] button[type=submit]").await;
+    let words_page = wait_for(&c, "Your recovery words").await;
+    check_page(&c, &axe, "recovery-words", &mut checked).await;
+    let words: Vec<String> = words_page
+        .split("<code>")
+        .skip(1)
+        .map(|w| w[..w.find("</code>").unwrap()].to_owned())
+        .collect();
+    assert_eq!(words.len(), 24);
+    let positions = common::hidden(&words_page, "positions");
+    for (i, p) in positions.split(',').enumerate() {
+        let word = &words[p.parse::<usize>().unwrap() - 1];
+        common::type_into(&c, &format!("w{i}"), word).await;
+    }
+    common::click(&c, "form[action='/setup/words'] button[type=submit]").await;
+    c.wait().for_element(Locator::Css("nav")).await.unwrap();
     c.goto(&format!("{base}/signup")).await.unwrap();
     check_page(&c, &axe, "signup", &mut checked).await;
     c.goto(&format!("{base}/setup?token=not-a-token"))
@@ -509,4 +527,97 @@ async fn the_application_page_shows_what_is_held_first_and_the_rest_behind_a_dis
     let html = text(&b.get(&format!("{}/revoke-all", node.url())).await);
     assert!(html.contains("nothing to revoke"), "{html}");
     assert!(!html.contains("Revoke all 0"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_password_comes_with_recovery_words_that_hold_the_name() {
+    let dir = tempdir();
+    let node = Node::start_embedded(dir.path(), "alice").await;
+    let base = node.url();
+    let before = HttpClient::new()
+        .get(&format!("{base}/registry/names/alice"))
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .unwrap();
+    let (token, hash) = grant_node::auth::new_token();
+    grant_node::store::owners::insert_setup_token(
+        &node.db().lock().unwrap(),
+        &hash,
+        &grant_node::name::Name::parse("alice").unwrap(),
+        common::now() + 600,
+    )
+    .unwrap();
+    let mut b = Browser::new(&base);
+    let page = b
+        .post_form(
+            &format!("{base}/setup"),
+            &[("token", &token), ("password", "correct horse battery")],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", text(&page));
+    let words = common::shown_words(&page);
+    // The registry now holds the updating key these words derive.
+    let derived = grant_node::recovery::RecoveryWords::parse(&words.join(" "))
+        .unwrap()
+        .updating_key();
+    let after = HttpClient::new()
+        .get(&format!("{base}/registry/names/alice"))
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .unwrap();
+    assert_ne!(after["updating_key"], before["updating_key"]);
+    assert_eq!(
+        after["updating_key"],
+        hex::encode(derived.verifying_key().as_bytes())
+    );
+    // The words are in no file of the node's data directory.
+    fn files(d: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                files(&p, out)
+            } else {
+                out.push(p)
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(dir.path(), &mut all);
+    let phrase = words.join(" ");
+    for f in all {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&phrase),
+            "{} holds the words",
+            f.display()
+        );
+    }
+    // Wrong words: the form again, 400 setup.words-mismatch; the right ones: the console.
+    let html = text(&page);
+    let form = &html[html.find("action=\"/setup/words\"").unwrap()..];
+    let (csrf, positions, check) = (
+        common::hidden(form, "csrf"),
+        common::hidden(form, "positions"),
+        common::hidden(form, "check"),
+    );
+    let wrong = b
+        .post_form(
+            &format!("{base}/setup/words"),
+            &[
+                ("csrf", &csrf),
+                ("positions", &positions),
+                ("check", &check),
+                ("w0", "abandon"),
+                ("w1", "ability"),
+                ("w2", "able"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, 400);
+    assert!(text(&wrong).contains("setup.words-mismatch"));
+    let right = common::confirm_words(&mut b, &base, &page).await;
+    assert_eq!(right.status, 303);
+    assert_eq!(common::location(&right), "/");
 }

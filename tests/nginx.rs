@@ -273,6 +273,7 @@ async fn nginx_terminates_tls_in_front_of_a_plain_node_with_trusted_proxies() {
             &[("token", &token), ("password", "correct horse battery")],
         )
         .await;
+    let r = common::confirm_words(&mut through, &base, &r).await;
     assert_eq!(r.status, 303, "{}", common::text(&r));
     let r = through
         .json(

@@ -514,6 +514,7 @@ const UNDOCUMENTED: &[(&str, &str)] = &[
     ("/login", "GET, POST"),
     ("/logout", "POST"),
     ("/setup", "GET, POST"),
+    ("/setup/words", "POST"),
     ("/grant", "GET, POST"),
     ("/signup", "GET, POST"),
     ("/grants/app", "GET, POST"),

@@ -322,6 +322,7 @@ async fn the_login_budget_is_shared_by_every_process() {
             &[("token", &token), ("password", "correct horse battery")],
         )
         .await;
+    let r = common::confirm_words(&mut owner, &urls[0], &r).await;
     assert_eq!(r.status, 303, "{}", common::text(&r));
     // 20 wrong guesses, alternating between the two processes: 5 are checked (401), the
     // other 15 are refused unchecked (429), whichever process answers.
@@ -372,6 +373,7 @@ async fn sessions_grant_cartes_and_owners_are_shared_by_every_process() {
             &[("token", &token), ("password", "correct horse battery")],
         )
         .await;
+    let r = common::confirm_words(&mut browser, &a, &r).await;
     assert_eq!(r.status, 303, "{}", common::text(&r));
     let cookie = browser.cookies["gn_session"].clone();
     let mut on_b = common::Browser::new(&b);
@@ -437,6 +439,7 @@ async fn sessions_grant_cartes_and_owners_are_shared_by_every_process() {
             &[("token", &token), ("password", "another horse battery")],
         )
         .await;
+    let r = common::confirm_words(&mut other, &b, &r).await;
     assert_eq!(r.status, 303, "{}", common::text(&r));
     let again = other.get(&url_b).await;
     assert_eq!(

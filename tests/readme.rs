@@ -315,6 +315,7 @@ async fn every_page_answers_only_the_codes_its_readme_row_lists() {
         "/login",
         "/logout",
         "/setup",
+        "/setup/words",
         "/grants/app",
         "/grants/app/revoke",
         "/revoke-all",

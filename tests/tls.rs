@@ -247,10 +247,12 @@ async fn set_password(dir: &Path, base: &str, owner: &str, net: &Net) -> Browser
             &[("token", &token), ("password", "correct horse battery")],
         )
         .await;
-    assert_eq!(r.status, 303, "{}", text(&r));
+    assert_eq!(r.status, 200, "{}", text(&r));
     let cookie = r.headers.get("set-cookie").unwrap().to_str().unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
     assert!(r.headers.get("strict-transport-security").is_some());
+    let r = common::confirm_words(&mut b, base, &r).await;
+    assert_eq!(r.status, 303, "{}", text(&r));
     b
 }
 

@@ -68,6 +68,7 @@ async fn readme_walkthrough_works_as_written() {
                     &[("token", &token), ("password", "correct horse battery")],
                 )
                 .await;
+            let r = common::confirm_words(&mut b, &node_url, &r).await;
             assert_eq!(r.status, 303);
             continue;
         }

@@ -422,7 +422,37 @@ pub async fn setup_submit(
         ));
     };
     let cookie = session::start(state, &owner, Some(&headers), Some(peer.ip())).await?;
-    let mut resp = see_other("/");
+    // The owner's name gets recovery words now: a new updating key derived from them, shown
+    // once on the next page. If that cannot be done (the registry out of reach), the password
+    // is set all the same and the console opens; the key stays the one made at creation.
+    let mut with_cookie = hyper::HeaderMap::new();
+    with_cookie.insert(
+        hyper::header::COOKIE,
+        cookie
+            .to_str()
+            .ok()
+            .and_then(|c| c.split(';').next())
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| ApiError::internal("a session cookie that does not parse"))?,
+    );
+    let session = session::current(state, &with_cookie).await?;
+    let mut resp = match (
+        session,
+        crate::node::owners::rekey_with_words(state, &owner).await,
+    ) {
+        (Some(s), Ok(words)) => super::words::show(&s, &words)?,
+        (_, Err(e)) => {
+            tracing::error!(owner = %owner, error = %format!("{e:#}"), "recovery words not made");
+            page(
+                StatusCode::OK,
+                "Password set",
+                "<h1>Your password is set</h1><p class=\"error\" role=\"alert\">Recovery words \
+                 could not be made just now (the registry did not answer). Ask the node's \
+                 administrator to try again.</p><p><a href=\"/\">Open your console</a></p>",
+            )
+        }
+        (None, Ok(_)) => return Err(ApiError::internal("a new session is not found")),
+    };
     session::set_cookie(&mut resp, cookie);
     Ok(resp)
 }

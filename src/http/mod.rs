@@ -24,6 +24,7 @@ pub mod session;
 mod slots;
 pub mod tls;
 pub mod witness_api;
+pub mod words;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};

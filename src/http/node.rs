@@ -245,6 +245,9 @@ async fn dispatch(
         (&Method::POST, ["logout"]) => ("page:logout", login::logout(state, req).await),
         (&Method::GET, ["setup"]) => ("page:setup", login::setup_form(state, &req).await),
         (&Method::POST, ["setup"]) => ("page:setup", login::setup_submit(state, peer, req).await),
+        (&Method::POST, ["setup", "words"]) => {
+            ("page:setup", super::words::confirm(state, req).await)
+        }
         (&Method::GET, ["grant"]) => ("page:grant", grant_page::show(state, peer, req).await),
         (&Method::POST, ["grant"]) => ("page:grant", grant_page::answer(state, peer, req).await),
         (_, ["api", "grants", rest @ ..]) => {
@@ -305,6 +308,7 @@ fn allowed(path: &[&str]) -> Option<&'static str> {
         ["grants", _] | ["grants", _, "revoke"] => "GET, POST",
         ["logout"]
         | ["sessions", "end-others"]
+        | ["setup", "words"]
         | ["api", "owners"]
         | ["api", "cartes", "verify"] => "POST",
         ["api", "owners", _] => "DELETE",

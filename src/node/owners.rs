@@ -76,6 +76,45 @@ impl OwnerKeys {
         Ok(key)
     }
 
+    /// The owner's updating key.
+    pub fn updating(&self, owner: &Name) -> anyhow::Result<SigningKey> {
+        match &self.home {
+            KeyHome::Files(dir) => keyfile::load(&dir.join(owner.as_str()).join("updating.key")),
+            KeyHome::Database(db, sealer) => Ok(SigningKey::from_bytes(
+                &store::owner_keys::get(&db.lock()?, sealer, owner, "updating")?
+                    .with_context(|| format!("no updating key stored for {owner}"))?,
+            )),
+        }
+    }
+
+    /// Keeps `key` as the owner's next updating key (before the registry is asked to switch),
+    /// or, with `installed`, as its updating key (after).
+    fn keep_updating(&self, owner: &Name, key: &SigningKey, installed: bool) -> anyhow::Result<()> {
+        let kind = if installed {
+            "updating"
+        } else {
+            "updating.next"
+        };
+        match &self.home {
+            KeyHome::Files(dir) => {
+                let dir = dir.join(owner.as_str());
+                let next = dir.join("updating.next.key");
+                if installed {
+                    std::fs::rename(&next, dir.join("updating.key"))
+                        .context("installing the new updating key")?;
+                    Ok(())
+                } else {
+                    let _ = std::fs::remove_file(&next);
+                    keyfile::save(&next, key)
+                }
+            }
+            KeyHome::Database(db, sealer) => {
+                store::owner_keys::put(&db.lock()?, sealer, owner, kind, &key.to_bytes())?;
+                Ok(())
+            }
+        }
+    }
+
     /// The owner's keys, created if missing: (updating, signing).
     fn ensure(&self, owner: &Name) -> anyhow::Result<(SigningKey, SigningKey)> {
         match &self.home {
@@ -290,4 +329,53 @@ pub async fn setup_link(state: &NodeState, owner: &Name) -> anyhow::Result<Strin
         .run(move |c| store::owners::insert_setup_token(c, &hash, &who, expires))
         .await?;
     Ok(format!("{}/setup?token={token}", state.public_url))
+}
+
+/// Replaces `owner`'s updating key with one derived from fresh recovery words, and returns the
+/// words to show the owner once (they are kept nowhere). The new key is kept aside first, then
+/// the registry switches to it (signed with the old key), then it is installed: a crash in
+/// between leaves both keys, and the words work either way once the registry has switched.
+pub async fn rekey_with_words(
+    state: &NodeState,
+    owner: &Name,
+) -> anyhow::Result<crate::recovery::RecoveryWords> {
+    let words = crate::recovery::RecoveryWords::generate()?;
+    let new = words.updating_key();
+    let old = state.owner_keys.updating(owner)?;
+    let record = state
+        .mirror
+        .record_or_sync(owner)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_context(|| format!("{owner} is not in the registry"))?;
+    state.owner_keys.keep_updating(owner, &new, false)?;
+    let update = crate::registry::op::Update {
+        name: owner.clone(),
+        previous_digest: record.digest,
+        new_signing_key: None,
+        node_uri: None,
+        redirect_uris: None,
+        new_updating_key: Some(new.verifying_key()),
+        compromised_key: None,
+    };
+    let envelope = Operation::Update(update).sign(&old);
+    match (&state.authority, &state.registry_client) {
+        (Some(a), _) => a
+            .submit(envelope)
+            .await
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("{e}")),
+        (None, Some(client)) => client
+            .submit(envelope)
+            .await
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("{e}")),
+        (None, None) => bail!("no registry configured"),
+    }
+    .context("the registry refused the new updating key")?;
+    state.owner_keys.keep_updating(owner, &new, true)?;
+    if let Err(e) = state.mirror.sync().await {
+        tracing::warn!(owner = %owner, error = %e, "re-keyed; the mirror will catch up");
+    }
+    Ok(words)
 }

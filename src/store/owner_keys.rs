@@ -117,3 +117,19 @@ pub fn put_if_absent(
     )?;
     get(conn, sealer, owner, kind)?.ok_or(StoreError::Corrupt("a stored key vanished"))
 }
+
+/// Stores `secret` as the owner's key of `kind`, replacing any.
+pub fn put(
+    conn: &Conn,
+    sealer: &Sealer,
+    owner: &Name,
+    kind: &str,
+    secret: &[u8; 32],
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO owner_keys (owner, kind, sealed) VALUES (?1, ?2, ?3)
+         ON CONFLICT (owner, kind) DO UPDATE SET sealed = excluded.sealed",
+        &[&owner.as_str(), &kind, &sealer.seal(owner, kind, secret)?],
+    )?;
+    Ok(())
+}

@@ -672,6 +672,7 @@ impl Node {
                 &[("token", &token), ("password", password)],
             )
             .await;
+        let done = confirm_words(&mut browser, &self.url(), &done).await;
         assert_eq!(done.status, 303, "{}", text(&done));
         assert!(browser.cookies.contains_key("gn_session"));
         browser
@@ -937,4 +938,41 @@ pub fn test_certificate(dir: &Path, name: &str) -> TestCertificate {
         chain: write("chain.pem", format!("{}{}", leaf.pem(), ca.pem())),
         key: write("leaf.key", leaf_key.serialize_pem()),
     }
+}
+
+/// The recovery words a set-up page shows (`POST /setup`'s answer).
+pub fn shown_words(page: &Reply) -> Vec<String> {
+    let html = text(page);
+    let list = &html[html
+        .find("<ol class=\"words\">")
+        .unwrap_or_else(|| panic!("no words in {html}"))..];
+    let list = &list[..list.find("</ol>").unwrap()];
+    list.split("<code>")
+        .skip(1)
+        .map(|w| w[..w.find("</code>").unwrap()].to_owned())
+        .collect()
+}
+
+/// Answers a set-up page's recovery-word check as an owner who wrote the words down: the
+/// words at the positions the form asks for. Returns the answer (303 to `/`).
+pub async fn confirm_words(b: &mut Browser, base: &str, page: &Reply) -> Reply {
+    assert_eq!(page.status, 200, "{}", text(page));
+    let words = shown_words(page);
+    assert_eq!(words.len(), 24);
+    let html = text(page);
+    let form = &html[html.find("action=\"/setup/words\"").unwrap()..];
+    let positions = hidden(form, "positions");
+    let check = hidden(form, "csrf");
+    let mac = hidden(form, "check");
+    let answers: Vec<String> = positions
+        .split(',')
+        .map(|p| words[p.parse::<usize>().unwrap() - 1].clone())
+        .collect();
+    let mut fields: Vec<(&str, &str)> =
+        vec![("csrf", &check), ("positions", &positions), ("check", &mac)];
+    let names = ["w0", "w1", "w2"];
+    for (n, a) in names.iter().zip(&answers) {
+        fields.push((n, a));
+    }
+    b.post_form(&format!("{base}/setup/words"), &fields).await
 }
