@@ -55,8 +55,12 @@ async fn schemathesis_finds_no_failure_against_the_live_node() {
     let carte = carte.sign(&key);
     let base = node.url();
     let node_for_run = base.clone();
+    // Schemathesis and Hypothesis keep their databases in the working directory: give them
+    // the test's own, so nothing is written into the checkout.
+    let cwd = dir.path().to_path_buf();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(bin)
+            .current_dir(&cwd)
             .args([
                 "--config-file",
                 concat!(
