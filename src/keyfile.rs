@@ -50,11 +50,9 @@ pub fn load(path: &Path) -> anyhow::Result<SigningKey> {
     Ok(SigningKey::from_bytes(&bytes))
 }
 
-/// Writes a key file with mode 0600, never replacing an existing file.
-pub fn save(path: &Path, key: &SigningKey) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
+/// Creates a file only its owner may read (mode 0600), never replacing an existing one: for
+/// keys, recovery words and backups alike.
+pub fn create_private(path: &Path) -> anyhow::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -62,9 +60,17 @@ pub fn save(path: &Path, key: &SigningKey) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options
+    options
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+/// Writes a key file with mode 0600, never replacing an existing file.
+pub fn save(path: &Path, key: &SigningKey) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut file = create_private(path)?;
     file.write_all(format!("{}\n", hex::encode(key.to_bytes())).as_bytes())?;
     file.sync_all()?;
     Ok(())

@@ -80,13 +80,10 @@ pub fn write_file(to: &Path, key: &Key, created: u64, files: &[Source]) -> anyho
         .context("--to must name a file")?
         .to_string_lossy()
         .into_owned();
-    let parent = match to.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let parent = parent_of(to);
     let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
     let result = (|| {
-        let mut file = private_file(&tmp)?;
+        let mut file = crate::keyfile::create_private(&tmp)?;
         super::write(&mut file, key, created, files)
             .map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
         file.sync_all()?;
@@ -100,17 +97,12 @@ pub fn write_file(to: &Path, key: &Key, created: u64, files: &[Source]) -> anyho
     result
 }
 
-fn private_file(path: &Path) -> anyhow::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
+/// The directory `path` lies in (`.` for a bare name).
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
     }
-    options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))
 }
 
 fn sync_dir(dir: &Path) {
@@ -148,10 +140,7 @@ pub fn restore_into(from: &Path, dir: &Path, key: &Key) -> anyhow::Result<usize>
         .context("--data-dir must name a directory")?
         .to_string_lossy()
         .into_owned();
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let parent = parent_of(dir);
     std::fs::create_dir_all(&parent)?;
     let staging = parent.join(format!(".{name}.restoring-{}", std::process::id()));
     let result = (|| {
@@ -166,7 +155,7 @@ pub fn restore_into(from: &Path, dir: &Path, key: &Key) -> anyhow::Result<usize>
                     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700))?;
                 }
             }
-            let mut f = private_file(&path)?;
+            let mut f = crate::keyfile::create_private(&path)?;
             std::io::Write::write_all(&mut f, bytes)?;
             f.sync_all()?;
         }

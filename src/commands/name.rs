@@ -161,16 +161,8 @@ fn updating_key_with_words(dir: &Path, words_out: Option<&Path>) -> anyhow::Resu
 }
 
 fn write_words(out: &Path, words: &RecoveryWords) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(out)
-        .with_context(|| format!("creating {} for the recovery words", out.display()))?;
+    let mut file = keyfile::create_private(out)
+        .with_context(|| format!("for the recovery words: {}", out.display()))?;
     writeln!(file, "{}", words.phrase())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing the recovery words to {}", out.display()))?;
