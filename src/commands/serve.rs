@@ -17,9 +17,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("listening on {}", config.listen))?;
+        let listener =
+            listen(config.listen).with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
         tracing::info!(%addr, "grant-node listening");
         let scheme = if config.tls.is_some() {
@@ -57,4 +56,19 @@ pub async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// The listening socket, with a backlog of 4096 (the kernel caps it at `somaxconn`) rather than
+/// tokio's 1024: at the connection cap the accept loop drains idle connections to make room,
+/// and a burst larger than the backlog would drop a newcomer's SYN meanwhile (a one-second
+/// retransmission for that client).
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
