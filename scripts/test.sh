@@ -66,11 +66,11 @@ fi
 cargo build --release --bin grant-node
 export GRANT_NODE_BIN="$PWD/target/release/grant-node"
 cargo test --workspace --all-targets
-# The grant, API, controlled-account, crash and transparency suites again, with every node on
+# The grant, API, controlled-account, crash, transparency and moving suites again, with every node on
 # PostgreSQL (and a registry stub in place of the embedded registry, which PostgreSQL turns
 # off); the witnesses' state then lives in PostgreSQL.
 if [ -n "${GRANT_NODE_PG_URL:-}" ]; then
-  GRANT_NODE_TEST_BACKEND=postgres cargo test --test grant --test api --test controlled --test crash --test transparency
+  GRANT_NODE_TEST_BACKEND=postgres cargo test --test grant --test api --test controlled --test crash --test transparency --test moving
 fi
 # Doc examples are part of the API contract; --all-targets leaves them out.
 cargo test --workspace --doc

@@ -46,6 +46,102 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restore a backup into an empty data directory.
     Restore(RestoreArgs),
+    /// Move an owner to another node: export it here, import it there.
+    #[command(subcommand)]
+    Owner(OwnerCommand),
+}
+
+/// `owner` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum OwnerCommand {
+    /// Take an owner out of this node into an encrypted file (its grants, their history, its
+    /// password hash and keys). From then on this node answers for it with `owner.moved` and
+    /// the new node's URI. Keep the file until the import has succeeded.
+    Export(OwnerExportArgs),
+    /// Host an owner exported from another node, and point its name at this node in the
+    /// registry (signed with the owner's updating key). Its applications' grants keep working.
+    Import(OwnerImportArgs),
+}
+
+/// Which node a command works on: the flags `serve` reads, as far as they matter here.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's configuration file, as given to `serve`.
+    #[arg(long, env = "GRANT_NODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The node's data directory, as given to `serve`.
+    #[arg(long, env = "GRANT_NODE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The node's PostgreSQL database, as given to `serve`.
+    #[arg(long, env = "GRANT_NODE_DATABASE")]
+    pub database: Option<String>,
+    /// The key that seals owners' keys in PostgreSQL, as given to `serve`.
+    #[arg(long, env = "GRANT_NODE_DATABASE_KEY")]
+    pub database_key: Option<PathBuf>,
+    /// The URL at which the node is reached, as given to `serve`.
+    #[arg(long, env = "GRANT_NODE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The registry, as given to `serve`.
+    #[arg(long, env = "GRANT_NODE_REGISTRY")]
+    pub registry: Option<String>,
+    /// The registry's public key (hex), as given to `serve`.
+    #[arg(long, env = "GRANT_NODE_REGISTRY_KEY")]
+    pub registry_key: Option<String>,
+}
+
+impl NodeArgs {
+    /// The same flags as `serve` arguments.
+    pub fn serve_args(&self) -> ServeArgs {
+        ServeArgs {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            database: self.database.clone(),
+            database_key: self.database_key.clone(),
+            public_url: self.public_url.clone(),
+            registry: self.registry.clone(),
+            registry_key: self.registry_key.clone(),
+            ..ServeArgs::default()
+        }
+    }
+}
+
+/// `owner export` flags.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("key").required(true).args(["passphrase_file", "recipient"])))]
+pub struct OwnerExportArgs {
+    /// The owner's name.
+    pub name: String,
+    /// The export file to write.
+    #[arg(long)]
+    pub to: PathBuf,
+    /// The URL of the node the owner moves to (this node names it to whoever still asks
+    /// here).
+    #[arg(long)]
+    pub new_node: String,
+    /// A file whose first line is the passphrase (age's scrypt).
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// An age X25519 recipient (`age1…`): the receiving node's operator.
+    #[arg(long)]
+    pub recipient: Option<String>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// `owner import` flags.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("key").required(true).args(["passphrase_file", "identity"])))]
+pub struct OwnerImportArgs {
+    /// The export file.
+    pub from: PathBuf,
+    /// A file whose first line is the passphrase.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// A file holding the age identity (`AGE-SECRET-KEY-1…`).
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 /// `backup` flags.

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Migrate(args) => commands::migrate::run(args),
         Command::Backup(args) => commands::backup::backup(args),
         Command::Restore(args) => commands::backup::restore(args),
+        Command::Owner(command) => commands::owner::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

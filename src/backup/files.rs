@@ -75,26 +75,58 @@ fn key_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 
 /// Writes the backup beside `to`, syncs it, then renames it into place.
 pub fn write_file(to: &Path, key: &Key, created: u64, files: &[Source]) -> anyhow::Result<()> {
+    write_pending(to, key, created, files)?.finish()
+}
+
+/// A file written and synced beside its destination, not yet renamed into place; dropped
+/// unfinished, it is deleted.
+pub struct Pending {
+    tmp: PathBuf,
+    to: PathBuf,
+    done: bool,
+}
+
+impl Pending {
+    /// Renames the file into place.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        std::fs::rename(&self.tmp, &self.to)
+            .with_context(|| format!("renaming into {}", self.to.display()))?;
+        self.done = true;
+        sync_dir(&parent_of(&self.to));
+        Ok(())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes the backup beside `to` and syncs it; [`Pending::finish`] renames it into place.
+pub fn write_pending(
+    to: &Path,
+    key: &Key,
+    created: u64,
+    files: &[Source],
+) -> anyhow::Result<Pending> {
     let name = to
         .file_name()
         .context("--to must name a file")?
         .to_string_lossy()
         .into_owned();
-    let parent = parent_of(to);
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    let result = (|| {
-        let mut file = crate::keyfile::create_private(&tmp)?;
-        super::write(&mut file, key, created, files)
-            .map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, to).with_context(|| format!("renaming into {}", to.display()))?;
-        sync_dir(&parent);
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let pending = Pending {
+        tmp: parent_of(to).join(format!(".{name}.partial-{}", std::process::id())),
+        to: to.to_path_buf(),
+        done: false,
+    };
+    let mut file = crate::keyfile::create_private(&pending.tmp)?;
+    super::write(&mut file, key, created, files)
+        .map_err(|e| anyhow::anyhow!("{e} ({})", e.code()))?;
+    file.sync_all()?;
+    Ok(pending)
 }
 
 /// The directory `path` lies in (`.` for a bare name).

@@ -53,7 +53,9 @@ impl App {
     /// Calls `user`'s node with a fresh admin carte (audience = the user, admin scope =
     /// `scope`). On `401 carte.expired` or `carte.not-begun` it learns the node's clock from
     /// its `Date` header and retries once with a new carte; a 403 for a missing grant becomes
-    /// [`ClientError::MissingScope`].
+    /// [`ClientError::MissingScope`]. On `410 owner.moved` it looks the user's node up in the
+    /// registry again (never trusting the old node's word for where), and, if the registry
+    /// names another node, remembers it and retries there once.
     pub async fn call(
         &self,
         user: &Name,
@@ -62,8 +64,9 @@ impl App {
         scope: Scope,
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value, ClientError> {
-        let node = self.node_of(user).await?;
+        let mut node = self.node_of(user).await?;
         let mut fresh = false;
+        let mut moved = false;
         loop {
             let carte = self.admin_carte(user, scope, &node, fresh);
             let auth = format!("Carte {carte}");
@@ -90,6 +93,21 @@ impl App {
                 (StatusCode::UNAUTHORIZED, "carte.expired" | "carte.not-begun") if !fresh => {
                     self.learn_clock(&node, &reply);
                     fresh = true;
+                }
+                (StatusCode::GONE, "owner.moved") if !moved => {
+                    moved = true;
+                    let home = self.rediscover(user).await?;
+                    if home == node {
+                        return Err(ClientError::Refused {
+                            status: 410,
+                            code,
+                            message: format!(
+                                "{user} has moved away from {node}, and the registry does not \
+                                 name its new node yet"
+                            ),
+                        });
+                    }
+                    node = home;
                 }
                 (StatusCode::FORBIDDEN, "grant.missing-scope") => {
                     let missing = reply
@@ -123,6 +141,22 @@ impl App {
             return Ok(entry.node_url);
         }
         Ok(self.discover(user).await?.url)
+    }
+
+    /// `user`'s node as the registry names it now (asked afresh), remembered in the grant
+    /// book.
+    async fn rediscover(&self, user: &Name) -> Result<String, ClientError> {
+        let record = self
+            .records
+            .record(user, true)
+            .await?
+            .ok_or_else(|| ClientError::UnknownUser(user.clone()))?;
+        let url = record.node_uri.trim_end_matches('/').to_owned();
+        let (u, at) = (user.clone(), url.clone());
+        self.book
+            .run(move |c| store::book::set_node(c, &u, &at))
+            .await?;
+        Ok(url)
     }
 
     /// A cached admin carte, re-signed when new, near its deadline or when `fresh`.

@@ -35,7 +35,7 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn passphrase(file: &Path) -> anyhow::Result<String> {
+pub(crate) fn passphrase(file: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading the passphrase from {}", file.display()))?;
     let line = text.lines().next().unwrap_or("").to_owned();

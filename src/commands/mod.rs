@@ -5,5 +5,6 @@ pub mod backup;
 pub mod controller;
 pub mod migrate;
 pub mod name;
+pub mod owner;
 pub mod serve;
 pub mod watch;

@@ -240,7 +240,7 @@ async fn register(
     print_record(&record)
 }
 
-async fn current(client: &RegistryClient, name: &Name) -> anyhow::Result<RecordJson> {
+pub(crate) async fn current(client: &RegistryClient, name: &Name) -> anyhow::Result<RecordJson> {
     client
         .record(name)
         .await
@@ -248,7 +248,7 @@ async fn current(client: &RegistryClient, name: &Name) -> anyhow::Result<RecordJ
         .with_context(|| format!("{name} is not registered in {}", client.base()))
 }
 
-fn digest(record: &RecordJson) -> anyhow::Result<[u8; 32]> {
+pub(crate) fn digest(record: &RecordJson) -> anyhow::Result<[u8; 32]> {
     hex::decode(&record.digest)
         .ok()
         .and_then(|d| d.try_into().ok())
@@ -327,7 +327,7 @@ async fn recover(
     print_record(&record)
 }
 
-fn empty_update(name: &Name, record: &RecordJson) -> anyhow::Result<Update> {
+pub(crate) fn empty_update(name: &Name, record: &RecordJson) -> anyhow::Result<Update> {
     Ok(Update {
         name: name.clone(),
         previous_digest: digest(record)?,
@@ -435,7 +435,7 @@ fn print_record(record: &RecordJson) -> anyhow::Result<()> {
 }
 
 /// A registry refusal with advice on what to do about it.
-fn explain(e: RemoteError) -> anyhow::Error {
+pub(crate) fn explain(e: RemoteError) -> anyhow::Error {
     let hint = match e.code() {
         "name.taken" => "choose another name",
         "name.confusable" => "choose a name that does not look like an existing one",

@@ -38,6 +38,7 @@ impl From<AccessError> for ApiError {
             AccessError::Forbidden(code, message) => {
                 ApiError::new(StatusCode::FORBIDDEN, code, message)
             }
+            AccessError::Moved(owner, uri) => ApiError::moved(&owner, Some(&uri)),
             AccessError::Store(e) => e.into(),
         }
     }

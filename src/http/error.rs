@@ -54,6 +54,24 @@ impl ApiError {
         e
     }
 
+    /// `410 owner.moved`: `owner` is no longer hosted here; `node_uri` is where it went, when
+    /// known. Clients look the owner's node up in the registry again rather than trust it.
+    pub fn moved(owner: &crate::name::Name, node_uri: Option<&str>) -> ApiError {
+        ApiError::new(
+            StatusCode::GONE,
+            "owner.moved",
+            match node_uri {
+                Some(uri) => {
+                    format!("{owner} has moved to {uri}; look its node up in the registry")
+                }
+                None => {
+                    format!("{owner} is no longer hosted here; look its node up in the registry")
+                }
+            },
+        )
+        .with(serde_json::json!({ "owner": owner.as_str(), "node_uri": node_uri }))
+    }
+
     /// An internal failure: logged in full, reported as nothing more than "internal error".
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         tracing::error!(%detail, "internal error");
@@ -78,12 +96,18 @@ impl ApiError {
     /// A failure from a step that reports `anyhow` errors: `store.unavailable` when the
     /// database was out of reach, internal otherwise.
     pub fn failed(e: anyhow::Error) -> ApiError {
-        if let Some(crate::node::grants::ChangeError::NoGrant) = e.downcast_ref() {
-            return ApiError::new(
-                StatusCode::NOT_FOUND,
-                "grant.not-found",
-                "this application holds no grant",
-            );
+        match e.downcast_ref() {
+            Some(crate::node::grants::ChangeError::NoGrant) => {
+                return ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "grant.not-found",
+                    "this application holds no grant",
+                )
+            }
+            Some(crate::node::grants::ChangeError::NoOwner(owner)) => {
+                return ApiError::moved(owner, None)
+            }
+            None => {}
         }
         match e.chain().find_map(|c| c.downcast_ref::<StoreError>()) {
             Some(StoreError::Unavailable(detail)) => ApiError::unavailable(detail),

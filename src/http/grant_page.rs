@@ -174,11 +174,20 @@ fn name_prompt(params: &GrantParams, app: &Name) -> Response<Body> {
 /// 303 to the owner's home node with the request's query exactly as it came (it names the
 /// owner already): every parameter intact.
 async fn send_home(state: &NodeState, query: &str, owner: &Name) -> Response<Body> {
-    let record = match state.mirror.record_or_sync(owner).await {
+    let mut record = match state.mirror.record_or_sync(owner).await {
         Ok(Some(r)) => r,
         Ok(None) => return refused(GrantError::UnknownOwner),
         Err(e) => return api_refused(e.into()),
     };
+    let here = format!("{}/", state.public_url);
+    if record.node_uri == here && state.moved_to(owner).is_some() {
+        // The owner moved away from here a moment ago: the registry may already say where.
+        if state.mirror.sync().await.is_ok() {
+            if let Ok(Some(r)) = state.mirror.record_or_sync(owner).await {
+                record = r;
+            }
+        }
+    }
     let Ok(home) = CheckedUri::parse_node(&record.node_uri) else {
         return refused(GrantError::UnknownOwner);
     };

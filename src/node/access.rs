@@ -261,6 +261,8 @@ pub enum AccessError {
     Missing(Scope),
     /// The carte is fine but its signer may not do this at all (code, message).
     Forbidden(&'static str, String),
+    /// The carte is for an owner that moved to another node: (owner, its new node's URI).
+    Moved(Name, String),
     Store(StoreError),
 }
 
@@ -333,7 +335,10 @@ impl NodeState {
         peer: SocketAddr,
         needed: Scope,
     ) -> Result<Principal, AccessError> {
-        let verified = self.verify_carte(wire, peer).await?;
+        let verified = match self.verify_carte(wire, peer).await {
+            Err(CarteError::WrongNode) => return Err(self.wrong_node(wire)),
+            other => other?,
+        };
         let c = verified.carte();
         if let Some(subject) = &c.subject {
             return self.on_behalf(&verified, subject, needed);
@@ -341,7 +346,7 @@ impl NodeState {
         let owner = match &c.audience {
             Some(a) if self.hosts(a) => a.clone(),
             // Addressed to the node's own name, or to nobody: not an owner's resources.
-            _ => return Err(AccessError::Carte(CarteError::WrongNode)),
+            _ => return Err(self.wrong_node(wire)),
         };
         let allowed = if c.owner == owner {
             // The owner signing for itself holds every right over its own resources.
@@ -371,6 +376,18 @@ impl NodeState {
         Ok(principal)
     }
 
+    /// A carte not for this node: `owner.moved` when it names an owner that moved away from
+    /// here (its subject, else its audience), `carte.wrong-node` otherwise.
+    fn wrong_node(&self, wire: &str) -> AccessError {
+        let named = carte::decode(wire)
+            .ok()
+            .and_then(|d| d.carte.subject.or(d.carte.audience));
+        match named.and_then(|n| self.moved_to(&n).map(|uri| (n, uri))) {
+            Some((owner, uri)) => AccessError::Moved(owner, uri),
+            None => AccessError::Carte(CarteError::WrongNode),
+        }
+    }
+
     /// A controller's carte with `subject = OWNER`: accepted as that owner, limited to the
     /// controller's maximum scope, and only for owners this controller created.
     fn on_behalf(
@@ -396,6 +413,11 @@ impl NodeState {
             })?;
         let owner = store::owners::owner(&conn, subject).map_err(internal)?;
         drop(conn);
+        if owner.is_none() {
+            if let Some(uri) = self.moved_to(subject) {
+                return Err(AccessError::Moved(subject.clone(), uri));
+            }
+        }
         if owner.and_then(|o| o.controller).as_ref() != Some(&c.owner) {
             return Err(AccessError::Forbidden(
                 "controller.not-yours",

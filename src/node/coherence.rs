@@ -393,6 +393,33 @@ impl Coherence {
     }
 }
 
+/// [`Coherence::barrier`] for a command outside the node (`owner export`, `owner import`):
+/// blocks until every process live after the commit has seen `version`, or has joined since,
+/// or the lease has run out (a process that has not answered by then distrusts its caches).
+pub fn wait_applied(db: &Db, version: i64) -> Result<(), StoreError> {
+    let lease = LEASE.as_micros() as i64;
+    let deadline = Instant::now() + LEASE + Duration::from_secs(1);
+    let conn = db.lock()?;
+    let since = conn
+        .query_one(&format!("SELECT {NOW_US}"), &[], |r| r.get::<i64>(0))?
+        .unwrap_or(0);
+    while Instant::now() < deadline {
+        let at = conn
+            .query_one(&format!("SELECT {NOW_US}"), &[], |r| r.get::<i64>(0))?
+            .unwrap_or(0);
+        let behind = conn.query_all(
+            "SELECT seen FROM node_processes WHERE heartbeat > ?1 AND seen < ?2 AND joined <= ?3",
+            &[&(at - lease), &version, &since],
+            |r| r.get::<i64>(0),
+        )?;
+        if behind.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
 /// What the poller read: when its query started (this process's clock), PostgreSQL's time
 /// then, and each live process's (seen, joined).
 struct Snapshot {

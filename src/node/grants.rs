@@ -72,6 +72,9 @@ pub enum ChangeError {
     /// A revoke that must find a grant found none.
     #[error("this application holds no grant")]
     NoGrant,
+    /// The owner is no longer hosted here (it moved to another node as the change came in).
+    #[error("{0} is not hosted here")]
+    NoOwner(Name),
 }
 
 /// The grant before and after a change.
@@ -104,6 +107,7 @@ struct Job {
 /// How a job failed, sent back from the writer thread.
 enum Failure {
     NoGrant,
+    NoOwner,
     Unavailable(String),
     Other(String),
 }
@@ -218,6 +222,7 @@ pub async fn apply(
         .map_err(|_| anyhow::anyhow!("the grant writer dropped a change"))?
         .map_err(|f| match f {
             Failure::NoGrant => anyhow::Error::new(ChangeError::NoGrant),
+            Failure::NoOwner => anyhow::Error::new(ChangeError::NoOwner(owner.clone())),
             Failure::Unavailable(detail) => anyhow::Error::new(StoreError::Unavailable(detail)),
             Failure::Other(m) => anyhow::Error::msg(m),
         })?;
@@ -274,6 +279,11 @@ fn write(tx: &Conn, job: &Job) -> Result<Outcome, Failure> {
         StoreError::Unavailable(d) => Failure::Unavailable(d),
         other => Failure::Other(other.to_string()),
     };
+    // The owner must still be here, and stay so until the commit: an owner moving away takes
+    // its rows as of one instant, and no change may be acknowledged after it.
+    if !store::owners::lock_present(tx, &c.owner).map_err(store)? {
+        return Err(Failure::NoOwner);
+    }
     let before = store::grants::grant(tx, &c.owner, &c.app).map_err(store)?;
     let (scope, expires, action) = compute(c.edit, before.as_ref(), now)?;
     store::grants::put_grant(tx, &c.owner, &c.app, scope, expires, now).map_err(store)?;

@@ -11,10 +11,11 @@ pub mod access;
 pub mod backups;
 pub mod coherence;
 pub mod grants;
+pub mod moves;
 pub mod outbox;
 pub mod owners;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -50,6 +51,10 @@ pub struct NodeState {
     pub targets: HttpClient,
     /// Names of the owners hosted here.
     pub owners: RwLock<HashSet<Name>>,
+    /// Owners that moved to another node, and its URI.
+    pub moved: RwLock<HashMap<Name, String>>,
+    /// With SQLite: how this process notices owners moved in or out by a command.
+    pub outside: Option<moves::Outside>,
     pub owner_keys: owners::OwnerKeys,
     pub limiter: LoginLimiter,
     /// Bounds concurrent argon2 work (memory) for every password check and hash.
@@ -83,6 +88,7 @@ pub struct WitnessKey {
 impl NodeState {
     /// Whether `name` is an owner hosted here.
     pub fn hosts(&self, name: &Name) -> bool {
+        self.notice_outside();
         if self.coherence.as_ref().is_some_and(|c| !c.trusted()) {
             // Cut off from the other processes' announcements: ask the database. When it
             // is out of reach too, the set known so far answers: whatever the request then
@@ -95,6 +101,23 @@ impl NodeState {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .contains(name)
+    }
+
+    /// Where `name` moved, if it was hosted here and moved to another node.
+    pub fn moved_to(&self, name: &Name) -> Option<String> {
+        self.notice_outside();
+        self.moved
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// With SQLite: rereads the owners when a command moved one in or out.
+    fn notice_outside(&self) {
+        if self.outside.as_ref().is_some_and(|o| o.changed()) {
+            self.invalidate(None);
+        }
     }
 
     /// Runs `f` in one transaction that also announces `change` to the other processes
@@ -138,21 +161,29 @@ impl NodeState {
             Some(coherence::Change::Owner(owner)) => {
                 if let Ok(o) = Name::parse_canonical(owner) {
                     self.grants.invalidate_owner(&o);
+                    self.owner_keys.forget(&o);
                 }
                 self.reload_owners();
             }
             None => {
                 self.grants.clear();
+                self.owner_keys.forget_all();
                 self.reload_owners();
             }
         }
     }
 
     fn reload_owners(&self) {
-        match self.db.lock().and_then(|c| store::owners::owner_names(&c)) {
-            Ok(names) => {
+        let read = self
+            .db
+            .lock()
+            .and_then(|c| Ok((store::owners::owner_names(&c)?, store::moves::moved(&c)?)));
+        match read {
+            Ok((names, moved)) => {
                 *self.owners.write().unwrap_or_else(|p| p.into_inner()) =
-                    names.into_iter().collect()
+                    names.into_iter().collect();
+                *self.moved.write().unwrap_or_else(|p| p.into_inner()) =
+                    moved.into_iter().map(|m| (m.name, m.node_uri)).collect();
             }
             Err(e) => tracing::warn!(error = %e, "reloading the owners failed"),
         }
@@ -451,6 +482,14 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
     let owners: HashSet<Name> = store::owners::owner_names(&db.lock()?)?
         .into_iter()
         .collect();
+    let moved: HashMap<Name, String> = store::moves::moved(&db.lock()?)?
+        .into_iter()
+        .map(|m| (m.name, m.node_uri))
+        .collect();
+    let outside = match config.database {
+        Database::Sqlite => Some(moves::Outside::new(&config.data_dir)),
+        Database::Postgres { .. } => None,
+    };
     // The writer has its own connection: in WAL mode readers on the main connection are not
     // held up while a group commit waits for its fsync. (On PostgreSQL it leases from the
     // pool like everyone else.)
@@ -468,22 +507,7 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         )),
         None => None,
     };
-    let owner_keys = match &config.database {
-        Database::Sqlite => owners::OwnerKeys::in_files(config.data_dir.join("owners")),
-        Database::Postgres { key_file, .. } => {
-            let key = crate::keyfile::load_or_create(key_file)
-                .with_context(|| format!("the database key {}", key_file.display()))?;
-            let sealer = store::owner_keys::Sealer::new(&key.to_bytes());
-            store::owner_keys::check_sealer(&db.lock()?, &sealer).with_context(|| {
-                format!(
-                    "the database key {} does not open the owners' keys sealed in this \
-                     database: every process of one node needs the same key file",
-                    key_file.display()
-                )
-            })?;
-            owners::OwnerKeys::in_database(db.clone(), &key.to_bytes())
-        }
-    };
+    let owner_keys = owners::OwnerKeys::open(&config, &db)?;
     let started = config.clock.now();
     Ok(NodeState {
         public_url: config.public_url(bound),
@@ -495,6 +519,8 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         registry_client,
         targets,
         owners: RwLock::new(owners),
+        moved: RwLock::new(moved),
+        outside,
         limiter: LoginLimiter::default(),
         hash_gate: crate::auth::HashGate::default(),
         cartes: access::CarteCache::new(access::DEFAULT_CARTE_CACHE),

@@ -52,6 +52,102 @@ impl OwnerKeys {
         }
     }
 
+    /// Where `config` keeps owners' keys: files with SQLite; sealed in PostgreSQL with the
+    /// database key (which must open every key already sealed there).
+    pub fn open(config: &crate::config::Config, db: &store::Db) -> anyhow::Result<OwnerKeys> {
+        use crate::config::Database;
+        Ok(match &config.database {
+            Database::Sqlite => OwnerKeys::in_files(config.data_dir.join("owners")),
+            Database::Postgres { key_file, .. } => {
+                let key = keyfile::load_or_create(key_file)
+                    .with_context(|| format!("the database key {}", key_file.display()))?;
+                let sealer = store::owner_keys::Sealer::new(&key.to_bytes());
+                store::owner_keys::check_sealer(&db.lock()?, &sealer).with_context(|| {
+                    format!(
+                        "the database key {} does not open the owners' keys sealed in this \
+                         database: every process of one node needs the same key file",
+                        key_file.display()
+                    )
+                })?;
+                OwnerKeys::in_database(db.clone(), &key.to_bytes())
+            }
+        })
+    }
+
+    /// Stores keys brought from another node (an owner moving here); refuses to replace
+    /// keys already stored for `owner`.
+    pub fn install(
+        &self,
+        owner: &Name,
+        updating: &SigningKey,
+        signing: &SigningKey,
+    ) -> anyhow::Result<()> {
+        self.forget(owner);
+        match &self.home {
+            KeyHome::Files(dir) => {
+                let dir = dir.join(owner.as_str());
+                for (file, key) in [("updating.key", updating), ("signing.key", signing)] {
+                    let path = dir.join(file);
+                    if path.exists() {
+                        // Left by an earlier import that did not finish: the same key is fine.
+                        if keyfile::load(&path)?.to_bytes() == key.to_bytes() {
+                            continue;
+                        }
+                        bail!("{} holds another key; move it away first", path.display());
+                    }
+                    keyfile::save(&path, key)?;
+                }
+                Ok(())
+            }
+            KeyHome::Database(db, sealer) => {
+                let conn = db.lock()?;
+                for (kind, key) in [("updating", updating), ("signing", signing)] {
+                    let stored = store::owner_keys::put_if_absent(
+                        &conn,
+                        sealer,
+                        owner,
+                        kind,
+                        &key.to_bytes(),
+                    )?;
+                    if stored != key.to_bytes() {
+                        bail!("another {kind} key is stored for {owner}");
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Deletes `owner`'s key files (an owner that moved away; with PostgreSQL the sealed keys
+    /// go with its rows, in the same transaction).
+    pub fn discard_files(&self, owner: &Name) -> anyhow::Result<()> {
+        self.forget(owner);
+        if let KeyHome::Files(dir) = &self.home {
+            let dir = dir.join(owner.as_str());
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("removing {}", dir.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops `owner`'s cached key (it moved away, or moved here again).
+    pub fn forget(&self, owner: &Name) {
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(owner);
+    }
+
+    /// Drops every cached key.
+    pub fn forget_all(&self) {
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// The owner's current signing key.
     pub fn signing(&self, owner: &Name) -> anyhow::Result<SigningKey> {
         if let Some(k) = self
@@ -304,6 +400,12 @@ pub async fn ensure_first_owner(state: &NodeState) -> anyhow::Result<()> {
         return Ok(());
     }
     let name = state.config.owner.clone();
+    if let Some(uri) = state.moved_to(&name) {
+        // Moved away with `grant-node owner export`: made again here, it would be a second
+        // owner under one name.
+        tracing::warn!(owner = %name, to = %uri, "the configured owner moved to another node; this node hosts no owners");
+        return Ok(());
+    }
     match create_owner(state, &name, None, None).await {
         Ok(_) => {}
         // Another process of this node made it at the same moment.

@@ -66,6 +66,14 @@ pub fn put(
 }
 
 /// The grant `owner` gave, if it is not revoked.
+/// Records that `owner`'s node is now `node_url` (it moved); `false` if no grant is booked.
+pub fn set_node(conn: &Connection, owner: &Name, node_url: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute(
+        "UPDATE book_grants SET node_url = ?2 WHERE owner = ?1",
+        params![owner.as_str(), node_url],
+    )? == 1)
+}
+
 pub fn get(conn: &Connection, owner: &Name) -> Result<Option<BookEntry>, StoreError> {
     Ok(conn
         .query_row(

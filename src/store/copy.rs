@@ -36,6 +36,7 @@ pub const TABLES: &[(&str, &str)] = &[
     ),
     ("controllers", "name, max_scope, created"),
     ("grant_usage", "owner, app, last_used"),
+    ("moved_owners", "name, node_uri, moved_at"),
 ];
 
 /// Tables whose `id` PostgreSQL generates: copied ids need `OVERRIDING SYSTEM VALUE`, and

@@ -22,6 +22,7 @@ pub mod controllers;
 pub mod copy;
 pub mod grants;
 pub mod login_budget;
+pub mod moves;
 pub mod owner_keys;
 pub mod owners;
 pub mod pg;
@@ -214,6 +215,12 @@ const MIGRATIONS: &[Migration] = &[
     Sql("ALTER TABLE registry_names ADD COLUMN skeleton_v1 TEXT;
      CREATE INDEX registry_names_skeleton_v1 ON registry_names (skeleton_v1);"),
     Code(registry::fill_skeletons_v1),
+    // 10: owners that moved to another node, and where (see `store::moves`).
+    Sql("CREATE TABLE moved_owners (
+         name     TEXT PRIMARY KEY,
+         node_uri TEXT NOT NULL,
+         moved_at INTEGER NOT NULL
+     );"),
 ];
 
 /// Why storage failed. `Unavailable` is the database out of reach (a 503 with

@@ -132,6 +132,12 @@ const MIGRATIONS: &[&str] = &[
          count BIGINT NOT NULL,
          PRIMARY KEY (kind, key)
      );",
+    // 5: owners that moved to another node, and where (see `store::moves`).
+    "CREATE TABLE moved_owners (
+         name     TEXT PRIMARY KEY,
+         node_uri TEXT NOT NULL,
+         moved_at BIGINT NOT NULL
+     );",
 ];
 
 /// Applies the migrations not yet applied.
