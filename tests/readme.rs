@@ -375,3 +375,18 @@ async fn every_page_answers_only_the_codes_its_readme_row_lists() {
     }
     assert!(checked >= 25, "{checked}");
 }
+
+#[test]
+fn the_owner_move_commands_parse_as_printed() {
+    let text = readme();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("grant-node owner "))
+        .collect();
+    assert_eq!(lines.len(), 2, "the README shows export and import");
+    for line in lines {
+        if let Err(e) = Cli::try_parse_from(line.split_whitespace()) {
+            panic!("README: {line}\ndoes not parse: {e}");
+        }
+    }
+}

@@ -221,12 +221,19 @@ pub async fn document(
                 })?;
             let owner = actor.owner.clone();
             let text = value.to_string();
-            state
+            let written = state
                 .db
                 .run(move |c| {
                     store::owners::set_document(c, &owner, doc, &text).map_err(ApiError::from)
                 })
                 .await?;
+            if !written {
+                // The owner moved away between the check and the write: nothing was written.
+                return Err(ApiError::moved(
+                    &actor.owner,
+                    state.moved_to(&actor.owner).as_deref(),
+                ));
+            }
             Ok(json_value(
                 StatusCode::OK,
                 &json!({ "owner": actor.owner, "document": value }),

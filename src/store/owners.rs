@@ -123,13 +123,18 @@ pub fn document(conn: &Conn, who: &Name, doc: Document) -> Result<String, StoreE
         .unwrap_or_else(|| "{}".to_owned()))
 }
 
-pub fn set_document(conn: &Conn, who: &Name, doc: Document, json: &str) -> Result<(), StoreError> {
+/// Replaces a document; `false` if the owner is not here (it moved away meanwhile).
+pub fn set_document(
+    conn: &Conn,
+    who: &Name,
+    doc: Document,
+    json: &str,
+) -> Result<bool, StoreError> {
     let sql = match doc {
         Document::Profile => "UPDATE owners SET profile = ?2 WHERE name = ?1",
         Document::Settings => "UPDATE owners SET settings = ?2 WHERE name = ?1",
     };
-    conn.execute(sql, &[&who.as_str(), &json])?;
-    Ok(())
+    Ok(conn.execute(sql, &[&who.as_str(), &json])? == 1)
 }
 
 pub fn insert_setup_token(

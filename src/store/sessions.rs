@@ -81,7 +81,10 @@ pub fn end(conn: &Conn, owner: &Name, id_hash: &[u8; 32]) -> Result<bool, StoreE
 pub fn record_usage(conn: &Conn, uses: &[(Name, Name, u64)]) -> Result<(), StoreError> {
     for (owner, app, at) in uses {
         conn.execute(
-            "INSERT INTO grant_usage (owner, app, last_used) VALUES (?1, ?2, ?3)
+            // Only for an owner still here: a use noted just before it moved away is not
+            // worth a row it no longer owns.
+            "INSERT INTO grant_usage (owner, app, last_used)
+             SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM owners WHERE name = ?1)
              ON CONFLICT (owner, app) DO UPDATE SET last_used = CASE
                  WHEN excluded.last_used > grant_usage.last_used THEN excluded.last_used
                  ELSE grant_usage.last_used END",
