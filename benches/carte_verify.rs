@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
         KeyEntry {
             key: key.verifying_key(),
             valid_from: 0,
-            compromised: false,
+            compromised: None,
         },
     );
     let mut carte = Carte::new(app, NOW - 5, NOW + 600, [9; 16]);

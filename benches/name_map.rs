@@ -79,7 +79,7 @@ fn bench(c: &mut Criterion) {
         keys: vec![KeyEntry {
             key: owner.verifying_key(),
             valid_from: 1,
-            compromised: false,
+            compromised: None,
         }],
         updating_key: owner.verifying_key(),
         node_uri: "https://node.example/".into(),

@@ -105,7 +105,7 @@ fn bench(c: &mut Criterion) {
                 keys: vec![KeyEntry {
                     key,
                     valid_from: 1_000,
-                    compromised: false,
+                    compromised: None,
                 }],
                 updating_key: key,
                 node_uri: "https://node.example/".into(),

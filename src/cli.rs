@@ -51,6 +51,18 @@ pub enum Command {
     Owner(OwnerCommand),
 }
 
+/// A time on the command line: Unix seconds, or RFC 3339 (UTC `Z` or no zone).
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds);
+    }
+    humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("{text:?} is neither Unix seconds nor an RFC 3339 time: {e}"))?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| format!("{text:?} is before 1970"))
+}
+
 /// `owner` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum OwnerCommand {
@@ -497,6 +509,10 @@ pub enum NameCommand {
         /// The name's new node URI.
         #[arg(long)]
         node_uri: Option<String>,
+        /// From when the old signing key is to be treated as stolen: Unix seconds or RFC 3339
+        /// (`2026-12-01T08:00:00Z`); what it signed before still counts [default: now].
+        #[arg(long, value_parser = parse_time)]
+        compromised_since: Option<u64>,
         #[command(flatten)]
         registry: RegistryArgs,
     },

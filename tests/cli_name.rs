@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use common::{tempdir, Stub};
+use grant_node::outbound::HttpClient;
 
 async fn grant_node(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
@@ -306,6 +307,7 @@ async fn name_watch_catches_an_update_made_with_a_stolen_updating_key() {
         redirect_uris: None,
         new_updating_key: None,
         compromised_key: None,
+        compromised_since: None,
     })
     .sign(&stolen);
     stub.client().submit(op).await.unwrap();
@@ -452,8 +454,13 @@ async fn a_name_is_recovered_from_nothing_but_its_recovery_words() {
     assert_eq!(log_size().await, size_before, "wrong words changed the log");
     assert!(!fresh.join("shop").join("signing.key").exists());
 
-    // The right words, on a fresh key directory: a new signing key, the old one compromised,
-    // the new node URI.
+    // The right words, on a fresh key directory: a new signing key, the old one compromised
+    // from a given time (RFC 3339), the new node URI.
+    let old_from = before["keys"][0]["valid_from"].as_u64().unwrap();
+    let since = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(old_from + 1),
+    )
+    .to_string();
     let out = grant_node(args(
         &[
             "name",
@@ -463,6 +470,8 @@ async fn a_name_is_recovered_from_nothing_but_its_recovery_words() {
             &words.display().to_string(),
             "--node-uri",
             "https://new.example/",
+            "--compromised-since",
+            &since,
         ],
         &url,
         &fresh,
@@ -476,7 +485,19 @@ async fn a_name_is_recovered_from_nothing_but_its_recovery_words() {
     assert_eq!(keys.len(), 2);
     assert_eq!(keys[0]["key"], before["keys"][0]["key"]);
     assert_eq!(keys[0]["compromised"], true);
+    assert_eq!(keys[0]["compromised_from"], old_from + 1);
     assert_eq!(keys[1]["compromised"], false);
+    // What the old key signed before that time still counts; from then on, nothing does.
+    for (at, void) in [(old_from, false), (old_from + 1, true)] {
+        let key_at: serde_json::Value = HttpClient::new()
+            .get(&format!("{url}/registry/names/shop/key?at={at}"))
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(key_at["key"], before["keys"][0]["key"], "at {at}");
+        assert_eq!(key_at["compromised"], void, "at {at}");
+    }
     let new_key = grant_node::keyfile::load(&fresh.join("shop").join("signing.key")).unwrap();
     assert_eq!(
         keys[1]["key"],

@@ -271,6 +271,7 @@ async fn forged_entry_is_refused_and_reported() {
         redirect_uris: None,
         new_updating_key: None,
         compromised_key: None,
+        compromised_since: None,
     })
     .sign(&thief);
     liar.set(extend(&entries, forged, &stub.signing_key()));

@@ -22,6 +22,7 @@ fn update(app: &Identity, digest_hex: &str, f: impl FnOnce(&mut Update)) -> Vec<
         redirect_uris: None,
         new_updating_key: None,
         compromised_key: None,
+        compromised_since: None,
     };
     f(&mut u);
     Operation::Update(u).sign(&app.updating)

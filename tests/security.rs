@@ -181,6 +181,7 @@ async fn carte_misuse_is_refused_with_its_code() {
         redirect_uris: None,
         new_updating_key: None,
         compromised_key: None,
+        compromised_since: None,
     })
     .sign(&app.updating);
     assert_eq!(common::post_op(&node.url(), op).await.status, 201);
@@ -204,6 +205,7 @@ async fn carte_misuse_is_refused_with_its_code() {
         redirect_uris: None,
         new_updating_key: None,
         compromised_key: Some(app.signing.verifying_key()),
+        compromised_since: None,
     })
     .sign(&app.updating);
     assert_eq!(common::post_op(&node.url(), op).await.status, 201);

@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
             KeyEntry {
                 key: key.verifying_key(),
                 valid_from: 0,
-                compromised: false,
+                compromised: None,
             },
         );
     }

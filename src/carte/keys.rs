@@ -1,8 +1,8 @@
 //! Key histories: the rule that picks the key a name held at a given time.
 //!
 //! A name's signing keys form a history ordered by `valid_from`. The key in force at time T is
-//! the one with the latest `valid_from` not after T; if that key is marked compromised, nothing
-//! signed as of T counts. The registry mirror and the in-memory [`KeyTable`] (tests, vectors,
+//! the one with the latest `valid_from` not after T; if that key is marked compromised as of a
+//! time not after T, nothing signed as of T counts. The registry mirror and the in-memory [`KeyTable`] (tests, vectors,
 //! benchmarks) both answer through [`key_in_history`], so the rule lives in one place.
 
 use std::collections::HashMap;
@@ -18,14 +18,16 @@ pub struct KeyEntry {
     pub key: VerifyingKey,
     /// Unix seconds from which this key signs for the name.
     pub valid_from: u64,
-    pub compromised: bool,
+    /// Marked compromised: nothing it signed as of this time counts (`valid_from` for a key
+    /// whose every signature is void).
+    pub compromised: Option<u64>,
 }
 
 /// The key in force at `at` in a history sorted by `valid_from`.
 pub fn key_in_history(history: &[KeyEntry], at: u64) -> KeyAt {
     match history.iter().rev().find(|e| e.valid_from <= at) {
         None => KeyAt::NoValidKey,
-        Some(e) if e.compromised => KeyAt::Compromised,
+        Some(e) if e.compromised.is_some_and(|from| at >= from) => KeyAt::Compromised,
         Some(e) => KeyAt::Valid(e.key),
     }
 }

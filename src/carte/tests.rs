@@ -28,7 +28,7 @@ fn table() -> KeyTable {
         KeyEntry {
             key: app_key().verifying_key(),
             valid_from: NOW - 10_000,
-            compromised: false,
+            compromised: None,
         },
     );
     t
@@ -184,7 +184,7 @@ fn compromised_key_is_key_not_valid() {
         KeyEntry {
             key: app_key().verifying_key(),
             valid_from: 0,
-            compromised: true,
+            compromised: Some(0),
         },
     );
     let err = verify(&good().sign(&app_key()), NOW, &expect(), &t).unwrap_err();
@@ -200,7 +200,7 @@ fn rotation_keeps_old_cartes_and_refuses_old_key_after() {
         KeyEntry {
             key: new_key.verifying_key(),
             valid_from: NOW - 5,
-            compromised: false,
+            compromised: None,
         },
     );
     // Old key, beginning before the rotation: still good.

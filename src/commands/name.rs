@@ -67,8 +67,9 @@ async fn dispatch(command: NameCommand) -> anyhow::Result<()> {
             name,
             words_file,
             node_uri,
+            compromised_since,
             registry,
-        } => recover(&name, &words_file, node_uri, &registry).await,
+        } => recover(&name, &words_file, node_uri, compromised_since, &registry).await,
         NameCommand::RotateKey { name, registry } => rotate(&name, false, &registry).await,
         NameCommand::RevokeKey { name, registry } => rotate(&name, true, &registry).await,
         NameCommand::Update {
@@ -261,6 +262,7 @@ async fn recover(
     raw: &str,
     words_file: &Path,
     node_uri: Option<String>,
+    compromised_since: Option<u64>,
     args: &RegistryArgs,
 ) -> anyhow::Result<()> {
     let name = parse_name(raw)?;
@@ -310,6 +312,9 @@ async fn recover(
             .max_by_key(|k| k.valid_from)
             .is_some_and(|k| k.compromised)
     });
+    update.compromised_since = update
+        .compromised_key
+        .map(|_| compromised_since.unwrap_or_else(|| Clock::system().now()));
     update.node_uri = node_uri;
     // Keys first, then the journal, then the submission: a crash leaves keys that the next
     // `recover` refuses to overwrite, never a submitted change without its keys.
@@ -321,7 +326,12 @@ async fn recover(
     std::fs::rename(dir.join("signing.next.key"), &signing_path)
         .with_context(|| format!("installing the new key as {}", signing_path.display()))?;
     eprintln!(
-        "recovered {name}: a new signing key from now on, the old one marked compromised; keys in {}",
+        "recovered {name}: a new signing key from now on, the old one marked compromised as of \
+         {}; keys in {}",
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(compromised_since.unwrap_or(now).min(now))
+        ),
         dir.display()
     );
     print_record(&record)
@@ -336,6 +346,7 @@ pub(crate) fn empty_update(name: &Name, record: &RecordJson) -> anyhow::Result<U
         redirect_uris: None,
         new_updating_key: None,
         compromised_key: None,
+        compromised_since: None,
     })
 }
 

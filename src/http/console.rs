@@ -284,7 +284,7 @@ pub async fn app_page(
             let fingerprint = current
                 .map(|k| hex::encode(&blake3::hash(k.key.as_bytes()).as_bytes()[..8]))
                 .unwrap_or_default();
-            let warning = if r.keys.iter().any(|k| k.compromised) {
+            let warning = if r.keys.iter().any(|k| k.compromised.is_some()) {
                 "<p class=\"error\" role=\"alert\"><strong>Warning:</strong> a key of this \
                  application is marked compromised in the registry. Cartes it signed with that \
                  key are refused, but whoever held it may have acted before; consider revoking.</p>"

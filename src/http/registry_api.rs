@@ -410,7 +410,8 @@ fn key_at(record: &NameRecord, query: Option<&str>) -> Result<Response<Body>, Ap
                 "at": at,
                 "key": hex::encode(k.key.as_bytes()),
                 "valid_from": k.valid_from,
-                "compromised": k.compromised,
+                // Whether what it signed at that time is void.
+                "compromised": k.compromised.is_some_and(|from| at >= from),
             }),
         )),
     }

@@ -459,6 +459,7 @@ pub async fn rekey_with_words(
         redirect_uris: None,
         new_updating_key: Some(new.verifying_key()),
         compromised_key: None,
+        compromised_since: None,
     };
     let envelope = Operation::Update(update).sign(&old);
     match (&state.authority, &state.registry_client) {

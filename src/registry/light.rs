@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::authority::NameProof;
 use super::map::{self, MapProof};
 use super::note::{SignedCheckpoint, Witness};
-use super::{KeyJson, NameRecord, RecordJson, RegistryError};
+use super::{NameRecord, RecordJson, RegistryError};
 use crate::carte::KeyEntry;
 use crate::name::Name;
 
@@ -56,19 +56,13 @@ pub fn record_from_json(j: &RecordJson) -> Result<NameRecord, RegistryError> {
         keys: j
             .keys
             .iter()
-            .map(
-                |KeyJson {
-                     key: k,
-                     valid_from,
-                     compromised,
-                 }| {
-                    Ok(KeyEntry {
-                        key: key(k)?,
-                        valid_from: *valid_from,
-                        compromised: *compromised,
-                    })
-                },
-            )
+            .map(|k| {
+                Ok(KeyEntry {
+                    key: key(&k.key)?,
+                    valid_from: k.valid_from,
+                    compromised: k.compromised_at(),
+                })
+            })
             .collect::<Result<_, RegistryError>>()?,
         updating_key: key(&j.updating_key)?,
         node_uri: j.node_uri.clone(),

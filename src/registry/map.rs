@@ -33,8 +33,9 @@ pub fn key_of(name: &str) -> [u8; 32] {
 }
 
 /// The map value of a record: SHA-256 over its canonical CBOR
-/// `[name, [[key, valid_from, compromised]…], updating_key, node_uri, [redirect_uri…],
-/// created, updated, digest]`.
+/// `[name, [[key, valid_from, compromised, compromised_from?]…], updating_key, node_uri,
+/// [redirect_uri…], created, updated, digest]` (`compromised_from` only for a compromise that
+/// began after `valid_from`).
 pub fn value_of(record: &NameRecord) -> [u8; 32] {
     let keys: Vec<RawKey> = record
         .keys
@@ -56,8 +57,8 @@ pub fn value_of(record: &NameRecord) -> [u8; 32] {
 /// A map entry: the name's key and its record's value.
 pub type MapEntry = ([u8; 32], [u8; 32]);
 
-/// A key of a record as stored: bytes, `valid_from`, compromised.
-pub type RawKey = ([u8; 32], u64, bool);
+/// A key of a record as stored: bytes, `valid_from`, compromised as of.
+pub type RawKey = ([u8; 32], u64, Option<u64>);
 
 /// A record's fields as stored, for [`value_of_parts`] (no key decompression: rebuilding the
 /// map of a million names at start must not cost a million point decodings).
@@ -78,11 +79,15 @@ pub fn value_of_parts(r: &RawRecord<'_>) -> [u8; 32] {
         .keys
         .iter()
         .map(|(key, valid_from, compromised)| {
-            Value::Array(vec![
+            let mut fields = vec![
                 Value::Bytes(key.to_vec()),
                 (*valid_from).into(),
-                Value::Bool(*compromised),
-            ])
+                Value::Bool(compromised.is_some()),
+            ];
+            if let Some(from) = super::compromised_from(*valid_from, *compromised) {
+                fields.push(from.into());
+            }
+            Value::Array(fields)
         })
         .collect();
     let encoded = cbor::encode(&Value::Array(vec![

@@ -70,6 +70,22 @@ pub struct KeyJson {
     pub key: String,
     pub valid_from: u64,
     pub compromised: bool,
+    /// When the compromise began, if after `valid_from` (signatures before it still count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compromised_from: Option<u64>,
+}
+
+impl KeyJson {
+    /// The time from which the key's signatures do not count, if it is compromised.
+    pub fn compromised_at(&self) -> Option<u64> {
+        self.compromised
+            .then(|| self.compromised_from.unwrap_or(self.valid_from))
+    }
+}
+
+/// `compromised_from` as records carry it: only a compromise that began after `valid_from`.
+pub fn compromised_from(valid_from: u64, compromised: Option<u64>) -> Option<u64> {
+    compromised.filter(|t| *t > valid_from)
 }
 
 impl NameRecord {
@@ -82,7 +98,8 @@ impl NameRecord {
                 .map(|k| KeyJson {
                     key: hex::encode(k.key.as_bytes()),
                     valid_from: k.valid_from,
-                    compromised: k.compromised,
+                    compromised: k.compromised.is_some(),
+                    compromised_from: compromised_from(k.valid_from, k.compromised),
                 })
                 .collect(),
             updating_key: hex::encode(self.updating_key.as_bytes()),

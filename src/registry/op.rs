@@ -49,6 +49,10 @@ pub struct Update {
     pub new_updating_key: Option<VerifyingKey>,
     /// A signing key of this name to mark compromised.
     pub compromised_key: Option<VerifyingKey>,
+    /// From when (Unix seconds) its signatures stop counting; `None`: from its first day.
+    /// Only with `compromised_key`; encoded as a tenth field only when present, so updates
+    /// without it keep their nine-field form.
+    pub compromised_since: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,19 +97,25 @@ impl Operation {
                 uris(&r.redirect_uris),
                 Value::Bytes(r.pow_nonce.to_vec()),
             ]),
-            Operation::Update(u) => Value::Array(vec![
-                1u64.into(),
-                Value::Text("update".into()),
-                Value::Text(u.name.as_str().into()),
-                Value::Bytes(u.previous_digest.to_vec()),
-                opt(u
-                    .new_signing_key
-                    .map(|(k, t)| Value::Array(vec![key(&k), t.into()]))),
-                opt(u.node_uri.clone().map(Value::Text)),
-                opt(u.redirect_uris.as_deref().map(uris)),
-                opt(u.new_updating_key.as_ref().map(key)),
-                opt(u.compromised_key.as_ref().map(key)),
-            ]),
+            Operation::Update(u) => {
+                let mut fields = vec![
+                    1u64.into(),
+                    Value::Text("update".into()),
+                    Value::Text(u.name.as_str().into()),
+                    Value::Bytes(u.previous_digest.to_vec()),
+                    opt(u
+                        .new_signing_key
+                        .map(|(k, t)| Value::Array(vec![key(&k), t.into()]))),
+                    opt(u.node_uri.clone().map(Value::Text)),
+                    opt(u.redirect_uris.as_deref().map(uris)),
+                    opt(u.new_updating_key.as_ref().map(key)),
+                    opt(u.compromised_key.as_ref().map(key)),
+                ];
+                if let Some(since) = u.compromised_since {
+                    fields.push(since.into());
+                }
+                Value::Array(fields)
+            }
         }
     }
 }
@@ -184,8 +194,10 @@ fn parse(value: Value) -> Result<Operation, RegistryError> {
             }))
         }
         Value::Text(kind) if kind == "update" => {
-            if f.len() != 9 {
-                return Err(Malformed("update has exactly 9 fields"));
+            if f.len() != 9 && f.len() != 10 {
+                return Err(Malformed(
+                    "update has 9 fields, or 10 with compromised_since",
+                ));
             }
             let new_signing_key = cbor::opt(&f[4], |v| match v {
                 Value::Array(pair) if pair.len() == 2 => Ok(pair.clone()),
@@ -212,7 +224,15 @@ fn parse(value: Value) -> Result<Operation, RegistryError> {
                 },
                 new_updating_key: opt_key(&f[7])?,
                 compromised_key: opt_key(&f[8])?,
+                compromised_since: f
+                    .get(9)
+                    .map(|v| cbor::uint(v, "compromised_since must be an unsigned integer"))
+                    .transpose()
+                    .map_err(m)?,
             };
+            if update.compromised_since.is_some() && update.compromised_key.is_none() {
+                return Err(Malformed("compromised_since without compromised_key"));
+            }
             if update.new_signing_key.is_none()
                 && update.node_uri.is_none()
                 && update.redirect_uris.is_none()

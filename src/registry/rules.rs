@@ -111,7 +111,7 @@ pub fn apply(
                 keys: vec![KeyEntry {
                     key: r.signing_key,
                     valid_from: r.valid_from,
-                    compromised: false,
+                    compromised: None,
                 }],
                 updating_key: r.updating_key,
                 node_uri: r.node_uri.clone(),
@@ -148,7 +148,18 @@ pub fn apply(
                         "the key to mark compromised is not a key of this name",
                     ),
                 )?;
-                entry.compromised = true;
+                // From `compromised_since` (never later than now: the updating key cannot
+                // keep a stolen key signing), or from its first day; an earlier mark stands.
+                let since = match u.compromised_since {
+                    Some(t) if t > time.saturating_add(params.skew) => {
+                        return Err(RegistryError::Malformed(
+                            "compromised_since is in the future",
+                        ))
+                    }
+                    Some(t) => t.max(entry.valid_from),
+                    None => entry.valid_from,
+                };
+                entry.compromised = Some(entry.compromised.map_or(since, |t| t.min(since)));
             }
             if let Some((key, valid_from)) = u.new_signing_key {
                 if valid_from.saturating_add(params.skew) < time {
@@ -167,7 +178,7 @@ pub fn apply(
                 next.keys.push(KeyEntry {
                     key,
                     valid_from,
-                    compromised: false,
+                    compromised: None,
                 });
             }
             if let Some(uri) = &u.node_uri {
@@ -264,6 +275,7 @@ mod tests {
             redirect_uris: None,
             new_updating_key: None,
             compromised_key: None,
+            compromised_since: None,
         };
         f(&mut u);
         SignedOp::decode(&Operation::Update(u).sign(&keys().0)).unwrap()
@@ -354,7 +366,7 @@ mod tests {
         let old = rec.keys[0].key;
         let op = update(&next, |u| u.compromised_key = Some(old));
         let burnt = apply(&op, T + 60, 0, Some(&next), None, Params::default()).unwrap();
-        assert!(burnt.keys[0].compromised);
+        assert_eq!(burnt.keys[0].compromised, Some(burnt.keys[0].valid_from));
         // A key cannot come back, nor be back-dated.
         let op = update(&burnt, |u| u.new_signing_key = Some((old, T + 500)));
         let err = apply(&op, T + 70, 0, Some(&burnt), None, Params::default());
@@ -363,6 +375,75 @@ mod tests {
         let op = update(&burnt, |u| u.new_signing_key = Some((newer, T)));
         let err = apply(&op, T + 10_000, 0, Some(&burnt), None, Params::default());
         assert_eq!(err.unwrap_err().code(), "op.valid-from-in-past");
+    }
+
+    #[test]
+    fn a_key_compromised_from_a_time_keeps_what_it_signed_before() {
+        use crate::carte::{key_in_history, KeyAt};
+        let rec = registered();
+        let old = rec.keys[0].key;
+        let op = update(&rec, |u| {
+            u.compromised_key = Some(old);
+            u.compromised_since = Some(T + 20);
+        });
+        assert_eq!(
+            crate::cbor::decode_lax(&op.payload).map(|v| match v {
+                ciborium::Value::Array(f) => f.len(),
+                _ => 0,
+            }),
+            Ok(10),
+            "the tenth field is there only when given"
+        );
+        let burnt = apply(&op, T + 60, 0, Some(&rec), None, Params::default()).unwrap();
+        assert_eq!(burnt.keys[0].compromised, Some(T + 20));
+        assert_eq!(key_in_history(&burnt.keys, T + 19), KeyAt::Valid(old));
+        assert_eq!(key_in_history(&burnt.keys, T + 20), KeyAt::Compromised);
+        // A later mark never moves the time forward; an earlier one moves it back.
+        let later = update(&burnt, |u| {
+            u.compromised_key = Some(old);
+            u.compromised_since = Some(T + 40);
+        });
+        let still = apply(&later, T + 61, 0, Some(&burnt), None, Params::default()).unwrap();
+        assert_eq!(still.keys[0].compromised, Some(T + 20));
+        let earlier = update(&still, |u| {
+            u.compromised_key = Some(old);
+            u.compromised_since = Some(T - 1_000);
+        });
+        let all = apply(&earlier, T + 62, 0, Some(&still), None, Params::default()).unwrap();
+        assert_eq!(
+            all.keys[0].compromised,
+            Some(T),
+            "clamped to the key's first day"
+        );
+        // Not from the future: the updating key cannot keep a stolen key signing.
+        let future = update(&rec, |u| {
+            u.compromised_key = Some(old);
+            u.compromised_since = Some(T + 60 + Params::default().skew + 1);
+        });
+        let err = apply(&future, T + 60, 0, Some(&rec), None, Params::default());
+        assert_eq!(err.unwrap_err().code(), "op.malformed");
+        // A time with no key to mark is malformed.
+        let mut u = match &update(&rec, |u| u.node_uri = Some("https://x.example/".into())).op {
+            Operation::Update(u) => u.clone(),
+            _ => unreachable!(),
+        };
+        u.compromised_since = Some(T);
+        let err = SignedOp::decode(&Operation::Update(u).sign(&keys().0)).unwrap_err();
+        assert_eq!(err.code(), "op.malformed");
+        // A whole-key mark is stored as it always was: the map value of a record written
+        // before partial marks existed does not change.
+        let mut legacy = burnt.clone();
+        legacy.keys[0].compromised = Some(0);
+        let mut whole = burnt.clone();
+        whole.keys[0].compromised = Some(whole.keys[0].valid_from);
+        assert_eq!(
+            crate::registry::map::value_of(&legacy),
+            crate::registry::map::value_of(&whole)
+        );
+        assert_ne!(
+            crate::registry::map::value_of(&burnt),
+            crate::registry::map::value_of(&whole)
+        );
     }
 
     #[test]

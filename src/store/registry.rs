@@ -157,7 +157,7 @@ pub fn map_entries(conn: &Connection) -> Result<Vec<MapEntry>, StoreError> {
                 r.get::<_, String>(0)?,
                 r.get::<_, Vec<u8>>(1)?,
                 r.get::<_, i64>(2)?,
-                r.get::<_, bool>(3)?,
+                r.get::<_, i64>(3)?,
             ))
         })?
         .peekable();
@@ -188,7 +188,7 @@ pub fn map_entries(conn: &Connection) -> Result<Vec<MapEntry>, StoreError> {
             history.push((
                 key.try_into().map_err(|_| corrupt())?,
                 valid_from as u64,
-                compromised,
+                compromised_as_of(valid_from, compromised),
             ));
         }
         if matches!(keys.peek(), Some(Err(_))) {
@@ -265,6 +265,13 @@ pub fn record(conn: &Connection, name: &Name) -> Result<Option<NameRecord>, Stor
     }))
 }
 
+/// `registry_keys.compromised`: 0 for a key not compromised, else the time from which its
+/// signatures do not count (1, as rows written before partial compromises say, or any time
+/// not after `valid_from`: every signature).
+fn compromised_as_of(valid_from: i64, stored: i64) -> Option<u64> {
+    (stored != 0).then(|| stored.max(valid_from) as u64)
+}
+
 /// The key history of `name`, or `None` when it is not registered.
 pub fn keys(conn: &Connection, name: &Name) -> Result<Option<Vec<KeyEntry>>, StoreError> {
     let mut stmt = conn.prepare_cached(
@@ -274,7 +281,7 @@ pub fn keys(conn: &Connection, name: &Name) -> Result<Option<Vec<KeyEntry>>, Sto
         Ok((
             r.get::<_, Vec<u8>>(0)?,
             r.get::<_, i64>(1)?,
-            r.get::<_, bool>(2)?,
+            r.get::<_, i64>(2)?,
         ))
     })?;
     let mut out = Vec::new();
@@ -283,7 +290,7 @@ pub fn keys(conn: &Connection, name: &Name) -> Result<Option<Vec<KeyEntry>>, Sto
         out.push(KeyEntry {
             key: verifying_key(&key)?,
             valid_from: valid_from as u64,
-            compromised,
+            compromised: compromised_as_of(valid_from, compromised),
         });
     }
     Ok(if out.is_empty() { None } else { Some(out) })
@@ -410,7 +417,7 @@ pub fn put_record(conn: &Connection, rec: &NameRecord) -> Result<(), StoreError>
             rec.name.as_str(),
             k.valid_from as i64,
             &k.key.as_bytes()[..],
-            k.compromised
+            k.compromised.map_or(0, |t| t.max(1) as i64)
         ])?;
     }
     Ok(())

@@ -116,8 +116,20 @@ mod tests {
         let db = Db::in_memory().unwrap();
         let c = db.lock().unwrap();
         let (a, b) = (Name::parse("alice").unwrap(), Name::parse("app").unwrap());
+        let owner = crate::store::owners::Owner {
+            name: a.clone(),
+            password_hash: None,
+            controller: None,
+            email: None,
+            created: 1,
+        };
+        crate::store::owners::insert_owner(&c, &owner).unwrap();
         record_usage(&c, &[(a.clone(), b.clone(), 200)]).unwrap();
         record_usage(&c, &[(a.clone(), b.clone(), 100)]).unwrap();
         assert_eq!(usage(&c, &a).unwrap()["app"], 200);
+        // An owner not (or no longer) here gets no row.
+        let gone = Name::parse("bob").unwrap();
+        record_usage(&c, &[(gone.clone(), b.clone(), 300)]).unwrap();
+        assert!(usage(&c, &gone).unwrap().is_empty());
     }
 }
