@@ -119,7 +119,6 @@ impl NodeArgs {
 
 /// `owner export` flags.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("key").required(true).args(["passphrase_file", "recipient"])))]
 pub struct OwnerExportArgs {
     /// The owner's name.
     pub name: String,
@@ -130,45 +129,55 @@ pub struct OwnerExportArgs {
     /// here).
     #[arg(long)]
     pub new_node: String,
-    /// A file whose first line is the passphrase (age's scrypt).
-    #[arg(long)]
-    pub passphrase_file: Option<PathBuf>,
-    /// An age X25519 recipient (`age1…`): the receiving node's operator.
-    #[arg(long)]
-    pub recipient: Option<String>,
+    #[command(flatten)]
+    pub seal: SealArgs,
     #[command(flatten)]
     pub node: NodeArgs,
 }
 
 /// `owner import` flags.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("key").required(true).args(["passphrase_file", "identity"])))]
 pub struct OwnerImportArgs {
     /// The export file.
     pub from: PathBuf,
-    /// A file whose first line is the passphrase.
-    #[arg(long)]
-    pub passphrase_file: Option<PathBuf>,
-    /// A file holding the age identity (`AGE-SECRET-KEY-1…`).
-    #[arg(long)]
-    pub identity: Option<PathBuf>,
+    #[command(flatten)]
+    pub open: OpenArgs,
     #[command(flatten)]
     pub node: NodeArgs,
 }
 
-/// `backup` flags.
+/// How a backup or export is encrypted: one of the two.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("key").required(true).args(["passphrase_file", "recipient"])))]
-pub struct BackupArgs {
-    /// The backup file to write (written beside it first, then renamed into place).
-    #[arg(long)]
-    pub to: PathBuf,
+#[group(required = true, multiple = false)]
+pub struct SealArgs {
     /// A file whose first line is the passphrase (age's scrypt).
     #[arg(long)]
     pub passphrase_file: Option<PathBuf>,
     /// An age X25519 recipient (`age1…`).
     #[arg(long)]
     pub recipient: Option<String>,
+}
+
+/// How a backup or export is opened: one of the two.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct OpenArgs {
+    /// A file whose first line is the passphrase.
+    #[arg(long)]
+    pub passphrase_file: Option<PathBuf>,
+    /// A file holding the age identity (`AGE-SECRET-KEY-1…`).
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
+}
+
+/// `backup` flags.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file to write (written beside it first, then renamed into place).
+    #[arg(long)]
+    pub to: PathBuf,
+    #[command(flatten)]
+    pub seal: SealArgs,
     /// The node's configuration file, as given to `serve`.
     #[arg(long, env = "GRANT_NODE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -179,7 +188,6 @@ pub struct BackupArgs {
 
 /// `restore` flags.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("key").required(true).args(["passphrase_file", "identity"])))]
 pub struct RestoreArgs {
     /// The backup file.
     #[arg(long)]
@@ -187,12 +195,8 @@ pub struct RestoreArgs {
     /// The data directory to fill; it must not exist, or be empty.
     #[arg(long)]
     pub data_dir: PathBuf,
-    /// A file whose first line is the passphrase.
-    #[arg(long)]
-    pub passphrase_file: Option<PathBuf>,
-    /// A file holding the age identity (`AGE-SECRET-KEY-1…`).
-    #[arg(long)]
-    pub identity: Option<PathBuf>,
+    #[command(flatten)]
+    pub open: OpenArgs,
 }
 
 /// `migrate` flags.

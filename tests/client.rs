@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{location, tempdir, text, Browser, Identity, Node, Stub};
-use grant_node::client::{App, AppConfig, ClientError};
+use grant_node::client::{App, ClientError};
 use grant_node::name::Name;
 use grant_node::scope::Scope;
 use hyper::Method;
@@ -41,17 +41,7 @@ async fn world(app_node_uri: &str) -> World {
         .submit(id.register_op(app_node_uri, &[REDIRECT], 0))
         .await
         .unwrap();
-    let app = App::open(AppConfig {
-        name: id.name.clone(),
-        key: id.signing.clone(),
-        registry_url: stub.url(),
-        registry_key: Some(grant_node::config::parse_key(&key).unwrap()),
-        book: dir.path().join("book.sqlite3"),
-        outbound: Default::default(),
-        light: None,
-    })
-    .await
-    .unwrap();
+    let app = stub.open_app(&id, dir.path()).await;
     World {
         _dir: dir,
         stub,
@@ -238,18 +228,7 @@ async fn clock_skew_is_handled_by_one_retry() {
         .submit(id.register_op("https://app.example/", &[REDIRECT], 0))
         .await
         .unwrap();
-    let app = App::open(AppConfig {
-        name: id.name.clone(),
-        key: id.signing.clone(),
-        registry_url: stub.url(),
-        registry_key: Some(grant_node::config::parse_key(&key).unwrap()),
-        book: dir.path().join("book.sqlite3"),
-        outbound: Default::default(),
-        light: None,
-    })
-    .await
-    .unwrap()
-    .with_ttl(60);
+    let app = stub.open_app(&id, dir.path()).await.with_ttl(60);
     // The node 3 minutes ahead sees a 60-second carte as expired; the one behind sees it as
     // not begun. Each time the library learns the node's clock and retries once.
     // Neither owner granted anything, so the answer after the retry is 403 for the scope: the
@@ -362,17 +341,7 @@ async fn a_node_speaking_another_protocol_version_is_refused() {
         .submit(id.register_op("https://app.example/", &[REDIRECT], 0))
         .await
         .unwrap();
-    let app = App::open(AppConfig {
-        name: id.name.clone(),
-        key: id.signing.clone(),
-        registry_url: stub.url(),
-        registry_key: Some(grant_node::config::parse_key(&stub.public_key_hex()).unwrap()),
-        book: dir.path().join("book.sqlite3"),
-        outbound: Default::default(),
-        light: None,
-    })
-    .await
-    .unwrap();
+    let app = stub.open_app(&id, dir.path()).await;
     match app
         .start_grant(&name("carol"), VIEW_PROFILE, REDIRECT)
         .await

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::{location, tempdir, text, Browser, Identity, Node, Stub};
-use grant_node::client::{App, AppConfig, ClientError};
+use grant_node::client::{App, ClientError};
 use grant_node::name::Name;
 use grant_node::outbound::HttpClient;
 use grant_node::scope::Scope;
@@ -43,17 +43,7 @@ async fn world() -> World {
         .submit(id.register_op("https://app.example/", &[REDIRECT], 0))
         .await
         .unwrap();
-    let app = App::open(AppConfig {
-        name: id.name.clone(),
-        key: id.signing.clone(),
-        registry_url: stub.url(),
-        registry_key: Some(grant_node::config::parse_key(&key).unwrap()),
-        book: dir.path().join("book.sqlite3"),
-        outbound: Default::default(),
-        light: None,
-    })
-    .await
-    .unwrap();
+    let app = stub.open_app(&id, dir.path()).await;
     std::fs::write(dir.path().join("passphrase"), "move me carefully\n").unwrap();
     World {
         dir,

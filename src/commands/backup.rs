@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 
 use crate::backup::files::{collect, restore_into, write_file};
 use crate::backup::Key;
-use crate::cli::{BackupArgs, RestoreArgs, ServeArgs};
+use crate::cli::{BackupArgs, OpenArgs, RestoreArgs, SealArgs, ServeArgs};
 use crate::clock::Clock;
 use crate::config::Config;
 
@@ -17,11 +17,7 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         ..ServeArgs::default()
     })?;
-    let key = match (&args.passphrase_file, &args.recipient) {
-        (Some(f), _) => Key::Passphrase(passphrase(f)?),
-        (None, Some(r)) => Key::Age(r.clone()),
-        (None, None) => bail!("give --passphrase-file or --recipient"),
-    };
+    let key = seal_key(&args.seal)?;
     let started = std::time::Instant::now();
     let files = collect(&config)?;
     write_file(&args.to, &key, Clock::system().now(), &files)?;
@@ -35,7 +31,27 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn passphrase(file: &Path) -> anyhow::Result<String> {
+/// The key `--passphrase-file` or `--recipient` names.
+pub(crate) fn seal_key(args: &SealArgs) -> anyhow::Result<Key> {
+    Ok(match (&args.passphrase_file, &args.recipient) {
+        (Some(f), _) => Key::Passphrase(passphrase(f)?),
+        (None, Some(r)) => Key::Age(r.clone()),
+        (None, None) => bail!("give --passphrase-file or --recipient"),
+    })
+}
+
+/// The key `--passphrase-file` or `--identity` names.
+pub(crate) fn open_key(args: &OpenArgs) -> anyhow::Result<Key> {
+    Ok(match (&args.passphrase_file, &args.identity) {
+        (Some(f), _) => Key::Passphrase(passphrase(f)?),
+        (None, Some(i)) => Key::Age(
+            std::fs::read_to_string(i).with_context(|| format!("reading {}", i.display()))?,
+        ),
+        (None, None) => bail!("give --passphrase-file or --identity"),
+    })
+}
+
+fn passphrase(file: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading the passphrase from {}", file.display()))?;
     let line = text.lines().next().unwrap_or("").to_owned();
@@ -47,13 +63,7 @@ pub(crate) fn passphrase(file: &Path) -> anyhow::Result<String> {
 
 /// `grant-node restore`.
 pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
-    let key = match (&args.passphrase_file, &args.identity) {
-        (Some(f), _) => Key::Passphrase(passphrase(f)?),
-        (None, Some(i)) => Key::Age(
-            std::fs::read_to_string(i).with_context(|| format!("reading {}", i.display()))?,
-        ),
-        (None, None) => bail!("give --passphrase-file or --identity"),
-    };
+    let key = open_key(&args.open)?;
     let started = std::time::Instant::now();
     let n = restore_into(&args.from, &args.data_dir, &key)?;
     eprintln!(

@@ -3,9 +3,8 @@
 
 use anyhow::{bail, Context};
 
-use super::backup::passphrase;
+use super::backup::{open_key, seal_key};
 use super::name::{current, empty_update, explain};
-use crate::backup::Key;
 use crate::cli::{OwnerCommand, OwnerExportArgs, OwnerImportArgs};
 use crate::clock::Clock;
 use crate::config::{Config, RegistrySetting};
@@ -32,11 +31,7 @@ fn export(args: OwnerExportArgs) -> anyhow::Result<()> {
         Name::parse(&args.name).with_context(|| format!("{:?} is not a valid name", args.name))?;
     let new_node = CheckedUri::base_url(&args.new_node)
         .with_context(|| format!("--new-node {:?}", args.new_node))?;
-    let key = match (&args.passphrase_file, &args.recipient) {
-        (Some(f), _) => Key::Passphrase(passphrase(f)?),
-        (None, Some(r)) => Key::Age(r.clone()),
-        (None, None) => bail!("give --passphrase-file or --recipient"),
-    };
+    let key = seal_key(&args.seal)?;
     if args.to.exists() {
         bail!("{} exists: export into a new file", args.to.display());
     }
@@ -54,13 +49,7 @@ fn export(args: OwnerExportArgs) -> anyhow::Result<()> {
 }
 
 async fn import(args: OwnerImportArgs) -> anyhow::Result<()> {
-    let key = match (&args.passphrase_file, &args.identity) {
-        (Some(f), _) => Key::Passphrase(passphrase(f)?),
-        (None, Some(i)) => Key::Age(
-            std::fs::read_to_string(i).with_context(|| format!("reading {}", i.display()))?,
-        ),
-        (None, None) => bail!("give --passphrase-file or --identity"),
-    };
+    let key = open_key(&args.open)?;
     let export = read_export(&args.from, &key)?;
     let owner = export.owner()?;
     let (updating, _) = export.keys()?;

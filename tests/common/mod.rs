@@ -144,6 +144,21 @@ impl Stub {
         RegistryClient::new(&self.url())
     }
 
+    /// The toolkit for application `id`, pinned to this registry, its grant book in `dir`.
+    pub async fn open_app(&self, id: &Identity, dir: &Path) -> grant_node::client::App {
+        grant_node::client::App::open(grant_node::client::AppConfig {
+            name: id.name.clone(),
+            key: id.signing.clone(),
+            registry_url: self.url(),
+            registry_key: Some(self.authority.public_key()),
+            book: dir.join("book.sqlite3"),
+            outbound: Default::default(),
+            light: None,
+        })
+        .await
+        .unwrap()
+    }
+
     pub fn public_key_hex(&self) -> String {
         hex::encode(self.authority.public_key().as_bytes())
     }
