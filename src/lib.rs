@@ -13,8 +13,10 @@
 //! - [`carte`]: the carte format (encode/decode) and its verifier, pure with an injected clock.
 //! - [`uri`]: the rules for registered URIs and the exact redirect match.
 //! - [`grant`]: the `/grant` request rules, receipts and grant-updated notifications (pure).
-//! - [`registry`]: registry operations, rules and log (pure); the authority, the node's
-//!   verified mirror and its key resolver; a client for the registry's API.
+//! - [`registry`]: registry operations, rules, log, checkpoints and name map (pure); a client
+//!   for the registry's API.
+//! - [`ledger`]: the places that hold a registry: the authority, a node's verified mirror,
+//!   replay and key resolution.
 //! - [`auth`]: password hashing, tokens and the login rate limiter.
 //! - [`recovery`]: recovery words (BIP39) and the updating key they stand for.
 //! - [`backup`]: the encrypted backup file, and a data directory into it and back.
@@ -44,6 +46,7 @@ pub mod config;
 pub mod grant;
 pub mod http;
 pub mod keyfile;
+pub mod ledger;
 pub mod name;
 pub mod node;
 pub mod outbound;

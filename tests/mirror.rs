@@ -11,10 +11,10 @@ use base64::Engine;
 use common::{now, tempdir, Identity, Node, Running, Stub};
 use ed25519_dalek::SigningKey;
 use grant_node::http::response::{json_value, param, query_params};
+use grant_node::ledger::source::{CheckpointJson, LogPageJson, Source};
 use grant_node::registry::log::{entry_hash, LogEntry};
 use grant_node::registry::note::{origin_for, Checkpoint};
 use grant_node::registry::op::{Operation, Update};
-use grant_node::registry::source::{CheckpointJson, LogPageJson, Source};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mirrored_names_verify_while_the_registry_is_down() {

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use common::{listener, tempdir, Identity, Node, Stub};
 use ed25519_dalek::SigningKey;
+use grant_node::ledger::cosigning::{self, WitnessEndpoint};
+use grant_node::ledger::mirror::WitnessPolicy;
 use grant_node::outbound::{HttpClient, Reply};
-use grant_node::registry::cosigning::{self, WitnessEndpoint};
-use grant_node::registry::mirror::WitnessPolicy;
 use grant_node::registry::note::{self, Witness};
 use hyper::body::Bytes;
 use hyper::Method;

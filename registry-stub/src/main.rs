@@ -13,8 +13,8 @@ use anyhow::Context;
 use clap::Parser;
 use grant_node::clock::Clock;
 use grant_node::http::registry_api;
-use grant_node::registry::authority::{Authority, AuthorityConfig, DEFAULT_POW_BITS};
-use grant_node::registry::cosigning::{self, WitnessEndpoint};
+use grant_node::ledger::authority::{Authority, AuthorityConfig, DEFAULT_POW_BITS};
+use grant_node::ledger::cosigning::{self, WitnessEndpoint};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -49,10 +49,10 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use crate::carte::{Carte, GrantRequest, KeyAt};
 use crate::clock::Clock;
 use crate::grant::statement::Receipt;
+use crate::ledger::mirror::Mirror;
+use crate::ledger::source::Source;
 use crate::name::Name;
 use crate::outbound::HttpClient;
-use crate::registry::mirror::Mirror;
-use crate::registry::source::Source;
 use crate::scope::Scope;
 use crate::store::{self, book::BookEntry, book::PendingGrant, Local, StoreError};
 

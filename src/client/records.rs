@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::carte::{key_in_history, KeyAt, KeyResolver};
+use crate::ledger::mirror::Mirror;
 use crate::name::Name;
 use crate::outbound::HttpClient;
 use crate::registry::light::{LightVerifier, NameProofJson, Trusted};
-use crate::registry::mirror::Mirror;
 use crate::registry::note::Witness;
 use crate::registry::NameRecord;
 use crate::store::{self, Local};

@@ -16,11 +16,11 @@ use sha2::{Digest, Sha256};
 use super::name::{name_dir, registry_client};
 use crate::cli::RegistryArgs;
 use crate::clock::Clock;
+use crate::ledger::mirror::Mirror;
+use crate::ledger::source::Source;
 use crate::name::Name;
 use crate::registry::log::LogEntry;
-use crate::registry::mirror::Mirror;
 use crate::registry::op::{Operation, SignedOp};
-use crate::registry::source::Source;
 use crate::store::{self, Local};
 
 /// The flags of `name watch`.

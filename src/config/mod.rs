@@ -101,7 +101,7 @@ pub struct Config {
     /// How often "last used" times are written down.
     pub usage_flush: Duration,
     /// The witnesses whose cosignatures the mirror requires, and how many.
-    pub witness_policy: crate::registry::mirror::WitnessPolicy,
+    pub witness_policy: crate::ledger::mirror::WitnessPolicy,
     /// When set, this node is a witness for its registry and cosigns under this name (key in
     /// `witness.key` in the data directory).
     pub witness_name: Option<String>,
@@ -119,7 +119,7 @@ impl Config {
             database: Database::Sqlite,
             public_url: None,
             registry: RegistrySetting::Embedded {
-                pow_bits: crate::registry::authority::DEFAULT_POW_BITS,
+                pow_bits: crate::ledger::authority::DEFAULT_POW_BITS,
             },
             owner: Name::parse(DEFAULT_OWNER).expect("the default owner is a valid name"),
             node_name: None,
@@ -143,7 +143,7 @@ impl Config {
             outbox_claim: DEFAULT_OUTBOX_CLAIM,
             admins: Vec::new(),
             usage_flush: crate::node::USAGE_FLUSH,
-            witness_policy: crate::registry::mirror::WitnessPolicy::default(),
+            witness_policy: crate::ledger::mirror::WitnessPolicy::default(),
             witness_name: None,
             backups: None,
             clock: Clock::system(),

@@ -4,7 +4,7 @@
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::registry::mirror::WitnessPolicy;
+use crate::ledger::mirror::WitnessPolicy;
 use crate::registry::note::Witness;
 use crate::uri::CheckedUri;
 

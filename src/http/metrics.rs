@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::carte::CarteError;
-use crate::registry::mirror::MirrorStatus;
+use crate::ledger::mirror::MirrorStatus;
 
 #[derive(Default)]
 pub struct Metrics {

@@ -14,12 +14,12 @@ use serde_json::json;
 
 use super::response::{self, json_value, param, path_segment, query_params, read_body, Body};
 use super::ApiError;
+use crate::ledger::authority::Authority;
+use crate::ledger::mirror::Mirror;
+use crate::ledger::source::{CheckpointJson, LogPageJson, MAX_LOG_PAGE};
 use crate::name::Name;
-use crate::registry::authority::Authority;
-use crate::registry::mirror::Mirror;
 use crate::registry::note::SignedCheckpoint;
 use crate::registry::op::{MAX_OP_BYTES, MAX_REDIRECT_URIS};
-use crate::registry::source::{CheckpointJson, LogPageJson, MAX_LOG_PAGE};
 use crate::registry::{NameRecord, RegistryError};
 use crate::store::{self, Local};
 

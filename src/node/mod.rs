@@ -28,12 +28,12 @@ use crate::auth::LoginLimiter;
 use crate::config::{Config, Database, RegistrySetting};
 use crate::http;
 use crate::http::metrics::Metrics;
+use crate::ledger::authority::{Authority, AuthorityConfig};
+use crate::ledger::mirror::Mirror;
+use crate::ledger::source::Source;
 use crate::name::Name;
 use crate::outbound::HttpClient;
-use crate::registry::authority::{Authority, AuthorityConfig};
 use crate::registry::client::RegistryClient;
-use crate::registry::mirror::Mirror;
-use crate::registry::source::Source;
 use crate::store::{self, Db};
 
 /// Everything a request handler can see.

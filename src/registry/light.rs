@@ -10,7 +10,16 @@ use base64::Engine;
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use super::authority::NameProof;
+/// What a light client needs to trust one name: the record (or its absence), the map proof,
+/// the checkpoint it leads to, and a consistency proof from the size the client knew.
+#[derive(Debug, Clone)]
+pub struct NameProof {
+    pub record: Option<NameRecord>,
+    pub proof: MapProof,
+    pub checkpoint: SignedCheckpoint,
+    pub consistency: Vec<[u8; 32]>,
+}
+
 use super::map::{self, MapProof};
 use super::note::{SignedCheckpoint, Witness};
 use super::{NameRecord, RecordJson, RegistryError};

@@ -1,4 +1,6 @@
-//! The signed name registry: records, operations, the log, and the two places that hold it.
+//! The signed name registry's formats and rules: records, operations, the log, checkpoints,
+//! the name map and its proofs. Pure (no storage): the places that hold a registry are in
+//! [`crate::ledger`].
 //!
 //! The registry maps a name to its signing-key history, its updating key, its node URI and its
 //! redirect URIs. Every accepted operation is appended to one global hash-chained log whose
@@ -8,24 +10,17 @@
 //! - [`op`]: operations and their wire format (pure);
 //! - [`rules`]: what an operation may do to a record (pure, time injected);
 //! - [`log`]: log entries, the hash chain and checkpoints (pure);
-//! - [`authority`]: the registry itself, which accepts operations and signs checkpoints;
-//! - [`mirror`]: a node's verified copy, the only registry I/O a node does;
-//! - [`replay`]: applying log entries to a database, with batched signature checks;
-//! - [`resolver`]: key look-ups for carte verification, answered from a local database.
+//! - [`map`], [`note`], [`light`], [`witness`]: the name map, signed checkpoints, light
+//!   look-ups and witnesses' cosignatures;
+//! - [`client`]: a client for a registry's HTTP API.
 
-pub mod authority;
 pub mod client;
-pub mod cosigning;
 pub mod light;
 pub mod log;
 pub mod map;
-pub mod mirror;
 pub mod note;
 pub mod op;
-pub mod replay;
-pub mod resolver;
 pub mod rules;
-pub mod source;
 pub mod witness;
 
 use ed25519_dalek::VerifyingKey;

@@ -11,10 +11,10 @@ use std::collections::{HashMap, HashSet};
 use ed25519_dalek::{Signature, VerifyingKey};
 use rusqlite::Connection;
 
-use super::log::{entry_hash, LogEntry};
-use super::op::{Operation, SignedOp};
-use super::rules::{self, Params};
 use crate::name::Name;
+use crate::registry::log::{entry_hash, LogEntry};
+use crate::registry::op::{Operation, SignedOp};
+use crate::registry::rules::{self, Params};
 use crate::store::{self, StoreError};
 
 /// Where a replay ended.

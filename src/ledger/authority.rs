@@ -3,7 +3,7 @@
 //!
 //! Every accepted operation is one SQLite transaction: the log entry and its tree hashes, the
 //! new record and the new signed checkpoint commit together, so the log, the records and the
-//! checkpoint never disagree, even across a crash. The name map ([`super::map`]) lives in
+//! checkpoint never disagree, even across a crash. The name map ([`crate::registry::map`]) lives in
 //! memory, is rebuilt from the records at start, and changes under the same lock as the
 //! database, so a checkpoint's map root is always the map of its log.
 
@@ -13,14 +13,15 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 
 use std::sync::{Arc, Mutex};
 
-use super::log::LogEntry;
-use super::map::{self, MapProof, NameMap};
-use super::note::{self, Checkpoint, SignedCheckpoint};
-use super::op::SignedOp;
-use super::rules::{self, Params};
-use super::{NameRecord, RegistryError};
 use crate::clock::Clock;
 use crate::keyfile;
+use crate::registry::light::NameProof;
+use crate::registry::log::LogEntry;
+use crate::registry::map::{self, NameMap};
+use crate::registry::note::{self, Checkpoint, SignedCheckpoint};
+use crate::registry::op::SignedOp;
+use crate::registry::rules::{self, Params};
+use crate::registry::{NameRecord, RegistryError};
 use crate::store::{self, Local, StoreError};
 
 /// Default proof-of-work difficulty, in leading zero bits of blake3: about a second of one core.
@@ -162,7 +163,7 @@ impl Authority {
             op: signed.bytes,
         };
         let encoded = entry.encode();
-        let hash = super::log::entry_hash(&encoded);
+        let hash = crate::registry::log::entry_hash(&encoded);
         store::registry::append_entry(&tx, seq, &encoded, &hash)?;
         store::registry::put_record(&tx, &record)?;
         let key = map::key_of(record.name.as_str());
@@ -259,14 +260,4 @@ impl Authority {
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         }
     }
-}
-
-/// What a light client needs to trust one name: the record (or its absence), the map proof,
-/// the checkpoint it leads to, and a consistency proof from the size the client knew.
-#[derive(Debug, Clone)]
-pub struct NameProof {
-    pub record: Option<NameRecord>,
-    pub proof: MapProof,
-    pub checkpoint: SignedCheckpoint,
-    pub consistency: Vec<[u8; 32]>,
 }

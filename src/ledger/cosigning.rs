@@ -12,9 +12,9 @@ use hyper::body::Bytes;
 use hyper::Method;
 
 use super::authority::Authority;
-use super::note::Witness;
-use super::witness;
 use crate::outbound::HttpClient;
+use crate::registry::note::Witness;
+use crate::registry::witness;
 use crate::store;
 
 /// A witness the registry asks, at `url` (its `/witness` prefix is added).

@@ -1,7 +1,7 @@
 //! A node's verified mirror of the registry: the only registry I/O a node does.
 //!
 //! The mirror syncs the log from a [`Source`], re-checks every operation with the same
-//! [`super::rules`] the registry applies, checks the hash chain, and accepts the new entries only if
+//! [`crate::registry::rules`] the registry applies, checks the hash chain, and accepts the new entries only if
 //! the RFC 6962 tree of the log it holds extended by them has exactly the root of a checkpoint
 //! signed by the registry key in the node's config (so the new checkpoint is consistent with
 //! every one before it), and, when witnesses are configured, cosigned by a quorum of them. A
@@ -19,15 +19,15 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::VerifyingKey;
 use rusqlite::Connection;
 
-use super::map::{self, NameMap};
-use super::note::{SignedCheckpoint, Witness};
 use super::replay::{replay, ReplayError};
 use super::resolver::DbKeys;
-use super::rules::Params;
 use super::source::{Source, MAX_LOG_PAGE};
-use super::{NameRecord, RegistryError};
 use crate::clock::Clock;
 use crate::name::Name;
+use crate::registry::map::{self, NameMap};
+use crate::registry::note::{SignedCheckpoint, Witness};
+use crate::registry::rules::Params;
+use crate::registry::{NameRecord, RegistryError};
 use crate::store::{self, Local, StoreError};
 
 /// What `/healthz` and `/metrics` report about the mirror.

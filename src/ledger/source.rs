@@ -7,8 +7,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::authority::Authority;
-use super::RegistryError;
 use crate::outbound::HttpClient;
+use crate::registry::RegistryError;
 use crate::store;
 
 /// The most entries one `GET /registry/log` returns.
