@@ -25,6 +25,15 @@ pub fn generate() -> anyhow::Result<SigningKey> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
+/// A 32-byte Ed25519 public key in hex.
+pub fn parse_public(hex_key: &str) -> anyhow::Result<ed25519_dalek::VerifyingKey> {
+    let bytes: [u8; 32] = hex::decode(hex_key.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("expected 64 hex digits (a 32-byte Ed25519 public key)")?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).context("not a valid Ed25519 public key")
+}
+
 /// Loads a key file: the 32-byte seed in hex.
 pub fn load(path: &Path) -> anyhow::Result<SigningKey> {
     #[cfg(unix)]

@@ -25,14 +25,19 @@
 //! - [`store`]: every query, written once against one connection interface with a SQLite and
 //!   a PostgreSQL implementation; schemas and migrations.
 //! - [`keyfile`]: key files with mode 0600.
-//! - [`node`]: the node's state, carte access with its caches, durable grant changes, owners,
-//!   the notification outbox, and the wiring that serves it all.
+//! - [`node`]: the node's state, carte access with its caches, durable grant changes, owners
+//!   and moving them, the notification outbox, scheduled backups, metrics.
 //! - [`outbound`]: every outbound HTTP(S) call: TLS, timeouts, reply caps, and the guard on
 //!   addresses for URLs taken from registry data.
 //! - [`http`]: the server: accept loop (plain or TLS), routers, pages and JSON API.
 //! - [`client`]: the application developer's library: grants and calls across many nodes.
-//! - [`cli`], [`config`], [`commands`]: the command line, the validated configuration, and
-//!   the subcommands `main` dispatches to.
+//! - [`config`]: the validated configuration, plain data (with the flags it is built from).
+//! - [`server`]: the composition root: opens everything a configuration names and serves it.
+//! - [`cli`], [`commands`]: the command line, and the subcommands `main` dispatches to.
+//!
+//! Each module names only modules listed before it, except that [`store`] and [`backup`]
+//! come before the configuration they read; `tests/architecture.rs` checks that the
+//! top-level modules form no cycle.
 
 pub mod auth;
 pub mod backup;
@@ -53,6 +58,7 @@ pub mod outbound;
 pub mod recovery;
 pub mod registry;
 pub mod scope;
+pub mod server;
 pub mod store;
 pub mod strict_batch;
 pub mod uri;

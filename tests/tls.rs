@@ -204,7 +204,7 @@ async fn node(
     config.sync_interval = Duration::from_secs(1);
     tweak(&mut config);
     let running = spawn(move |stop| async move {
-        grant_node::node::serve(config, l, async {
+        grant_node::server::serve(config, l, async {
             let _ = stop.await;
         })
         .await
@@ -1164,7 +1164,7 @@ async fn browser_node(
     config.outbound = net.options();
     tweak(&mut config);
     let running = spawn(move |stop| async move {
-        grant_node::node::serve(config, l, async {
+        grant_node::server::serve(config, l, async {
             let _ = stop.await;
         })
         .await

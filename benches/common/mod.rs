@@ -58,7 +58,7 @@ pub fn node() -> Bench {
     let key = SigningKey::from_bytes(&[7; 32]);
     let app = Name::parse("photo-app").expect("a name");
     let state = runtime.block_on(async {
-        let state = grant_node::node::open(config, peer)
+        let state = grant_node::server::open(config, peer)
             .await
             .expect("the node opens");
         let op = Operation::Register(Register {

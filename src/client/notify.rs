@@ -6,6 +6,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 
+/// How long a notification's body may take to arrive.
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 use super::{App, ClientError};
 use crate::grant::statement::Notification;
 
@@ -20,7 +23,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> 
 
 async fn accept(app: &App, req: Request<Incoming>) -> Result<(), (StatusCode, &'static str)> {
     let collect = Limited::new(req.into_body(), 8192).collect();
-    let body = tokio::time::timeout(crate::http::response::BODY_DEADLINE, collect)
+    let body = tokio::time::timeout(BODY_DEADLINE, collect)
         .await
         .map_err(|_| (StatusCode::REQUEST_TIMEOUT, "request.timeout"))?
         .map_err(|_| (StatusCode::PAYLOAD_TOO_LARGE, "request.too-large"))?

@@ -201,6 +201,6 @@ pub(super) async fn pinned_registry_key(
             k
         }
     };
-    crate::config::parse_key(&hex_key)
+    crate::keyfile::parse_public(&hex_key)
         .map_err(|e| ClientError::Config(format!("registry key: {e:#}")))
 }

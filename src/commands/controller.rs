@@ -36,7 +36,7 @@ pub fn run(command: ControllerCommand) -> anyhow::Result<()> {
             local_path.display()
         );
     }
-    let (db, local) = crate::node::open_databases(&config)?;
+    let (db, local) = crate::server::open_databases(&config)?;
     // One connection at a time: with SQLite both handles are the same connection.
     let registered = |name: &Name| -> anyhow::Result<bool> {
         Ok(store::registry::record(&local.lock(), name)?.is_some())

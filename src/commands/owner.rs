@@ -35,7 +35,7 @@ fn export(args: OwnerExportArgs) -> anyhow::Result<()> {
     if args.to.exists() {
         bail!("{} exists: export into a new file", args.to.display());
     }
-    let opened = Opened::open(Config::build(args.node.serve_args())?)?;
+    let opened = open(Config::build(args.node.serve_args())?)?;
     let rows = opened.export(&name, &new_node, &args.to, &key, Clock::system().now())?;
     eprintln!(
         "exported {name} ({} grants, {} history entries) to {}; this node now answers \
@@ -78,7 +78,7 @@ async fn import(args: OwnerImportArgs) -> anyhow::Result<()> {
             record.updating_key
         );
     }
-    let opened = Opened::open(config)?;
+    let opened = open(config)?;
     opened.import(&export)?;
     if record.node_uri != node_uri {
         let mut update = empty_update(&owner, &record)?;
@@ -101,6 +101,21 @@ async fn import(args: OwnerImportArgs) -> anyhow::Result<()> {
         export.rows.count("audit"),
     );
     Ok(())
+}
+
+/// The node's data, as the node opens it.
+fn open(config: Config) -> anyhow::Result<Opened> {
+    if let crate::config::Database::Sqlite = config.database {
+        let file = config.data_dir.join("node.sqlite3");
+        if !file.exists() {
+            bail!(
+                "no node database at {}; pass the node's --data-dir",
+                file.display()
+            );
+        }
+    }
+    let (db, _mirror) = crate::server::open_databases(&config)?;
+    Opened::open(config, db)
 }
 
 /// Where registry operations go: the configured registry, or (embedded) the node itself,

@@ -27,7 +27,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             "http"
         };
         println!("grant-node listening on {scheme}://{addr}");
-        crate::node::serve(config, listener, shutdown_signal()).await?;
+        crate::server::serve(config, listener, shutdown_signal()).await?;
         tracing::info!("grant-node stopped");
         Ok(())
     })

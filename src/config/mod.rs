@@ -15,11 +15,11 @@ use ed25519_dalek::VerifyingKey;
 use serde::Deserialize;
 
 use crate::carte::verify::{DEFAULT_MAX_LIFETIME, DEFAULT_SKEW};
-use crate::cli::ServeArgs;
 use crate::clock::Clock;
 use crate::name::Name;
 use crate::scope::{Catalogue, ScopeDef};
 use crate::uri::CheckedUri;
+use args::ServeArgs;
 
 /// The address a node listens on when nothing says otherwise: loopback only, so a fresh node
 /// is never exposed by accident.
@@ -36,8 +36,10 @@ pub enum RegistrySetting {
     Remote { url: String, key: VerifyingKey },
 }
 
+pub mod args;
 pub mod backups;
 mod database;
+pub mod limits;
 mod witnesses;
 pub use database::{redact, Database};
 
@@ -82,7 +84,7 @@ pub struct Config {
     /// Open connections from one client address at most.
     pub max_connections_per_address: usize,
     /// Serve HTTPS with this certificate chain and key (PEM files).
-    pub tls: Option<crate::http::tls::TlsFiles>,
+    pub tls: Option<TlsFiles>,
     /// Outbound calls: trust roots, pinned names, plain-http policy. The guard for URLs from
     /// registry data is [`Config::target_guard`].
     pub outbound: crate::outbound::Options,
@@ -101,7 +103,7 @@ pub struct Config {
     /// How often "last used" times are written down.
     pub usage_flush: Duration,
     /// The witnesses whose cosignatures the mirror requires, and how many.
-    pub witness_policy: crate::ledger::mirror::WitnessPolicy,
+    pub witness_policy: crate::registry::witness::WitnessPolicy,
     /// When set, this node is a witness for its registry and cosigns under this name (key in
     /// `witness.key` in the data directory).
     pub witness_name: Option<String>,
@@ -119,7 +121,7 @@ impl Config {
             database: Database::Sqlite,
             public_url: None,
             registry: RegistrySetting::Embedded {
-                pow_bits: crate::ledger::authority::DEFAULT_POW_BITS,
+                pow_bits: crate::registry::op::DEFAULT_POW_BITS,
             },
             owner: Name::parse(DEFAULT_OWNER).expect("the default owner is a valid name"),
             node_name: None,
@@ -133,7 +135,7 @@ impl Config {
             login_redirect: None,
             cors_origins: Vec::new(),
             max_connections: None,
-            max_connections_per_address: crate::http::DEFAULT_PER_ADDRESS,
+            max_connections_per_address: limits::DEFAULT_PER_ADDRESS,
             tls: None,
             outbound: crate::outbound::Options::default(),
             allow_private_targets: false,
@@ -142,8 +144,8 @@ impl Config {
             outbox_give_up: DEFAULT_OUTBOX_GIVE_UP,
             outbox_claim: DEFAULT_OUTBOX_CLAIM,
             admins: Vec::new(),
-            usage_flush: crate::node::USAGE_FLUSH,
-            witness_policy: crate::ledger::mirror::WitnessPolicy::default(),
+            usage_flush: USAGE_FLUSH,
+            witness_policy: crate::registry::witness::WitnessPolicy::default(),
             witness_name: None,
             backups: None,
             clock: Clock::system(),
@@ -301,7 +303,7 @@ impl Config {
             args.tls_key.or(file.tls_key),
         ) {
             (Some(cert), Some(key)) => {
-                config.tls = Some(crate::http::tls::TlsFiles { cert, key });
+                config.tls = Some(TlsFiles { cert, key });
             }
             (None, None) => {}
             _ => bail!("tls_cert and tls_key go together"),
@@ -389,8 +391,8 @@ impl Config {
     }
 
     /// The connection limits: configured, or derived from the descriptor limit.
-    pub fn limits(&self) -> crate::http::Limits {
-        let mut limits = crate::http::Limits::from_descriptors();
+    pub fn limits(&self) -> limits::Limits {
+        let mut limits = limits::Limits::from_descriptors();
         if let Some(max) = self.max_connections {
             limits.max_connections = max;
         }
@@ -498,11 +500,14 @@ fn cidrs(list: &[String]) -> anyhow::Result<Vec<crate::outbound::Cidr>> {
         .collect()
 }
 
-/// A 32-byte Ed25519 public key in hex.
-pub fn parse_key(hex_key: &str) -> anyhow::Result<VerifyingKey> {
-    let bytes: [u8; 32] = hex::decode(hex_key.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .context("expected 64 hex digits (a 32-byte Ed25519 public key)")?;
-    VerifyingKey::from_bytes(&bytes).context("not a valid Ed25519 public key")
+pub use crate::keyfile::parse_public as parse_key;
+
+/// Where the certificate chain and its key live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
+
+/// How often grant uses are written down.
+pub const USAGE_FLUSH: std::time::Duration = std::time::Duration::from_secs(60);

@@ -4,8 +4,8 @@
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::ledger::mirror::WitnessPolicy;
 use crate::registry::note::Witness;
+use crate::registry::witness::WitnessPolicy;
 use crate::uri::CheckedUri;
 
 #[derive(Debug, Deserialize)]

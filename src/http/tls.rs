@@ -8,7 +8,7 @@
 //! handshakes get the new certificate. TLS 1.2 and 1.3 only (rustls speaks nothing older),
 //! and ALPN offers `h2` and `http/1.1`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -18,12 +18,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-/// Where the certificate chain and its key live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+pub use crate::config::TlsFiles;
 
 /// The certificate currently presented; swapped whole on reload.
 #[derive(Debug)]

@@ -24,8 +24,7 @@ use crate::registry::rules::{self, Params};
 use crate::registry::{NameRecord, RegistryError};
 use crate::store::{self, Local, StoreError};
 
-/// Default proof-of-work difficulty, in leading zero bits of blake3: about a second of one core.
-pub const DEFAULT_POW_BITS: u32 = 20;
+pub use crate::registry::op::DEFAULT_POW_BITS;
 
 /// Registry settings.
 #[derive(Debug, Clone, Copy)]

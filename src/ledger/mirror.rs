@@ -25,7 +25,7 @@ use super::source::{Source, MAX_LOG_PAGE};
 use crate::clock::Clock;
 use crate::name::Name;
 use crate::registry::map::{self, NameMap};
-use crate::registry::note::{SignedCheckpoint, Witness};
+use crate::registry::note::SignedCheckpoint;
 use crate::registry::rules::Params;
 use crate::registry::{NameRecord, RegistryError};
 use crate::store::{self, Local, StoreError};
@@ -51,15 +51,7 @@ pub struct MirrorStatus {
     pub cosigned_by: usize,
 }
 
-/// Which witnesses a mirror trusts, how many must cosign a checkpoint, and where to ask
-/// each witness what it cosigned (to catch a registry showing others another tree).
-#[derive(Debug, Clone, Default)]
-pub struct WitnessPolicy {
-    pub witnesses: Vec<Witness>,
-    /// Base URLs of the witnesses to compare checkpoints with (`GET {url}/witness/latest`).
-    pub urls: Vec<String>,
-    pub quorum: usize,
-}
+pub use crate::registry::witness::WitnessPolicy;
 
 /// The mirror.
 pub struct Mirror {

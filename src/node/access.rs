@@ -87,7 +87,7 @@ pub struct GrantCache {
     /// Uses of entries that were dropped before their time was collected.
     dropped: Mutex<Vec<(Name, Name, u64)>>,
     /// With several processes: whether this one may answer from the cache now.
-    pub(super) coherence: std::sync::OnceLock<Arc<super::coherence::Coherence>>,
+    pub(crate) coherence: std::sync::OnceLock<Arc<super::coherence::Coherence>>,
 }
 
 struct CachedGrant {

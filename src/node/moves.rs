@@ -132,17 +132,8 @@ pub struct Opened {
 }
 
 impl Opened {
-    pub fn open(config: Config) -> anyhow::Result<Opened> {
-        if let crate::config::Database::Sqlite = config.database {
-            let file = config.data_dir.join("node.sqlite3");
-            if !file.exists() {
-                bail!(
-                    "no node database at {}; pass the node's --data-dir",
-                    file.display()
-                );
-            }
-        }
-        let (db, _local) = super::open_databases(&config)?;
+    /// `db` is the node's shared database, as [`crate::server::open_databases`] opens it.
+    pub fn open(config: Config, db: Db) -> anyhow::Result<Opened> {
         let keys = OwnerKeys::open(&config, &db)?;
         Ok(Opened { config, db, keys })
     }

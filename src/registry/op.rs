@@ -16,6 +16,8 @@ use crate::name::Name;
 pub const OP_PREFIX: &[u8] = b"grant-node registry op v1\0";
 /// Largest operation envelope accepted.
 pub const MAX_OP_BYTES: usize = 8192;
+/// Default proof-of-work difficulty, in leading zero bits of blake3: about a second of one core.
+pub const DEFAULT_POW_BITS: u32 = 20;
 /// Most redirect URIs a name may register.
 pub const MAX_REDIRECT_URIS: usize = 16;
 

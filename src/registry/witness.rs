@@ -195,3 +195,13 @@ mod tests {
         );
     }
 }
+
+/// Which witnesses a mirror trusts, how many must cosign a checkpoint, and where to ask
+/// each witness what it cosigned (to catch a registry showing others another tree).
+#[derive(Debug, Clone, Default)]
+pub struct WitnessPolicy {
+    pub witnesses: Vec<super::note::Witness>,
+    /// Base URLs of the witnesses to compare checkpoints with (`GET {url}/witness/latest`).
+    pub urls: Vec<String>,
+    pub quorum: usize,
+}

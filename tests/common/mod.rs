@@ -1,7 +1,7 @@
 //! Test harness: real servers on `127.0.0.1:0`, real SQLite files in temporary folders.
 //!
 //! `Stub` runs the registry exactly as `registry-stub` does (the binary is a thin wrapper over
-//! `registry_api::serve_standalone`), `Node` runs `grant_node::node::serve` as `grant-node serve`
+//! `registry_api::serve_standalone`), `Node` runs `grant_node::server::serve` as `grant-node serve`
 //! does. Both stop on drop and can be restarted on the same data directory.
 
 #![allow(dead_code, clippy::unwrap_used)]
@@ -341,7 +341,7 @@ impl Node {
             .map_or_else(|| format!("http://{addr}"), Stub::url);
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(async move {
-            grant_node::node::serve(config, l, async {
+            grant_node::server::serve(config, l, async {
                 let _ = rx.await;
             })
             .await

@@ -1,0 +1,149 @@
+//! The tree is the architecture: the top-level modules of `src/` form no cycle, read from the
+//! code's own `crate::` references (comments aside), and the layers the README describes hold.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Each top-level module and the top-level modules it names, with one file that names each.
+fn graph() -> BTreeMap<String, BTreeMap<String, String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut modules = BTreeSet::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().unwrap().is_dir() {
+            modules.insert(name);
+        } else if let Some(stem) = name.strip_suffix(".rs") {
+            if stem != "lib" && stem != "main" {
+                modules.insert(stem.to_owned());
+            }
+        }
+    }
+    let mut edges: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut files = vec![src.clone()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            for e in std::fs::read_dir(&path).unwrap() {
+                files.push(e.unwrap().path());
+            }
+            continue;
+        }
+        if path.extension().map_or(true, |e| e != "rs") {
+            continue;
+        }
+        let rel = path
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let top = rel
+            .split('/')
+            .next()
+            .unwrap()
+            .trim_end_matches(".rs")
+            .to_owned();
+        if !modules.contains(&top) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (i, _) in line.match_indices("crate::") {
+                let rest = &line[i + "crate::".len()..];
+                let names: Vec<&str> = if let Some(group) = rest.strip_prefix('{') {
+                    group
+                        .split(['}', ','])
+                        .map(|p| p.trim().split("::").next().unwrap_or(""))
+                        .collect()
+                } else {
+                    vec![rest
+                        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .next()
+                        .unwrap_or("")]
+                };
+                for name in names {
+                    if name != top && modules.contains(name) {
+                        edges
+                            .entry(top.clone())
+                            .or_default()
+                            .entry(name.to_owned())
+                            .or_insert_with(|| rel.clone());
+                    }
+                }
+            }
+        }
+    }
+    for m in modules {
+        edges.entry(m).or_default();
+    }
+    edges
+}
+
+/// A path from `from` back to itself, if there is one.
+fn cycle_through(
+    edges: &BTreeMap<String, BTreeMap<String, String>>,
+    from: &str,
+) -> Option<Vec<String>> {
+    let mut stack = vec![(from.to_owned(), vec![from.to_owned()])];
+    let mut seen = BTreeSet::new();
+    while let Some((at, path)) = stack.pop() {
+        for next in edges[&at].keys() {
+            if next == from {
+                let mut cycle = path.clone();
+                cycle.push(next.clone());
+                return Some(cycle);
+            }
+            if seen.insert(next.clone()) {
+                let mut longer = path.clone();
+                longer.push(next.clone());
+                stack.push((next.clone(), longer));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn the_top_level_modules_form_no_cycle() {
+    let edges = graph();
+    assert!(edges.len() > 15, "the modules were not found: {edges:?}");
+    for module in edges.keys() {
+        if let Some(cycle) = cycle_through(&edges, module) {
+            let why: Vec<String> = cycle
+                .windows(2)
+                .map(|w| format!("{} -> {} ({})", w[0], w[1], edges[&w[0]][&w[1]]))
+                .collect();
+            panic!("a module cycle: {}", why.join(", "));
+        }
+    }
+}
+
+#[test]
+fn the_layers_hold() {
+    let edges = graph();
+    // What each module must never name: the ones above it.
+    let above: &[(&str, &[&str])] = &[
+        (
+            "config",
+            &[
+                "node", "http", "cli", "client", "commands", "server", "ledger", "store",
+            ],
+        ),
+        ("node", &["http", "cli", "commands", "server", "client"]),
+        ("http", &["cli", "commands", "server", "client"]),
+        (
+            "client",
+            &["node", "http", "cli", "commands", "server", "config"],
+        ),
+        ("registry", &["store", "ledger", "node", "http", "server"]),
+        ("store", &["ledger", "node", "http", "server", "config"]),
+    ];
+    for (module, forbidden) in above {
+        for f in *forbidden {
+            if let Some(file) = edges[*module].get(*f) {
+                panic!("{module} names {f} ({file}), a module above it");
+            }
+        }
+    }
+}
