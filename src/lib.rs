@@ -35,9 +35,9 @@
 //! - [`server`]: the composition root: opens everything a configuration names and serves it.
 //! - [`cli`], [`commands`]: the command line, and the subcommands `main` dispatches to.
 //!
-//! Each module names only modules listed before it, except that [`store`] and [`backup`]
-//! come before the configuration they read; `tests/architecture.rs` checks that the
-//! top-level modules form no cycle.
+//! The top-level modules form no cycle, and `config`, `node`, `http`, `client`, `registry`
+//! and `store` never name the modules above them; `tests/architecture.rs` checks both from
+//! the code's `crate::` references.
 
 pub mod auth;
 pub mod backup;
