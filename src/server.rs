@@ -277,7 +277,7 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         )),
         None => None,
     };
-    let owner_keys = owners::OwnerKeys::open(&config, &db)?;
+    let owner_keys = owner_keys(&config, &db)?;
     let started = config.clock.now();
     Ok(NodeState {
         public_url: config.public_url(bound),
@@ -304,5 +304,26 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
         coherence,
         backups: backups::Tracker::default(),
         started,
+    })
+}
+
+/// Where `config` keeps owners' keys: files with SQLite; sealed in PostgreSQL with the
+/// database key (which must open every key already sealed there).
+pub fn owner_keys(config: &Config, db: &Db) -> anyhow::Result<owners::OwnerKeys> {
+    Ok(match &config.database {
+        Database::Sqlite => owners::OwnerKeys::in_files(config.data_dir.join("owners")),
+        Database::Postgres { key_file, .. } => {
+            let key = crate::keyfile::load_or_create(key_file)
+                .with_context(|| format!("the database key {}", key_file.display()))?;
+            let sealer = store::owner_keys::Sealer::new(&key.to_bytes());
+            store::owner_keys::check_sealer(&db.lock()?, &sealer).with_context(|| {
+                format!(
+                    "the database key {} does not open the owners' keys sealed in this \
+                     database: every process of one node needs the same key file",
+                    key_file.display()
+                )
+            })?;
+            owners::OwnerKeys::in_database(db.clone(), &key.to_bytes())
+        }
     })
 }

@@ -147,3 +147,54 @@ fn the_layers_hold() {
         }
     }
 }
+
+#[test]
+fn the_database_kind_is_named_only_behind_its_door() {
+    // The door: store/; the composition root: server.rs, commands/ and main.rs; and the
+    // configuration, which defines the setting itself.
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let allowed = ["store/", "server.rs", "commands/", "main.rs", "config/"];
+    let names = [
+        "rusqlite",
+        "tokio_postgres",
+        "is_postgres(",
+        ".postgres()",
+        "Database::Sqlite",
+        "Database::Postgres",
+        "pg_advisory",
+        "pg_notify",
+    ];
+    let mut files = vec![src.clone()];
+    let mut found = Vec::new();
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            for e in std::fs::read_dir(&path).unwrap() {
+                files.push(e.unwrap().path());
+            }
+            continue;
+        }
+        let rel = path
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if !rel.ends_with(".rs") || allowed.iter().any(|a| rel.starts_with(a)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for name in names {
+                if line.contains(name) {
+                    found.push(format!("{rel}:{}: {name}", n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the database kind outside store/: {found:#?}"
+    );
+}

@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use super::{Key, Source};
-use crate::config::{Config, Database};
+use crate::config::Config;
 use crate::store::snapshot::snapshot;
 
 /// Everything a backup of this node holds.
 pub fn collect(config: &Config) -> anyhow::Result<Vec<Source>> {
-    if let Database::Postgres { .. } = config.database {
+    if !config.database.in_data_dir() {
         bail!(
             "this node keeps its data in PostgreSQL: back it up with pg_dump and keep the \
              database_key file with it (see the README, Backups and recovery)"

@@ -115,7 +115,8 @@ fn open(config: Config) -> anyhow::Result<Opened> {
         }
     }
     let (db, _mirror) = crate::server::open_databases(&config)?;
-    Opened::open(config, db)
+    let keys = crate::server::owner_keys(&config, &db)?;
+    Ok(Opened::new(config, db, keys))
 }
 
 /// Where registry operations go: the configured registry, or (embedded) the node itself,

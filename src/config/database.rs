@@ -16,6 +16,12 @@ pub enum Database {
 }
 
 impl Database {
+    /// Whether the node's data lives in its data directory (one file), rather than in a
+    /// database server several processes share.
+    pub fn in_data_dir(&self) -> bool {
+        matches!(self, Database::Sqlite)
+    }
+
     /// `postgres://…` (or `postgresql://…`); `sqlite` for the default.
     pub fn parse(url: &str) -> anyhow::Result<Database> {
         if url == "sqlite" {

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::store::LocalConn;
 use ed25519_dalek::VerifyingKey;
-use rusqlite::Connection;
 
 use super::replay::{replay, ReplayError};
 use super::resolver::DbKeys;
@@ -320,7 +320,7 @@ impl Mirror {
     /// The blocking part of a sync: one transaction from the local head to `checkpoint`.
     fn apply_up_to(
         &self,
-        conn: &mut Connection,
+        conn: &mut LocalConn,
         signed: &SignedCheckpoint,
         handle: &tokio::runtime::Handle,
     ) -> Result<(u64, HashSet<Name>), Refusal> {

@@ -8,8 +8,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::store::LocalConn;
 use ed25519_dalek::{Signature, VerifyingKey};
-use rusqlite::Connection;
 
 use crate::name::Name;
 use crate::registry::log::{entry_hash, LogEntry};
@@ -52,7 +52,7 @@ struct Decoded {
 /// Applies `entries` (which must start at `seq` and chain from `head`) inside the caller's
 /// transaction.
 pub fn replay(
-    conn: &Connection,
+    conn: &LocalConn,
     seq: u64,
     head: [u8; 32],
     entries: Vec<Vec<u8>>,
@@ -100,11 +100,7 @@ pub fn replay(
 }
 
 /// The rules for every entry of the page, in order, and the writes; the names touched.
-fn apply(
-    conn: &Connection,
-    page: &[Decoded],
-    params: Params,
-) -> Result<HashSet<Name>, ReplayError> {
+fn apply(conn: &LocalConn, page: &[Decoded], params: Params) -> Result<HashSet<Name>, ReplayError> {
     let mut touched = HashSet::new();
     for d in page {
         let name = d.op.op.name().clone();
@@ -136,7 +132,7 @@ fn apply(
 /// savepoint. `None` when anything failed: the savepoint is then undone, and the caller goes
 /// through the rules one entry at a time, which finds the first bad entry and names it.
 fn apply_while_checking(
-    conn: &Connection,
+    conn: &LocalConn,
     page: &[Decoded],
     signers: &[VerifyingKey],
     params: Params,
@@ -219,7 +215,7 @@ fn new_keys(page: &[Decoded]) -> Vec<VerifyingKey> {
 /// The key each entry must be signed by (the name's updating key as of that entry), or `None`
 /// when an update's name is neither in the page nor in the database (the rules will say why).
 fn signing_keys(
-    conn: &Connection,
+    conn: &LocalConn,
     page: &[Decoded],
 ) -> Result<Option<Vec<VerifyingKey>>, StoreError> {
     let mut updating: HashMap<Name, VerifyingKey> = HashMap::new();

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::store::{Conn, Db, StoreError};
+use crate::store::{self, Conn, Db, StoreError};
 
 /// How long a heartbeat vouches for a process.
 pub const LEASE: Duration = Duration::from_secs(2);
@@ -32,9 +32,6 @@ const HEARTBEAT: Duration = Duration::from_millis(400);
 /// A process stops trusting its caches this much before its lease ends (clock rates and
 /// scheduling).
 const MARGIN: Duration = Duration::from_millis(500);
-
-/// PostgreSQL's clock, in microseconds: the one clock all processes' leases are read by.
-const NOW_US: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
 
 /// What an announcement names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,19 +43,13 @@ pub enum Change {
 }
 
 /// Announces `change` inside the caller's transaction; returns its version, for
-/// [`Coherence::barrier`].
-pub fn announce(conn: &Conn, change: &Change) -> Result<i64, StoreError> {
+/// [`Coherence::barrier`], or `None` on a database no other process shares.
+pub fn announce(conn: &Conn, change: &Change) -> Result<Option<i64>, StoreError> {
     let payload = match change {
         Change::Grant(owner, app) => format!("g {owner} {app}"),
         Change::Owner(owner) => format!("o {owner}"),
     };
-    conn.query_one(
-        "SELECT v, pg_notify('gn_cache', v || ' ' || ?1) FROM
-             (SELECT nextval('cache_version') AS v) s",
-        &[&payload],
-        |r| r.get::<i64>(0),
-    )?
-    .ok_or(StoreError::Corrupt("nextval returned nothing"))
+    store::coherence::announce(conn, &payload)
 }
 
 /// This process's part in the protocol.
@@ -125,11 +116,6 @@ impl Coherence {
         invalidate: Invalidate,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let pool = self
-            .db
-            .postgres()
-            .expect("coherence runs on PostgreSQL")
-            .clone();
         loop {
             if *stop.borrow() {
                 break;
@@ -138,9 +124,9 @@ impl Coherence {
             // in order, where blocking on the database is allowed.
             let (tx, mut messages) = tokio::sync::mpsc::unbounded_channel::<String>();
             let listener = {
-                let pool = pool.clone();
+                let db = self.db.clone();
                 tokio::task::spawn_blocking(move || {
-                    pool.listen("gn_cache", move |payload| {
+                    store::coherence::listen(&db, move |payload| {
                         let _ = tx.send(payload.to_owned());
                     })
                 })
@@ -221,12 +207,7 @@ impl Coherence {
             let id = self.id.clone();
             let _ = self
                 .db
-                .run(move |c| {
-                    c.execute(
-                        "UPDATE node_processes SET seen = GREATEST(seen, ?2) WHERE id = ?1",
-                        &[&id, &v],
-                    )
-                })
+                .run(move |c| store::coherence::mark_seen(c, &id, v))
                 .await;
         }
     }
@@ -238,18 +219,7 @@ impl Coherence {
         let seen = self.seen.load(Ordering::Acquire);
         let result = self
             .db
-            .run(move |c| {
-                c.execute(
-                    &format!(
-                        "INSERT INTO node_processes (id, seen, heartbeat, joined)
-                         VALUES (?1, ?2, {NOW_US}, {NOW_US})
-                         ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat,
-                             joined = excluded.joined,
-                             seen = GREATEST(node_processes.seen, excluded.seen)"
-                    ),
-                    &[&id, &seen],
-                )
-            })
+            .run(move |c| store::coherence::join(c, &id, seen))
             .await;
         match result {
             Ok(_) => {
@@ -269,19 +239,11 @@ impl Coherence {
         let seen = self.seen.load(Ordering::Acquire);
         let result = self
             .db
-            .run(move |c| {
-                c.execute(
-                    &format!(
-                        "UPDATE node_processes SET heartbeat = {NOW_US},
-                             seen = GREATEST(seen, ?2) WHERE id = ?1"
-                    ),
-                    &[&id, &seen],
-                )
-            })
+            .run(move |c| store::coherence::heartbeat(c, &id, seen))
             .await;
         match result {
-            Ok(1) => *self.vouched.lock().unwrap_or_else(|p| p.into_inner()) = Some(sent),
-            Ok(_) => {
+            Ok(true) => *self.vouched.lock().unwrap_or_else(|p| p.into_inner()) = Some(sent),
+            Ok(false) => {
                 // Our row is gone (removed as dead while we were stalled): join again, and
                 // meanwhile trust nothing.
                 self.listening.store(false, Ordering::Release);
@@ -296,10 +258,7 @@ impl Coherence {
     async fn leave(&self) {
         self.listening.store(false, Ordering::Release);
         let id = self.id.clone();
-        let _ = self
-            .db
-            .run(move |c| c.execute("DELETE FROM node_processes WHERE id = ?1", &[&id]))
-            .await;
+        let _ = self.db.run(move |c| store::coherence::leave(c, &id)).await;
     }
 
     /// Waits until every live process has applied `version` (or its lease has run out, so
@@ -358,20 +317,7 @@ impl Coherence {
                 }
             }
             let started = Instant::now();
-            let result = self
-                .db
-                .run(move |c| {
-                    let at = c
-                        .query_one(&format!("SELECT {NOW_US}"), &[], |r| r.get::<i64>(0))?
-                        .unwrap_or(0);
-                    let rows = c.query_all(
-                        "SELECT seen, joined FROM node_processes WHERE heartbeat > ?1",
-                        &[&(at - lease)],
-                        |r| Ok((r.get::<i64>(0)?, r.get::<i64>(1)?)),
-                    )?;
-                    Ok::<_, StoreError>((at, rows))
-                })
-                .await;
+            let result = self.db.run(move |c| store::coherence::live(c, lease)).await;
             if let Err(e) = &result {
                 tracing::warn!(error = %e, "reading the other processes' progress failed");
             }
@@ -400,19 +346,13 @@ pub fn wait_applied(db: &Db, version: i64) -> Result<(), StoreError> {
     let lease = LEASE.as_micros() as i64;
     let deadline = Instant::now() + LEASE + Duration::from_secs(1);
     let conn = db.lock()?;
-    let since = conn
-        .query_one(&format!("SELECT {NOW_US}"), &[], |r| r.get::<i64>(0))?
-        .unwrap_or(0);
+    let since = store::coherence::now_us(&conn)?;
     while Instant::now() < deadline {
-        let at = conn
-            .query_one(&format!("SELECT {NOW_US}"), &[], |r| r.get::<i64>(0))?
-            .unwrap_or(0);
-        let behind = conn.query_all(
-            "SELECT seen FROM node_processes WHERE heartbeat > ?1 AND seen < ?2 AND joined <= ?3",
-            &[&(at - lease), &version, &since],
-            |r| r.get::<i64>(0),
-        )?;
-        if behind.is_empty() {
+        let (_, live) = store::coherence::live(&conn, lease)?;
+        if live
+            .iter()
+            .all(|&(seen, joined)| seen >= version || joined > since)
+        {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(5));

@@ -1,6 +1,7 @@
 //! Changing grants durably: the grant, its audit entry and its grant-updated notification are
-//! written in one SQLite transaction (WAL, `synchronous = FULL`), so when the caller is told
-//! "done" all three are on disk, and a crash can leave none of them half-written.
+//! written in one database transaction (on SQLite: WAL, `synchronous = FULL`), so when the
+//! caller is told "done" all three are on disk, and a crash can leave none of them
+//! half-written.
 //!
 //! A change is an [`Edit`] (add these scopes, remove those, set this, revoke), never a scope
 //! computed by the caller from what it read earlier: the writer reads the grant, computes the
@@ -143,19 +144,13 @@ fn write_group(db: &crate::store::Db, group: Vec<Job>) {
     let outcome = (|| -> Result<Vec<Result<Outcome, Failure>>, StoreError> {
         let conn = db.lock()?;
         let tx = conn.transaction()?;
-        if tx.is_postgres() {
-            // Every grant this group touches, locked up front in one order (see the module
-            // comment): another process's change to the same grant waits for our commit.
-            let mut keys: Vec<i64> = group
-                .iter()
-                .map(|j| store::grants::lock_key(&j.change.owner, &j.change.app))
-                .collect();
-            keys.sort_unstable();
-            keys.dedup();
-            for k in keys {
-                store::grants::lock_grant(&tx, k)?;
-            }
-        }
+        // Every grant this group touches, locked up front in one order (see the module
+        // comment): another process's change to the same grant waits for our commit.
+        let grants: Vec<(&Name, &Name)> = group
+            .iter()
+            .map(|j| (&j.change.owner, &j.change.app))
+            .collect();
+        store::grants::lock_grants(&tx, &grants)?;
         let mut results = Vec::with_capacity(group.len());
         for job in &group {
             let sp = tx.savepoint()?;
@@ -316,16 +311,11 @@ fn write(tx: &Conn, job: &Job) -> Result<Outcome, Failure> {
         store::grants::enqueue(tx, uri, &notification, now).map_err(store)?;
     }
     let after = store::grants::grant(tx, &c.owner, &c.app).map_err(store)?;
-    let version = match tx.is_postgres() {
-        true => Some(
-            super::coherence::announce(
-                tx,
-                &super::coherence::Change::Grant(c.owner.to_string(), c.app.to_string()),
-            )
-            .map_err(store)?,
-        ),
-        false => None,
-    };
+    let version = super::coherence::announce(
+        tx,
+        &super::coherence::Change::Grant(c.owner.to_string(), c.app.to_string()),
+    )
+    .map_err(store)?;
     Ok(Outcome {
         before,
         after,

@@ -119,16 +119,12 @@ impl NodeState {
         change: coherence::Change,
         f: impl FnOnce(&store::Conn) -> Result<T, store::StoreError> + Send + 'static,
     ) -> Result<T, store::StoreError> {
-        let shared = self.coherence.is_some();
         let (value, version) = self
             .db
             .run(move |c| {
                 let tx = c.transaction()?;
                 let value = f(&tx)?;
-                let version = match shared {
-                    true => Some(coherence::announce(&tx, &change)?),
-                    false => None,
-                };
+                let version = coherence::announce(&tx, &change)?;
                 tx.commit()?;
                 Ok::<_, store::StoreError>((value, version))
             })

@@ -132,10 +132,9 @@ pub struct Opened {
 }
 
 impl Opened {
-    /// `db` is the node's shared database, as [`crate::server::open_databases`] opens it.
-    pub fn open(config: Config, db: Db) -> anyhow::Result<Opened> {
-        let keys = OwnerKeys::open(&config, &db)?;
-        Ok(Opened { config, db, keys })
+    /// `db` and `keys` as the composition root opens them for `config`.
+    pub fn new(config: Config, db: Db, keys: OwnerKeys) -> Opened {
+        Opened { config, db, keys }
     }
 
     /// Runs `f` in one transaction that, on PostgreSQL, also announces that `owner` changed;
@@ -148,10 +147,7 @@ impl Opened {
         let conn = self.db.lock()?;
         let tx = conn.transaction()?;
         let value = f(&tx)?;
-        let version = match tx.is_postgres() {
-            true => Some(coherence::announce(&tx, &Change::Owner(owner.to_string()))?),
-            false => None,
-        };
+        let version = coherence::announce(&tx, &Change::Owner(owner.to_string()))?;
         tx.commit()?;
         drop(conn);
         match version {

@@ -77,10 +77,10 @@ async fn start_due(
     deliveries: &mut tokio::task::JoinSet<()>,
 ) {
     let now = state.config.clock.now();
-    // Several processes on one PostgreSQL database claim what they deliver (each entry by
+    // Several processes on one shared database claim what they deliver (each entry by
     // one process; a process that dies mid-delivery leaves it to be claimed again after
     // `outbox_claim`). One process alone reads what is due: its in-flight set is the claim.
-    let shared = state.db.postgres().is_some();
+    let shared = store::coherence::shared(&state.db);
     let room = slots.available_permits().min(256) as u32;
     // A claim lasts longer than one attempt can take (the outbound client's time-out), and
     // is short enough that a process killed mid-delivery delays the entry only this much.

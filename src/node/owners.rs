@@ -52,28 +52,6 @@ impl OwnerKeys {
         }
     }
 
-    /// Where `config` keeps owners' keys: files with SQLite; sealed in PostgreSQL with the
-    /// database key (which must open every key already sealed there).
-    pub fn open(config: &crate::config::Config, db: &store::Db) -> anyhow::Result<OwnerKeys> {
-        use crate::config::Database;
-        Ok(match &config.database {
-            Database::Sqlite => OwnerKeys::in_files(config.data_dir.join("owners")),
-            Database::Postgres { key_file, .. } => {
-                let key = keyfile::load_or_create(key_file)
-                    .with_context(|| format!("the database key {}", key_file.display()))?;
-                let sealer = store::owner_keys::Sealer::new(&key.to_bytes());
-                store::owner_keys::check_sealer(&db.lock()?, &sealer).with_context(|| {
-                    format!(
-                        "the database key {} does not open the owners' keys sealed in this \
-                         database: every process of one node needs the same key file",
-                        key_file.display()
-                    )
-                })?;
-                OwnerKeys::in_database(db.clone(), &key.to_bytes())
-            }
-        })
-    }
-
     /// Stores keys brought from another node (an owner moving here); refuses to replace
     /// keys already stored for `owner`.
     pub fn install(

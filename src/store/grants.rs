@@ -74,6 +74,21 @@ pub fn lock_grant(conn: &Conn, key: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Takes the locks of every (owner, application) grant in `grants`, in one sorted order, so
+/// two processes' groups cannot deadlock (nothing on SQLite, see [`lock_grant`]).
+pub fn lock_grants(conn: &Conn, grants: &[(&Name, &Name)]) -> Result<(), StoreError> {
+    if !conn.is_postgres() {
+        return Ok(());
+    }
+    let mut keys: Vec<i64> = grants.iter().map(|(o, a)| lock_key(o, a)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for k in keys {
+        lock_grant(conn, k)?;
+    }
+    Ok(())
+}
+
 /// Every grant of `owner`, by application name.
 pub fn grants(conn: &Conn, owner: &Name) -> Result<Vec<(Name, Grant)>, StoreError> {
     conn.query_all(

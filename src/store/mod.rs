@@ -17,6 +17,7 @@
 //! allows anyway.
 
 pub mod book;
+pub mod coherence;
 pub mod conn;
 pub mod controllers;
 pub mod copy;
@@ -33,6 +34,10 @@ pub mod snapshot;
 pub mod witness;
 
 pub use conn::{Conn, Row};
+
+/// A connection to a process's own SQLite file (the registry mirror, the authority's log, a
+/// grant book), for the code that works on one inside its own transactions.
+pub type LocalConn = rusqlite::Connection;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
