@@ -292,7 +292,7 @@ impl Coherence {
                 continue;
             }
             if let Err(e) = &snap.rows {
-                return Err(StoreError::Unavailable(e.clone()));
+                return Err(e.clone());
             }
             let since = *since.get_or_insert(snap.at);
             let rows = snap.rows.as_ref().expect("checked above");
@@ -330,7 +330,7 @@ impl Coherence {
                 Err(e) => Snapshot {
                     started,
                     at: 0,
-                    rows: Err(e.to_string()),
+                    rows: Err(e),
                 },
             };
             self.snapshots.send_replace(Some(Arc::new(snap)));
@@ -365,7 +365,7 @@ pub fn wait_applied(db: &Db, version: i64) -> Result<(), StoreError> {
 struct Snapshot {
     started: Instant,
     at: i64,
-    rows: Result<Vec<(i64, i64)>, String>,
+    rows: Result<Vec<(i64, i64)>, StoreError>,
 }
 
 /// Counts a waiter out when its barrier ends, however it ends.

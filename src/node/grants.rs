@@ -109,8 +109,8 @@ struct Job {
 enum Failure {
     NoGrant,
     NoOwner,
-    Unavailable(String),
-    Other(String),
+    /// The database failed (the error as it was raised, whichever thread raised it).
+    Store(StoreError),
 }
 
 /// The handle to the writer thread.
@@ -177,14 +177,8 @@ fn write_group(db: &crate::store::Db, group: Vec<Job>) {
         Err(e) => {
             // The whole group failed (the database out of reach, or the commit refused):
             // nothing of it committed, and each caller hears why.
-            let unavailable = matches!(e, StoreError::Unavailable(_));
-            let message = e.to_string();
             for job in group {
-                let _ = job.reply.send(Err(if unavailable {
-                    Failure::Unavailable(message.clone())
-                } else {
-                    Failure::Other(message.clone())
-                }));
+                let _ = job.reply.send(Err(Failure::Store(e.clone())));
             }
         }
     }
@@ -218,8 +212,7 @@ pub async fn apply(
         .map_err(|f| match f {
             Failure::NoGrant => anyhow::Error::new(ChangeError::NoGrant),
             Failure::NoOwner => anyhow::Error::new(ChangeError::NoOwner(owner.clone())),
-            Failure::Unavailable(detail) => anyhow::Error::new(StoreError::Unavailable(detail)),
-            Failure::Other(m) => anyhow::Error::msg(m),
+            Failure::Store(e) => anyhow::Error::new(e),
         })?;
     state.grants.invalidate(&owner, &app);
     if let (Some(c), Some(v)) = (&state.coherence, outcome.version) {
@@ -270,10 +263,7 @@ fn compute(
 fn write(tx: &Conn, job: &Job) -> Result<Outcome, Failure> {
     let c = &job.change;
     let now = job.now;
-    let store = |e: StoreError| match e {
-        StoreError::Unavailable(d) => Failure::Unavailable(d),
-        other => Failure::Other(other.to_string()),
-    };
+    let store = Failure::Store;
     // The owner must still be here, and stay so until the commit: an owner moving away takes
     // its rows as of one instant, and no change may be acknowledged after it.
     if !store::owners::lock_present(tx, &c.owner).map_err(store)? {

@@ -231,10 +231,11 @@ const MIGRATIONS: &[Migration] = &[
 /// Why storage failed. `Unavailable` is the database out of reach (a 503 with
 /// `store.unavailable`, worth retrying); the others are internal errors to clients, with the
 /// detail in the log.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
+    /// Shared, so that one failed group commit can tell each of its callers why.
     #[error("storage: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(std::sync::Arc<rusqlite::Error>),
     #[error("storage: {0}")]
     Postgres(String),
     #[error("storage unavailable: {0}")]
@@ -243,6 +244,12 @@ pub enum StoreError {
     Config(String),
     #[error("storage: corrupt data: {0}")]
     Corrupt(&'static str),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite(std::sync::Arc::new(e))
+    }
 }
 
 /// The database node processes share: SQLite (one process) or PostgreSQL (several).
