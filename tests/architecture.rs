@@ -198,3 +198,28 @@ fn the_database_kind_is_named_only_behind_its_door() {
         "the database kind outside store/: {found:#?}"
     );
 }
+
+#[test]
+fn pages_call_the_nodes_operations_not_api_handlers() {
+    let http = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+    for page in [
+        "account.rs",
+        "consent.rs",
+        "console.rs",
+        "grant_page.rs",
+        "login.rs",
+        "words.rs",
+    ] {
+        let text = std::fs::read_to_string(http.join(page)).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            assert!(
+                !line.contains("_api::") && !line.contains("api::Actor"),
+                "src/http/{page}:{}: a page calls an API handler: {line}",
+                n + 1
+            );
+        }
+    }
+}

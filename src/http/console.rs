@@ -367,7 +367,8 @@ pub async fn app_page(
     Ok(page(StatusCode::OK, app.as_str(), &body))
 }
 
-/// Applies a change made in the console: the grant API's change, by the owner in person.
+/// Applies a change made in the console, by the owner in person: the node's operation, as
+/// the grant API applies it.
 pub(super) async fn change(
     state: &NodeState,
     owner: &Name,
@@ -375,11 +376,16 @@ pub(super) async fn change(
     edit: Edit,
     peer: SocketAddr,
 ) -> Result<crate::node::grants::Outcome, ApiError> {
-    let actor = super::api::Actor {
-        owner: owner.clone(),
-        label: "owner".into(),
-    };
-    super::grants_api::change(state, peer, &actor, app, edit).await
+    crate::node::grants::change(
+        state,
+        owner,
+        app,
+        edit,
+        "owner",
+        Some(peer.ip().to_string()),
+    )
+    .await
+    .map_err(ApiError::failed)
 }
 
 /// `POST /grants/{app}`: narrow or widen the grant, and set or clear its expiry.

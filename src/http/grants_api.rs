@@ -333,23 +333,13 @@ pub(super) async fn change(
     app: &Name,
     edit: Edit,
 ) -> Result<node_grants::Outcome, ApiError> {
-    let node_uri = state
-        .mirror
-        .record(app)
-        .await
-        .ok()
-        .flatten()
-        .map(|r| r.node_uri);
-    node_grants::apply(
+    node_grants::change(
         state,
-        Change {
-            owner: actor.owner.clone(),
-            app: app.clone(),
-            edit,
-            actor: actor.label.clone(),
-            address: Some(peer.ip().to_string()),
-        },
-        node_uri,
+        &actor.owner,
+        app,
+        edit,
+        &actor.label,
+        Some(peer.ip().to_string()),
     )
     .await
     .map_err(ApiError::failed)

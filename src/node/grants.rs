@@ -224,6 +224,38 @@ pub async fn apply(
     Ok(outcome)
 }
 
+/// Applies `edit` to `owner`'s grant for `app`, made by `actor` (`owner`, or a controller's
+/// label) from `address`, notifying the application at its registered node URI: the one
+/// operation behind the grant API and the owner's console.
+pub async fn change(
+    state: &NodeState,
+    owner: &Name,
+    app: &Name,
+    edit: Edit,
+    actor: &str,
+    address: Option<String>,
+) -> anyhow::Result<Outcome> {
+    let node_uri = state
+        .mirror
+        .record(app)
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.node_uri);
+    apply(
+        state,
+        Change {
+            owner: owner.clone(),
+            app: app.clone(),
+            edit,
+            actor: actor.to_owned(),
+            address,
+        },
+        node_uri,
+    )
+    .await
+}
+
 /// The scope, expiry and audit action `edit` makes of `before` at `now`. Pure, and called
 /// only inside the writer's transaction, on the row it just read.
 fn compute(
