@@ -206,6 +206,7 @@ fn pages_call_the_nodes_operations_not_api_handlers() {
         "account.rs",
         "consent.rs",
         "console.rs",
+        "console_grant.rs",
         "grant_page.rs",
         "login.rs",
         "words.rs",

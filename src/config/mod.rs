@@ -7,12 +7,11 @@
 //! the data directory.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use ed25519_dalek::VerifyingKey;
-use serde::Deserialize;
 
 use crate::carte::verify::{DEFAULT_MAX_LIFETIME, DEFAULT_SKEW};
 use crate::clock::Clock;
@@ -20,6 +19,7 @@ use crate::name::Name;
 use crate::scope::{Catalogue, ScopeDef};
 use crate::uri::CheckedUri;
 use args::ServeArgs;
+use file::FileConfig;
 
 /// The address a node listens on when nothing says otherwise: loopback only, so a fresh node
 /// is never exposed by accident.
@@ -39,6 +39,7 @@ pub enum RegistrySetting {
 pub mod args;
 pub mod backups;
 mod database;
+mod file;
 pub mod limits;
 mod witnesses;
 pub use database::{redact, Database};
@@ -407,84 +408,6 @@ impl Config {
             None if self.tls.is_some() => format!("https://{bound}"),
             None => format!("http://{bound}"),
         }
-    }
-}
-
-/// The TOML file. Unknown keys are an error, so a typo never silently falls back to a default.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    database: Option<String>,
-    database_key: Option<PathBuf>,
-    public_url: Option<String>,
-    registry: Option<String>,
-    registry_key: Option<String>,
-    pow_bits: Option<u32>,
-    owner: Option<String>,
-    node_name: Option<String>,
-    sync_interval: Option<u64>,
-    carte_skew: Option<u64>,
-    carte_max_lifetime: Option<u64>,
-    session_ttl: Option<u64>,
-    #[serde(default)]
-    scopes: Vec<FileScope>,
-    #[serde(default)]
-    controllers: Vec<FileController>,
-    public_registration: Option<bool>,
-    login_redirect: Option<String>,
-    #[serde(default)]
-    cors_origins: Vec<String>,
-    max_connections: Option<usize>,
-    max_connections_per_address: Option<usize>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    ca_file: Option<PathBuf>,
-    #[serde(default)]
-    resolve: Vec<String>,
-    allow_http: Option<bool>,
-    allow_private_targets: Option<bool>,
-    #[serde(default)]
-    allowed_targets: Vec<String>,
-    #[serde(default)]
-    trusted_proxies: Vec<String>,
-    outbox_give_up: Option<u64>,
-    outbox_claim: Option<u64>,
-    backup_every: Option<String>,
-    backup_dir: Option<PathBuf>,
-    backup_keep: Option<usize>,
-    backup_recipient: Option<String>,
-    backup_passphrase_file: Option<PathBuf>,
-    #[serde(default)]
-    admins: Vec<String>,
-    usage_flush: Option<u64>,
-    #[serde(default)]
-    witnesses: Vec<witnesses::FileWitness>,
-    witness_quorum: Option<usize>,
-    witness_name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileController {
-    name: String,
-    max_scope: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileScope {
-    name: String,
-    bit: u32,
-    description: String,
-}
-
-impl FileConfig {
-    fn load(path: &Path) -> anyhow::Result<FileConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading the config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("in the config file {}", path.display()))
     }
 }
 

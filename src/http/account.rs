@@ -7,9 +7,8 @@ use std::net::SocketAddr;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::console::{
-    change, checked_post, csrf_field, is_admin, logged_in, nav, plain_words, when,
-};
+use super::console::{checked_post, csrf_field, is_admin, logged_in, nav, plain_words, when};
+use super::console_grant::change;
 use super::html::{error_page, esc, page, see_other};
 use super::login::{field, PasswordCheck};
 use super::{ApiError, Body};

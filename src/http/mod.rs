@@ -8,6 +8,7 @@ pub mod account;
 pub mod api;
 pub mod consent;
 pub mod console;
+pub mod console_grant;
 pub mod dates;
 
 mod error;

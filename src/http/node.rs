@@ -12,7 +12,8 @@ use serde_json::json;
 use super::registry_api::{self, RegistryView};
 use super::response::{error, json, json_value, read_body, Body};
 use super::{
-    account, api, console, grant_page, grants_api, login, owners_api, witness_api, ApiError,
+    account, api, console, console_grant, grant_page, grants_api, login, owners_api, witness_api,
+    ApiError,
 };
 use crate::carte;
 use crate::node::NodeState;
@@ -199,27 +200,30 @@ async fn dispatch(
         (&Method::GET, ["openapi.json"]) => ("openapi", Ok(json(StatusCode::OK, OPENAPI))),
         (&Method::GET, [""]) => ("page:home", console::home(state, &req).await),
         (&Method::GET, ["grants", app]) => match page_name(app) {
-            Ok(app) => ("page:console", console::app_page(state, &req, &app).await),
+            Ok(app) => (
+                "page:console",
+                console_grant::app_page(state, &req, &app).await,
+            ),
             Err(e) => ("page:console", Err(e)),
         },
         (&Method::POST, ["grants", app]) => match page_name(app) {
             Ok(app) => (
                 "page:console",
-                console::app_update(state, peer, req, &app).await,
+                console_grant::app_update(state, peer, req, &app).await,
             ),
             Err(e) => ("page:console", Err(e)),
         },
         (&Method::GET, ["grants", app, "revoke"]) => match page_name(app) {
             Ok(app) => (
                 "page:console",
-                console::revoke_confirm(state, &req, &app).await,
+                console_grant::revoke_confirm(state, &req, &app).await,
             ),
             Err(e) => ("page:console", Err(e)),
         },
         (&Method::POST, ["grants", app, "revoke"]) => match page_name(app) {
             Ok(app) => (
                 "page:console",
-                console::revoke(state, peer, req, &app).await,
+                console_grant::revoke(state, peer, req, &app).await,
             ),
             Err(e) => ("page:console", Err(e)),
         },
