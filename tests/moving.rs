@@ -225,6 +225,22 @@ async fn a_moved_owner_keeps_its_grants_at_the_new_node_and_the_old_node_refuses
     let (status, body) = call(&w.a, &id).await;
     assert_eq!((status, body["error"].as_str()), (410, Some("owner.moved")));
 
+    // A browser sent to the old node's /grant page for alice goes on to the new node.
+    let start = w
+        .app
+        .start_grant(&alice, VIEW_PROFILE, REDIRECT)
+        .await
+        .unwrap();
+    assert!(
+        start.url.starts_with(&format!("{}/grant?", w.b.url())),
+        "{}",
+        start.url
+    );
+    let at_a = start.url.replacen(&w.b.url(), &w.a.url(), 1);
+    let r = Browser::new(&w.a.url()).get(&at_a).await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    assert_eq!(location(&r), start.url);
+
     // Alice logs in at the new node with the same password; her history came along.
     let mut there = Browser::new(&w.b.url());
     let r = there.log_in(&w.b.url(), "alice", PASSWORD, "/").await;

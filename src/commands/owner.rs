@@ -94,6 +94,16 @@ async fn import(args: OwnerImportArgs) -> anyhow::Result<()> {
             )));
         }
     }
+    if let Some(platform) = controller_of(&export) {
+        let known = crate::store::controllers::get(&opened.db.lock()?, &platform)?.is_some();
+        if !known {
+            eprintln!(
+                "grant-node: note: {owner} was created by the platform {platform}, which is not a \
+                 controller here; it cannot act for {owner} until `grant-node controller add \
+                 {platform} …`"
+            );
+        }
+    }
     eprintln!(
         "imported {owner} ({} grants, {} history entries); the registry names {node_uri} as \
          its node. {owner} logs in here with the same password (sessions stay behind).",
@@ -101,6 +111,14 @@ async fn import(args: OwnerImportArgs) -> anyhow::Result<()> {
         export.rows.count("audit"),
     );
     Ok(())
+}
+
+/// The platform that created the exported owner (controlled accounts), if any.
+fn controller_of(export: &crate::node::moves::Export) -> Option<Name> {
+    let table = export.rows.tables.iter().find(|t| t.table == "owners")?;
+    let at = table.columns.iter().position(|c| c == "controller")?;
+    let value = table.rows.first()?.get(at)?.as_str()?;
+    Name::parse_canonical(value).ok()
 }
 
 /// The node's data, as the node opens it.
