@@ -298,10 +298,9 @@ fn write(tx: &Conn, job: &Job) -> Result<Outcome, Failure> {
     let store = Failure::Store;
     // The owner must still be here, and stay so until the commit: an owner moving away takes
     // its rows as of one instant, and no change may be acknowledged after it.
-    if !store::owners::lock_present(tx, &c.owner).map_err(store)? {
-        return Err(Failure::NoOwner);
-    }
-    let before = store::grants::grant(tx, &c.owner, &c.app).map_err(store)?;
+    let before = store::grants::grant_for_change(tx, &c.owner, &c.app)
+        .map_err(store)?
+        .ok_or(Failure::NoOwner)?;
     let (scope, expires, action) = compute(c.edit, before.as_ref(), now)?;
     store::grants::put_grant(tx, &c.owner, &c.app, scope, expires, now).map_err(store)?;
     store::grants::insert_audit(

@@ -65,24 +65,47 @@ impl Export {
     }
 }
 
+/// How often, at most, a node looks at `owners.changed`; a command that replaces it waits
+/// twice this long before it returns, so every request that starts after it sees the change.
+pub const LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Notices owners changed by another process (SQLite): a cheap signature of
-/// `DATA_DIR/owners.changed` (inode, size, modification time), compared on each look.
+/// `DATA_DIR/owners.changed` (inode, size, modification time), compared at most every
+/// [`LOOK_EVERY`] (one `stat`, not one per request).
 pub struct Outside {
     path: PathBuf,
     seen: AtomicU64,
+    started: std::time::Instant,
+    /// When the file was last looked at, in microseconds since `started`.
+    looked: AtomicU64,
 }
 
 impl Outside {
     pub fn new(data_dir: &Path) -> Outside {
         let path = data_dir.join(CHANGED_FILE);
         let seen = AtomicU64::new(signature(&path));
-        Outside { path, seen }
+        Outside {
+            path,
+            seen,
+            started: std::time::Instant::now(),
+            looked: AtomicU64::new(0),
+        }
     }
 
     /// Whether the file changed since the last look (and remembers it).
     pub fn changed(&self) -> bool {
-        let now = signature(&self.path);
-        self.seen.swap(now, Ordering::AcqRel) != now
+        let now = self.started.elapsed().as_micros() as u64;
+        let last = self.looked.load(Ordering::Acquire);
+        if now.saturating_sub(last) < LOOK_EVERY.as_micros() as u64
+            || self
+                .looked
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return false;
+        }
+        let signature = signature(&self.path);
+        self.seen.swap(signature, Ordering::AcqRel) != signature
     }
 }
 
@@ -121,6 +144,8 @@ pub fn announce_outside(data_dir: &Path) -> anyhow::Result<()> {
     );
     std::fs::write(&tmp, stamp).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    // A running node looks at most every LOOK_EVERY: once this returns, it has looked since.
+    std::thread::sleep(2 * LOOK_EVERY);
     Ok(())
 }
 

@@ -52,6 +52,34 @@ pub fn grant(conn: &Conn, owner: &Name, app: &Name) -> Result<Option<Grant>, Sto
     )
 }
 
+/// For a change: `None` if `owner` is not hosted here, else its grant for `app` (if any), in
+/// one statement. On PostgreSQL the owner's row is held `FOR SHARE` until the transaction
+/// ends, so the owner cannot move away (see [`super::moves::take_owner`]) before the change
+/// commits; SQLite's `BEGIN IMMEDIATE` already admits one writer at a time.
+pub fn grant_for_change(
+    conn: &Conn,
+    owner: &Name,
+    app: &Name,
+) -> Result<Option<Option<Grant>>, StoreError> {
+    let lock = if conn.is_postgres() {
+        " FOR SHARE OF o"
+    } else {
+        ""
+    };
+    conn.query_one(
+        &format!(
+            "SELECT g.scope, g.expires, g.created, g.updated FROM owners o
+             LEFT JOIN grants g ON g.owner = o.name AND g.app = ?2
+             WHERE o.name = ?1{lock}"
+        ),
+        &[&owner.as_str(), &app.as_str()],
+        |r| match r.get::<Option<i64>>(0)? {
+            None => Ok(None),
+            Some(_) => grant_row(r, 0).map(Some),
+        },
+    )
+}
+
 /// The advisory-lock key of one grant (PostgreSQL): 64 bits of a keyed hash of the pair,
 /// so distinct grants rarely share a lock, and sharing one only serialises them.
 pub fn lock_key(owner: &Name, app: &Name) -> i64 {

@@ -9,7 +9,7 @@
 //!
 //! [`take_owner`] runs inside the caller's transaction. On PostgreSQL it first locks the
 //! owner's row: a grant change in flight (which holds it `FOR SHARE`, see
-//! [`super::owners::lock_present`]) commits before the rows are read, and one that comes after
+//! [`super::grants::grant_for_change`]) commits before the rows are read, and one that comes after
 //! finds no owner. So every change acknowledged before the move is in what was taken, and none
 //! is acknowledged after it.
 

@@ -46,21 +46,6 @@ pub fn insert_owner(conn: &Conn, owner: &Owner) -> Result<bool, StoreError> {
     )? == 1)
 }
 
-/// Whether `who` is hosted here, read so that it stays so until the caller's transaction ends:
-/// on PostgreSQL the row is held `FOR SHARE`, so an owner cannot move away (see
-/// [`super::moves::take_owner`]) between this check and the commit. (SQLite's `BEGIN
-/// IMMEDIATE` already admits one writer at a time.)
-pub fn lock_present(conn: &Conn, who: &Name) -> Result<bool, StoreError> {
-    let lock = if conn.is_postgres() { " FOR SHARE" } else { "" };
-    Ok(conn
-        .query_one(
-            &format!("SELECT 1 FROM owners WHERE name = ?1{lock}"),
-            &[&who.as_str()],
-            |r| r.get::<i64>(0),
-        )?
-        .is_some())
-}
-
 pub fn owner(conn: &Conn, who: &Name) -> Result<Option<Owner>, StoreError> {
     conn.query_one(
         "SELECT password_hash, controller, email, created FROM owners WHERE name = ?1",
