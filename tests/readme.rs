@@ -184,6 +184,7 @@ fn what_the_readme_commands_create_stays_out_of_git() {
         "demo/keys/photo-app/signing.key",
         "demo/keys/photo-app/grants.sqlite3",
         "node.age",
+        "alice.age",
         "backup-pass",
         "restored-node/node.sqlite3",
         "restored-node/owners/alice/signing.key",
