@@ -76,48 +76,6 @@ pub enum OwnerCommand {
     Import(OwnerImportArgs),
 }
 
-/// Which node a command works on: the flags `serve` reads, as far as they matter here.
-#[derive(Debug, Args)]
-pub struct NodeArgs {
-    /// The node's configuration file, as given to `serve`.
-    #[arg(long, env = "GRANT_NODE_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// The node's data directory, as given to `serve`.
-    #[arg(long, env = "GRANT_NODE_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// The node's PostgreSQL database, as given to `serve`.
-    #[arg(long, env = "GRANT_NODE_DATABASE")]
-    pub database: Option<String>,
-    /// The key that seals owners' keys in PostgreSQL, as given to `serve`.
-    #[arg(long, env = "GRANT_NODE_DATABASE_KEY")]
-    pub database_key: Option<PathBuf>,
-    /// The URL at which the node is reached, as given to `serve`.
-    #[arg(long, env = "GRANT_NODE_PUBLIC_URL")]
-    pub public_url: Option<String>,
-    /// The registry, as given to `serve`.
-    #[arg(long, env = "GRANT_NODE_REGISTRY")]
-    pub registry: Option<String>,
-    /// The registry's public key (hex), as given to `serve`.
-    #[arg(long, env = "GRANT_NODE_REGISTRY_KEY")]
-    pub registry_key: Option<String>,
-}
-
-impl NodeArgs {
-    /// The same flags as `serve` arguments.
-    pub fn serve_args(&self) -> ServeArgs {
-        ServeArgs {
-            config: self.config.clone(),
-            data_dir: self.data_dir.clone(),
-            database: self.database.clone(),
-            database_key: self.database_key.clone(),
-            public_url: self.public_url.clone(),
-            registry: self.registry.clone(),
-            registry_key: self.registry_key.clone(),
-            ..ServeArgs::default()
-        }
-    }
-}
-
 /// `owner export` flags.
 #[derive(Debug, Args)]
 pub struct OwnerExportArgs {
@@ -132,8 +90,9 @@ pub struct OwnerExportArgs {
     pub new_node: String,
     #[command(flatten)]
     pub seal: SealArgs,
+    /// The node's flags, as given to `serve`.
     #[command(flatten)]
-    pub node: NodeArgs,
+    pub node: ServeArgs,
 }
 
 /// `owner import` flags.
@@ -143,8 +102,9 @@ pub struct OwnerImportArgs {
     pub from: PathBuf,
     #[command(flatten)]
     pub open: OpenArgs,
+    /// The node's flags, as given to `serve`.
     #[command(flatten)]
-    pub node: NodeArgs,
+    pub node: ServeArgs,
 }
 
 /// How a backup or export is encrypted: one of the two.

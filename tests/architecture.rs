@@ -6,6 +6,28 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// Every `.rs` file under `src/`: its path relative to `src/` (`/`-separated) and its text.
+fn rust_files() -> Vec<(String, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![src.clone()];
+    let mut out = Vec::new();
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            for e in std::fs::read_dir(&path).unwrap() {
+                files.push(e.unwrap().path());
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let rel = path
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            out.push((rel, std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    out
+}
+
 /// Each top-level module and the top-level modules it names, with one file that names each.
 fn graph() -> BTreeMap<String, BTreeMap<String, String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -22,22 +44,7 @@ fn graph() -> BTreeMap<String, BTreeMap<String, String>> {
         }
     }
     let mut edges: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut files = vec![src.clone()];
-    while let Some(path) = files.pop() {
-        if path.is_dir() {
-            for e in std::fs::read_dir(&path).unwrap() {
-                files.push(e.unwrap().path());
-            }
-            continue;
-        }
-        if path.extension().map_or(true, |e| e != "rs") {
-            continue;
-        }
-        let rel = path
-            .strip_prefix(&src)
-            .unwrap()
-            .to_string_lossy()
-            .replace('\\', "/");
+    for (rel, text) in rust_files() {
         let top = rel
             .split('/')
             .next()
@@ -47,7 +54,6 @@ fn graph() -> BTreeMap<String, BTreeMap<String, String>> {
         if !modules.contains(&top) {
             continue;
         }
-        let text = std::fs::read_to_string(&path).unwrap();
         for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
             for (i, _) in line.match_indices("crate::") {
                 let rest = &line[i + "crate::".len()..];
@@ -152,7 +158,6 @@ fn the_layers_hold() {
 fn the_database_kind_is_named_only_behind_its_door() {
     // The door: store/; the composition root: server.rs, commands/ and main.rs; and the
     // configuration, which defines the setting itself.
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let allowed = ["store/", "server.rs", "commands/", "main.rs", "config/"];
     let names = [
         "rusqlite",
@@ -164,24 +169,11 @@ fn the_database_kind_is_named_only_behind_its_door() {
         "pg_advisory",
         "pg_notify",
     ];
-    let mut files = vec![src.clone()];
     let mut found = Vec::new();
-    while let Some(path) = files.pop() {
-        if path.is_dir() {
-            for e in std::fs::read_dir(&path).unwrap() {
-                files.push(e.unwrap().path());
-            }
+    for (rel, text) in rust_files() {
+        if allowed.iter().any(|a| rel.starts_with(a)) {
             continue;
         }
-        let rel = path
-            .strip_prefix(&src)
-            .unwrap()
-            .to_string_lossy()
-            .replace('\\', "/");
-        if !rel.ends_with(".rs") || allowed.iter().any(|a| rel.starts_with(a)) {
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
         for (n, line) in text.lines().enumerate() {
             if line.trim_start().starts_with("//") {
                 continue;

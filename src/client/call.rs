@@ -146,12 +146,7 @@ impl App {
     /// `user`'s node as the registry names it now (asked afresh), remembered in the grant
     /// book.
     async fn rediscover(&self, user: &Name) -> Result<String, ClientError> {
-        let record = self
-            .records
-            .record(user, true)
-            .await?
-            .ok_or_else(|| ClientError::UnknownUser(user.clone()))?;
-        let url = record.node_uri.trim_end_matches('/').to_owned();
+        let url = self.node_url(user, true).await?;
         let (u, at) = (user.clone(), url.clone());
         self.book
             .run(move |c| store::book::set_node(c, &u, &at))

@@ -260,15 +260,20 @@ impl App {
         self.records.record(name, false).await
     }
 
+    /// `user`'s node URL as its verified record names it (`fresh`: asking the registry again).
+    pub(super) async fn node_url(&self, user: &Name, fresh: bool) -> Result<String, ClientError> {
+        let record = self
+            .records
+            .record(user, fresh)
+            .await?
+            .ok_or_else(|| ClientError::UnknownUser(user.clone()))?;
+        Ok(record.node_uri.trim_end_matches('/').to_owned())
+    }
+
     /// Finds `user`'s home node through the verified registry and reads its discovery
     /// document; refuses a node whose protocol version this library does not speak.
     pub async fn discover(&self, user: &Name) -> Result<NodeInfo, ClientError> {
-        let record = self
-            .records
-            .record(user, false)
-            .await?
-            .ok_or_else(|| ClientError::UnknownUser(user.clone()))?;
-        let url = record.node_uri.trim_end_matches('/').to_owned();
+        let url = self.node_url(user, false).await?;
         let reply = self
             .http
             .get(&format!("{url}/.well-known/grant-node"))

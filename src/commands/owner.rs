@@ -35,7 +35,7 @@ fn export(args: OwnerExportArgs) -> anyhow::Result<()> {
     if args.to.exists() {
         bail!("{} exists: export into a new file", args.to.display());
     }
-    let opened = open(Config::build(args.node.serve_args())?)?;
+    let opened = open(Config::build(args.node)?)?;
     let rows = opened.export(&name, &new_node, &args.to, &key, Clock::system().now())?;
     eprintln!(
         "exported {name} ({} grants, {} history entries) to {}; this node now answers \
@@ -53,7 +53,7 @@ async fn import(args: OwnerImportArgs) -> anyhow::Result<()> {
     let export = read_export(&args.from, &key)?;
     let owner = export.owner()?;
     let (updating, _) = export.keys()?;
-    let config = Config::build(args.node.serve_args())?;
+    let config = Config::build(args.node)?;
     let Some(public_url) = config.public_url.clone() else {
         bail!(
             "give --public-url (or public_url in the configuration): the URL at which this \
