@@ -19,7 +19,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use grant_node::strict_batch::{verify_each, Item, StrongKey};
+use strict_batch::{verify_each, Item, StrongKey};
 
 fn bench(c: &mut Criterion) {
     let n_max = 64;

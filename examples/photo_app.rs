@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Add `--light` to keep no registry mirror (each user's record is proven against a
-//! witnessed checkpoint instead). Then open http://127.0.0.1:8700/. Notifications from nodes arrive at `POST /` (the node URI
+//! witnessed checkpoint instead: the toolkit's own way, with no database). Then open http://127.0.0.1:8700/. Notifications from nodes arrive at `POST /` (the node URI
 //! registered above) and keep the grant book current.
 
 use std::net::SocketAddr;
@@ -18,11 +18,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use grant_node::client::{notify, App, AppConfig};
 use grant_node::http::html::{esc, page, see_other};
 use grant_node::http::{Body, Request};
 use grant_node::name::Name;
 use grant_node::scope::Scope;
+use grant_toolkit::{notify, App, AppConfig};
 use hyper::{Method, Response, StatusCode};
 
 #[derive(Parser)]
@@ -53,9 +53,16 @@ async fn main() -> anyhow::Result<()> {
     let key_dir = args
         .key_dir
         .unwrap_or_else(grant_node::commands::name::default_key_dir);
-    let book = key_dir.join(&args.name).join("grants.sqlite3");
+    let book = key_dir.join(&args.name).join("grants.book");
     let mut config = AppConfig::from_key_dir(&args.name, &key_dir, &args.registry, None, &book)?;
-    config.light = args.light.mode()?;
+    match args.light.mode()? {
+        Some(light) => config.light = light,
+        None => {
+            config.directory = Some(grant_node::ledger::directory::mirror_at(
+                &book.with_extension("mirror.sqlite3"),
+            ))
+        }
+    }
     let app = App::open(config).await.context("opening the application")?;
     let app = Arc::new(app);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

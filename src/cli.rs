@@ -195,7 +195,8 @@ pub struct AppArgs {
     /// Where `grant-node name register` put the application's keys.
     #[arg(long, env = "GRANT_NODE_KEY_DIR", global = true)]
     pub key_dir: Option<PathBuf>,
-    /// The grant book [default: KEY_DIR/NAME/grants.sqlite3].
+    /// The grant book [default: KEY_DIR/NAME/grants.book]; without --light, the registry
+    /// mirror is kept beside it (grants.mirror.sqlite3).
     #[arg(long, env = "GRANT_NODE_BOOK", global = true)]
     pub book: Option<PathBuf>,
     #[command(flatten)]

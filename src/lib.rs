@@ -41,24 +41,25 @@
 
 pub mod auth;
 pub mod backup;
-pub mod carte;
-pub mod cbor;
 pub mod cli;
-pub mod client;
-pub mod clock;
 pub mod commands;
 pub mod config;
-pub mod grant;
 pub mod http;
-pub mod keyfile;
 pub mod ledger;
-pub mod name;
 pub mod node;
-pub mod outbound;
 pub mod recovery;
-pub mod registry;
-pub mod scope;
 pub mod server;
 pub mod store;
-pub mod strict_batch;
-pub mod uri;
+
+// The wire formats live in `crates/wire` and the application toolkit in `crates/toolkit`; the
+// node uses both under the names it always had.
+pub use grant_toolkit as client;
+pub use grant_toolkit::outbound;
+pub use grant_wire::{carte, cbor, clock, grant, keyfile, name, scope, uri};
+
+/// The registry's formats and rules ([`grant_wire::registry`]), and the client for its HTTP
+/// API ([`grant_toolkit::registry_client`]).
+pub mod registry {
+    pub use grant_toolkit::registry_client as client;
+    pub use grant_wire::registry::*;
+}

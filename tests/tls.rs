@@ -349,9 +349,10 @@ async fn the_whole_flow_over_https() {
             key: id.signing.clone(),
             registry_url: registry_url.clone(),
             registry_key: None,
-            book: dir.path().join("book.sqlite3"),
+            book: dir.path().join("grants.book"),
             outbound: net.options(),
-            light: None,
+            light: Default::default(),
+            directory: None,
         })
         .await
         .unwrap(),

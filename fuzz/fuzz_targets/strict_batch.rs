@@ -12,7 +12,7 @@
 use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
 use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use grant_node::strict_batch::{verify_all, verify_each, Item, StrongKey};
+use strict_batch::{verify_all, verify_each, Item, StrongKey};
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha512};
 

@@ -28,7 +28,7 @@ async fn dispatch(args: AppArgs) -> anyhow::Result<()> {
     let book = args
         .book
         .clone()
-        .unwrap_or_else(|| key_dir.join(parsed.as_str()).join("grants.sqlite3"));
+        .unwrap_or_else(|| key_dir.join(parsed.as_str()).join("grants.book"));
     let registry_key = args
         .registry_key
         .as_deref()
@@ -37,7 +37,15 @@ async fn dispatch(args: AppArgs) -> anyhow::Result<()> {
         .context("--registry-key")?;
     let mut config = AppConfig::from_key_dir(&name, &key_dir, &args.registry, registry_key, &book)?;
     config.outbound = args.outbound.options()?;
-    config.light = args.light.mode()?;
+    match args.light.mode()? {
+        Some(light) => config.light = light,
+        // A full verified mirror, in a SQLite file beside the grant book.
+        None => {
+            config.directory = Some(crate::ledger::directory::mirror_at(
+                &book.with_extension("mirror.sqlite3"),
+            ))
+        }
+    }
     let app = App::open(config).await?;
     let catalogue = Catalogue::builtin();
     match args.command {

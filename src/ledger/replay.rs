@@ -167,7 +167,7 @@ fn apply_while_checking(
 /// batch equation. `ed25519_dalek::verify_batch` (used here until 2026-11-26) is not the same
 /// predicate: it accepted an entry signed with a small-order R that the registry refuses
 /// (`a_signature_only_a_batch_would_accept_is_refused_batched_or_not`). A batch that answers
-/// exactly as `verify_strict` ([`crate::strict_batch`]) costs more per signature than
+/// exactly as `verify_strict` (the `strict-batch` crate) costs more per signature than
 /// `verify_strict` itself, because it must first test every R for a small-order component; the
 /// README's Performance section has the figures.
 fn checks_pass(page: &[Decoded], signers: &[VerifyingKey]) -> bool {
@@ -437,7 +437,7 @@ mod tests {
         let identity = curve25519_dalek::constants::EIGHT_TORSION[0]
             .compress()
             .to_bytes();
-        let signature = crate::strict_batch::tests::sign_with_r_bytes(
+        let signature = strict_batch::forge::sign_with_r_bytes(
             &key,
             &op.signed_message(),
             curve25519_dalek::scalar::Scalar::ZERO,

@@ -16,7 +16,6 @@
 //! serve other requests; the connection sits behind a mutex, one writer at a time, as SQLite
 //! allows anyway.
 
-pub mod book;
 pub mod coherence;
 pub mod conn;
 pub mod controllers;

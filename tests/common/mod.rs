@@ -151,9 +151,10 @@ impl Stub {
             key: id.signing.clone(),
             registry_url: self.url(),
             registry_key: Some(self.authority.public_key()),
-            book: dir.join("book.sqlite3"),
+            book: dir.join("grants.book"),
             outbound: Default::default(),
-            light: None,
+            light: Default::default(),
+            directory: None,
         })
         .await
         .unwrap()

@@ -5,9 +5,9 @@
 use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
 
-use super::RecordJson;
-use crate::name::Name;
 use crate::outbound::{ClientError, HttpClient, Reply};
+use grant_wire::name::Name;
+use grant_wire::registry::RecordJson;
 
 /// What a registry said when it refused, or why it could not be asked.
 #[derive(Debug, Clone, thiserror::Error)]

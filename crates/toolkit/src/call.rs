@@ -5,11 +5,10 @@ use hyper::body::Bytes;
 use hyper::{Method, StatusCode};
 
 use super::{nonce, App, ClientError, RENEW_BEFORE};
-use crate::carte::Carte;
-use crate::name::Name;
 use crate::outbound::Reply;
-use crate::scope::Scope;
-use crate::store;
+use grant_wire::carte::Carte;
+use grant_wire::name::Name;
+use grant_wire::scope::Scope;
 
 impl App {
     pub async fn get(
@@ -135,9 +134,8 @@ impl App {
     }
 
     /// The node URL of `user`: from the grant book, else discovered.
-    pub(super) async fn node_of(&self, user: &Name) -> Result<String, ClientError> {
-        let u = user.clone();
-        if let Some(entry) = self.book.run(move |c| store::book::get(c, &u)).await? {
+    pub(crate) async fn node_of(&self, user: &Name) -> Result<String, ClientError> {
+        if let Some(entry) = self.book.get(user) {
             return Ok(entry.node_url);
         }
         Ok(self.discover(user).await?.url)
@@ -147,10 +145,7 @@ impl App {
     /// book.
     async fn rediscover(&self, user: &Name) -> Result<String, ClientError> {
         let url = self.node_url(user, true).await?;
-        let (u, at) = (user.clone(), url.clone());
-        self.book
-            .run(move |c| store::book::set_node(c, &u, &at))
-            .await?;
+        self.book.set_node(user, &url).await?;
         Ok(url)
     }
 

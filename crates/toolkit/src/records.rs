@@ -1,5 +1,6 @@
-//! Where the toolkit learns names: a full verified mirror in the grant book (the default), or
-//! light look-ups, each proven against a witnessed checkpoint ([`crate::registry::light`]).
+//! Where the toolkit learns names: light look-ups, each proven against a signed (and, if
+//! asked, witnessed) checkpoint ([`grant_wire::registry::light`]), or a [`Directory`] the
+//! application plugs in (a full verified mirror, say).
 //!
 //! In light mode nothing of the registry is stored but the last checkpoint trusted (size and
 //! root, in the grant book), so every later checkpoint must prove consistent with it, across
@@ -10,14 +11,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::carte::{key_in_history, KeyAt, KeyResolver};
-use crate::ledger::mirror::Mirror;
-use crate::name::Name;
+use crate::book::Book;
 use crate::outbound::HttpClient;
-use crate::registry::light::{LightVerifier, NameProofJson, Trusted};
-use crate::registry::note::Witness;
-use crate::registry::NameRecord;
-use crate::store::{self, Local};
+use grant_wire::carte::{key_in_history, KeyAt};
+use grant_wire::name::Name;
+use grant_wire::registry::light::{LightVerifier, NameProofJson, Trusted};
+use grant_wire::registry::note::Witness;
+use grant_wire::registry::NameRecord;
+use std::future::Future;
+use std::pin::Pin;
 
 use super::ClientError;
 
@@ -31,8 +33,31 @@ pub struct LightMode {
     pub quorum: usize,
 }
 
+/// A future a [`Directory`] returns.
+pub type Answer<'a, T> = Pin<Box<dyn Future<Output = Result<T, ClientError>> + Send + 'a>>;
+
+/// A source of verified registry records other than the toolkit's own proven look-ups.
+pub trait Directory: Send + Sync {
+    /// `name`'s verified record (`None`: not registered); `fresh` asks the registry again.
+    fn record<'a>(&'a self, name: &'a Name, fresh: bool) -> Answer<'a, Option<NameRecord>>;
+    /// The key `name` held at `time`; `fresh` asks the registry again first.
+    fn key_at<'a>(&'a self, name: &'a Name, time: u64, fresh: bool) -> Answer<'a, KeyAt>;
+}
+
+/// Builds a [`Directory`] once the registry's URL and key are known (the key may have been
+/// pinned on first use), with the toolkit's HTTP client.
+pub type DirectoryMaker = Arc<
+    dyn Fn(
+            &str,
+            &ed25519_dalek::VerifyingKey,
+            &HttpClient,
+        ) -> Result<Arc<dyn Directory>, ClientError>
+        + Send
+        + Sync,
+>;
+
 pub(crate) enum Records {
-    Mirror(Arc<Mirror>),
+    Directory(Arc<dyn Directory>),
     Light(Light),
 }
 
@@ -40,7 +65,7 @@ pub(crate) struct Light {
     verifier: LightVerifier,
     base: String,
     http: HttpClient,
-    book: Local,
+    book: Book,
     trusted: Mutex<Option<Trusted>>,
     cache: Mutex<HashMap<Name, (Option<NameRecord>, Instant)>>,
 }
@@ -48,13 +73,8 @@ pub(crate) struct Light {
 const TRUSTED_KEY: &str = "light_checkpoint";
 
 impl Light {
-    pub(crate) fn open(
-        verifier: LightVerifier,
-        base: &str,
-        http: HttpClient,
-        book: Local,
-    ) -> Result<Light, ClientError> {
-        let saved = store::book::meta(&book.lock(), TRUSTED_KEY)?;
+    pub(crate) fn open(verifier: LightVerifier, base: &str, http: HttpClient, book: Book) -> Light {
+        let saved = book.meta(TRUSTED_KEY);
         let trusted = saved.and_then(|s| {
             let (size, root) = s.split_once(' ')?;
             Some(Trusted {
@@ -62,14 +82,14 @@ impl Light {
                 root: hex::decode(root).ok()?.try_into().ok()?,
             })
         });
-        Ok(Light {
+        Light {
             verifier,
             base: base.trim_end_matches('/').to_owned(),
             http,
             book,
             trusted: Mutex::new(trusted),
             cache: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     async fn fetch(&self, name: &Name) -> Result<Option<NameRecord>, ClientError> {
@@ -106,9 +126,7 @@ impl Light {
         };
         if moved {
             let value = format!("{} {}", now.size, hex::encode(now.root));
-            let book = self.book.clone();
-            book.run(move |c| store::book::set_meta(c, TRUSTED_KEY, &value))
-                .await?;
+            self.book.set_meta(TRUSTED_KEY, &value).await?;
         }
         self.cache
             .lock()
@@ -138,12 +156,7 @@ impl Records {
         fresh: bool,
     ) -> Result<Option<NameRecord>, ClientError> {
         match self {
-            Records::Mirror(m) => {
-                sync_if(m, fresh).await?;
-                m.record_or_sync(name)
-                    .await
-                    .map_err(|e| ClientError::Registry(e.to_string()))
-            }
+            Records::Directory(d) => d.record(name, fresh).await,
             Records::Light(l) => l.record(name, fresh).await,
         }
     }
@@ -156,10 +169,7 @@ impl Records {
         fresh: bool,
     ) -> Result<KeyAt, ClientError> {
         match self {
-            Records::Mirror(m) => {
-                sync_if(m, fresh).await?;
-                Ok(m.keys().key_at(name, time))
-            }
+            Records::Directory(d) => d.key_at(name, time, fresh).await,
             Records::Light(l) => Ok(match l.record(name, fresh).await? {
                 None => KeyAt::UnknownName,
                 Some(r) => key_in_history(&r.keys, time),
@@ -168,24 +178,13 @@ impl Records {
     }
 }
 
-/// Brings the mirror up to date first when a fresh answer is asked for.
-async fn sync_if(mirror: &Arc<Mirror>, fresh: bool) -> Result<(), ClientError> {
-    if fresh {
-        mirror
-            .sync()
-            .await
-            .map_err(|e| ClientError::Registry(e.to_string()))?;
-    }
-    Ok(())
-}
-
 /// The registry key pinned in the grant book, or, on first use, the key the registry names
 /// for itself, pinned from then on (with a warning: pass the key explicitly to be sure).
 pub(super) async fn pinned_registry_key(
-    book: &Local,
-    registry: &crate::registry::client::RegistryClient,
+    book: &Book,
+    registry: &crate::registry_client::RegistryClient,
 ) -> Result<ed25519_dalek::VerifyingKey, ClientError> {
-    let pinned = book.run(|c| store::book::meta(c, "registry_key")).await?;
+    let pinned = book.meta("registry_key");
     let hex_key = match pinned {
         Some(k) => k,
         None => {
@@ -194,13 +193,11 @@ pub(super) async fn pinned_registry_key(
                 .await
                 .map_err(|e| ClientError::Registry(e.to_string()))?;
             let k = meta.public_key.clone();
-            let pin = k.clone();
-            book.run(move |c| store::book::set_meta(c, "registry_key", &pin))
-                .await?;
+            book.set_meta("registry_key", &k).await?;
             tracing::warn!(key = %k, "trusting the registry key on first use; pass it explicitly to be sure");
             k
         }
     };
-    crate::keyfile::parse_public(&hex_key)
+    grant_wire::keyfile::parse_public(&hex_key)
         .map_err(|e| ClientError::Config(format!("registry key: {e:#}")))
 }

@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use hyper::Uri;
+use http::Uri;
 
 /// Longest URI accepted anywhere.
 pub const MAX_URI_LEN: usize = 2048;

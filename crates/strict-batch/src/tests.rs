@@ -5,6 +5,7 @@ use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
 use ed25519_dalek::{Signer, SigningKey};
 
 use super::*;
+use crate::forge::sign_with_r_bytes;
 
 fn signer(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
@@ -19,25 +20,6 @@ fn strong(key: &SigningKey) -> StrongKey {
 fn sign_with_r(key: &SigningKey, message: &[u8], r: Scalar, torsion: EdwardsPoint) -> Signature {
     let big_r = (ED25519_BASEPOINT_POINT * r + torsion).compress();
     sign_with_r_bytes(key, message, r, big_r.to_bytes())
-}
-
-pub(crate) fn sign_with_r_bytes(
-    key: &SigningKey,
-    message: &[u8],
-    r: Scalar,
-    r_bytes: [u8; 32],
-) -> Signature {
-    let k = Scalar::from_hash(
-        Sha512::new()
-            .chain_update(r_bytes)
-            .chain_update(key.verifying_key().as_bytes())
-            .chain_update(message),
-    );
-    let s = r + k * key.to_scalar();
-    let mut bytes = [0u8; 64];
-    bytes[..32].copy_from_slice(&r_bytes);
-    bytes[32..].copy_from_slice(s.as_bytes());
-    Signature::from_bytes(&bytes)
 }
 
 fn strict(key: &SigningKey, message: &[u8], signature: &Signature) -> bool {
@@ -290,7 +272,7 @@ fn the_canonical_encoding_test_agrees_with_decode_and_encode() {
 /// `verify_strict`'s, whether the key is strong enough to batch or not.
 #[test]
 fn the_speccheck_vectors_get_verify_strict_answers() {
-    let text = include_str!("../../data/vectors/ed25519-speccheck.json");
+    let text = include_str!("../../../data/vectors/ed25519-speccheck.json");
     let cases: Vec<serde_json::Value> = serde_json::from_str(text).expect("vectors parse");
     assert_eq!(cases.len(), 12);
     let mut batched = 0;

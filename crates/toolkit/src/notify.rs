@@ -10,7 +10,7 @@ use hyper::{Request, Response, StatusCode};
 const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 use super::{App, ClientError};
-use crate::grant::statement::Notification;
+use grant_wire::grant::statement::Notification;
 
 /// Handles `POST` of a notification (`application/cbor`): 204 when applied, 400 when
 /// malformed or not for this application, 401 when the signature does not verify.

@@ -206,10 +206,10 @@ pub fn check_key(key: &VerifyingKey) -> Result<(), RegistryError> {
         return Err(RegistryError::WeakKey("a small-order point"));
     }
     let point = key.to_edwards();
-    if !crate::strict_batch::canonical_point(key.as_bytes()) {
+    if !super::points::canonical_point(key.as_bytes()) {
         return Err(RegistryError::WeakKey("a non-canonical encoding"));
     }
-    if !crate::strict_batch::has_prime_order_or_identity(&point) {
+    if !super::points::has_prime_order_or_identity(&point) {
         return Err(RegistryError::WeakKey(
             "a point with a small-order component",
         ));

@@ -1,24 +1,29 @@
-//! The application developer's toolkit: one [`App`] that talks to many nodes.
+//! grant-toolkit, the application developer's library: one [`App`] that talks to many nodes.
 //!
 //! An application holds one signing key (the one `grant-node name register` wrote) and signs
 //! what it needs: a grant carte to ask a user's node for a grant, and short-lived admin cartes
-//! to call the nodes that granted it. It keeps a verified mirror of the registry (to find a
-//! user's home node and to check receipts and notifications against owners' keys) and a grant
-//! book in one SQLite file the caller chooses. Nothing here blocks one node on another: every
-//! call is async and no lock is held across the network.
+//! to call the nodes that granted it. It learns names from the registry, each record proven
+//! against a signed (and, if asked, witnessed) checkpoint, to find a user's home node and to
+//! check receipts and notifications against owners' keys; and it keeps a grant book in one
+//! file the caller chooses ([`book`]). Nothing here blocks one node on another: every call is
+//! async and no lock is held across the network.
+//!
+//! This crate links no database and no HTTP server: only the wire formats ([`grant_wire`]) and
+//! an HTTP client ([`outbound`]). An application that wants a full verified mirror of the
+//! registry instead of proven look-ups plugs one in as a [`Directory`] (`grant-node` has one).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), grant_node::client::ClientError> {
-//! use grant_node::client::{App, AppConfig};
-//! use grant_node::name::Name;
-//! use grant_node::scope::Catalogue;
+//! # async fn demo() -> Result<(), grant_toolkit::ClientError> {
+//! use grant_toolkit::{App, AppConfig};
+//! use grant_toolkit::wire::name::Name;
+//! use grant_toolkit::wire::scope::Catalogue;
 //!
 //! let app = App::open(AppConfig::from_key_dir(
 //!     "photo-app",
 //!     "/home/dev/.grant-node/keys".as_ref(),
 //!     "http://127.0.0.1:8650",
 //!     None,
-//!     "/var/lib/photo-app/grants.sqlite3".as_ref(),
+//!     "/var/lib/photo-app/grants.book".as_ref(),
 //! )?)
 //! .await?;
 //! let alice = Name::parse("alice").expect("a valid name");
@@ -33,28 +38,32 @@
 //! # let _ = profile; Ok(()) }
 //! ```
 
+pub mod book;
 mod call;
 pub mod notify;
+pub mod outbound;
 mod records;
+pub mod registry_client;
 
+/// The wire formats this library speaks, shared with the node.
+pub use grant_wire as wire;
+
+pub use records::{Answer, Directory, DirectoryMaker, LightMode, LIGHT_TTL};
 use records::{Light, Records};
-pub use records::{LightMode, LIGHT_TTL};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
-use crate::carte::{Carte, GrantRequest, KeyAt};
-use crate::clock::Clock;
-use crate::grant::statement::Receipt;
-use crate::ledger::mirror::Mirror;
-use crate::ledger::source::Source;
-use crate::name::Name;
 use crate::outbound::HttpClient;
-use crate::scope::Scope;
-use crate::store::{self, book::BookEntry, book::PendingGrant, Local, StoreError};
+use book::{Book, BookEntry, BookError, PendingGrant};
+use grant_wire::carte::{Carte, GrantRequest, KeyAt};
+use grant_wire::clock::Clock;
+use grant_wire::grant::statement::Receipt;
+use grant_wire::name::Name;
+use grant_wire::scope::Scope;
 
 /// The protocol versions this library speaks.
 pub const SUPPORTED_VERSIONS: &[u64] = &[1];
@@ -97,14 +106,14 @@ pub enum ClientError {
     Config(String),
 }
 
-impl From<StoreError> for ClientError {
-    fn from(e: StoreError) -> ClientError {
+impl From<BookError> for ClientError {
+    fn from(e: BookError) -> ClientError {
         ClientError::Storage(e.to_string())
     }
 }
 
 /// What [`App::open`] needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppConfig {
     pub name: Name,
     pub key: SigningKey,
@@ -112,16 +121,19 @@ pub struct AppConfig {
     /// The registry's public key. `None`: fetch it from the registry on first use and pin it
     /// in the grant book (trust on first use); later runs use the pinned key.
     pub registry_key: Option<VerifyingKey>,
-    /// The grant book's database file.
+    /// The grant book's file ([`book`]).
     pub book: PathBuf,
     /// How calls reach the registry and nodes: trust roots, pinned names, and the address
     /// guard for node URLs read from the registry (off by default: the library trusts the
     /// registry it is pointed at; an application that runs beside private services it must
     /// not reach sets `Guard::PublicOnly`).
     pub outbound: crate::outbound::Options,
-    /// `Some`: light mode, no mirror; each name is proven against a checkpoint cosigned by
-    /// the quorum of witnesses given. `None`: a full verified mirror in the grant book.
-    pub light: Option<LightMode>,
+    /// Which witnesses must have cosigned the checkpoints names are proven against (none by
+    /// default: the registry's signature alone, and every checkpoint consistent with the last).
+    pub light: LightMode,
+    /// Where names come from instead of proven look-ups, e.g. a full verified mirror of the
+    /// registry (`grant_node::ledger::mirror::Mirror`). `None`: proven look-ups.
+    pub directory: Option<DirectoryMaker>,
 }
 
 impl AppConfig {
@@ -135,7 +147,7 @@ impl AppConfig {
         book: &Path,
     ) -> Result<AppConfig, ClientError> {
         let name = Name::parse(name).map_err(|e| ClientError::Config(e.to_string()))?;
-        let key = crate::keyfile::load(&key_dir.join(name.as_str()).join("signing.key"))
+        let key = grant_wire::keyfile::load(&key_dir.join(name.as_str()).join("signing.key"))
             .map_err(|e| ClientError::Config(format!("{e:#}")))?;
         Ok(AppConfig {
             name,
@@ -144,7 +156,8 @@ impl AppConfig {
             registry_key,
             book: book.to_path_buf(),
             outbound: crate::outbound::Options::default(),
-            light: None,
+            light: LightMode::default(),
+            directory: None,
         })
     }
 }
@@ -178,7 +191,7 @@ pub struct App {
     name: Name,
     key: SigningKey,
     records: Records,
-    book: Local,
+    book: Book,
     http: HttpClient,
     clock: Clock,
     ttl: u64,
@@ -188,36 +201,29 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the grant book and the registry mirror inside it.
+    /// Opens the grant book, and pins the registry's key in it on first use when none is given.
     pub async fn open(config: AppConfig) -> Result<App, ClientError> {
-        let book = Local::open(&config.book)?;
+        let book = Book::open(&config.book)?;
         let http = HttpClient::with(config.outbound.clone())
             .map_err(|e| ClientError::Config(e.to_string()))?;
-        let registry = crate::registry::client::RegistryClient::with_client(
-            &config.registry_url,
-            http.clone(),
-        );
+        let registry =
+            crate::registry_client::RegistryClient::with_client(&config.registry_url, http.clone());
         let key = match config.registry_key {
             Some(k) => k,
             None => records::pinned_registry_key(&book, &registry).await?,
         };
-        let records = match config.light {
-            None => Records::Mirror(Arc::new(Mirror::new(
-                book.clone(),
-                key,
-                Source::remote_with(&config.registry_url, http.clone()),
-                Clock::system(),
-            )?)),
-            Some(mode) => Records::Light(Light::open(
-                crate::registry::light::LightVerifier {
+        let records = match config.directory {
+            Some(make) => Records::Directory(make(&config.registry_url, &key, &http)?),
+            None => Records::Light(Light::open(
+                grant_wire::registry::light::LightVerifier {
                     registry_key: key,
-                    witnesses: mode.witnesses,
-                    quorum: mode.quorum,
+                    witnesses: config.light.witnesses,
+                    quorum: config.light.quorum,
                 },
                 &config.registry_url,
                 http.clone(),
                 book.clone(),
-            )?),
+            )),
         };
         Ok(App {
             name: config.name,
@@ -256,12 +262,12 @@ impl App {
     pub async fn lookup(
         &self,
         name: &Name,
-    ) -> Result<Option<crate::registry::NameRecord>, ClientError> {
+    ) -> Result<Option<grant_wire::registry::NameRecord>, ClientError> {
         self.records.record(name, false).await
     }
 
     /// `user`'s node URL as its verified record names it (`fresh`: asking the registry again).
-    pub(super) async fn node_url(&self, user: &Name, fresh: bool) -> Result<String, ClientError> {
+    pub(crate) async fn node_url(&self, user: &Name, fresh: bool) -> Result<String, ClientError> {
         let record = self
             .records
             .record(user, fresh)
@@ -305,7 +311,7 @@ impl App {
         redirect_uri: &str,
     ) -> Result<GrantStart, ClientError> {
         let node = self.discover(user).await?;
-        let state = crate::auth::new_token().0;
+        let state = token();
         let now = self.clock.now();
         // Valid for half an hour: long enough for the user to log in at their node.
         let mut c = Carte::new(self.name.clone(), now, now + 1800, nonce());
@@ -316,7 +322,7 @@ impl App {
             state: state.clone(),
         });
         let carte = c.sign(&self.key);
-        let scope_text = crate::scope::Catalogue::builtin().format(scope);
+        let scope_text = grant_wire::scope::Catalogue::builtin().format(scope);
         // Built before any await: the serializer is not Send.
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("client_id", self.name.as_str())
@@ -334,9 +340,7 @@ impl App {
             redirect_uri: redirect_uri.to_owned(),
             created: now,
         };
-        self.book
-            .run(move |c| store::book::put_pending(c, &pending))
-            .await?;
+        self.book.put_pending(pending).await?;
         Ok(GrantStart {
             url: format!("{}/grant?{query}", node.url),
             state,
@@ -357,11 +361,9 @@ impl App {
             .get("state")
             .cloned()
             .ok_or(ClientError::WrongState)?;
-        let s = state.clone();
         let pending = self
             .book
-            .run(move |c| store::book::peek_pending(c, &s))
-            .await?
+            .peek_pending(&state)
             .ok_or(ClientError::WrongState)?;
         if let Some(error) = params.get("error") {
             self.take_pending(&state).await?;
@@ -388,14 +390,14 @@ impl App {
             return Err(ClientError::BadReceipt("issued for another request".into()));
         }
         self.take_pending(&state).await?;
-        let (owner, url, scope, time) = (
-            receipt.owner.clone(),
-            pending.node_url.clone(),
-            receipt.scope,
-            receipt.time,
-        );
         self.book
-            .run(move |c| store::book::put(c, &owner, &url, scope, None, time))
+            .put(
+                &receipt.owner,
+                &pending.node_url,
+                receipt.scope,
+                None,
+                receipt.time,
+            )
             .await?;
         Ok(Granted {
             owner: receipt.owner,
@@ -405,10 +407,7 @@ impl App {
     }
 
     async fn take_pending(&self, state: &str) -> Result<(), ClientError> {
-        let s = state.to_owned();
-        self.book
-            .run(move |c| store::book::take_pending(c, &s))
-            .await?;
+        self.book.take_pending(state).await?;
         Ok(())
     }
 
@@ -460,7 +459,7 @@ impl App {
 
     /// The grant book.
     pub async fn grants(&self) -> Result<Vec<BookEntry>, ClientError> {
-        Ok(self.book.run(|c| store::book::all(c)).await?)
+        Ok(self.book.all())
     }
 
     /// Applies a verified grant-updated notification to the grant book.
@@ -472,16 +471,22 @@ impl App {
         time: u64,
     ) -> Result<(), ClientError> {
         let url = self.node_of(owner).await.unwrap_or_default();
-        let o = owner.clone();
-        self.book
-            .run(move |c| store::book::put(c, &o, &url, scope, expires, time))
-            .await?;
+        self.book.put(owner, &url, scope, expires, time).await?;
         Ok(())
     }
 }
 
 fn nonce() -> [u8; 16] {
     let mut n = [0u8; 16];
-    n.copy_from_slice(&crate::auth::random_bytes()[..16]);
+    // The OS generator failing is not something a caller could continue past safely.
+    getrandom::getrandom(&mut n).expect("the operating system's random generator works");
     n
+}
+
+/// A request's random state: 32 bytes, base64url.
+fn token() -> String {
+    use base64::Engine;
+    let mut raw = [0u8; 32];
+    getrandom::getrandom(&mut raw).expect("the operating system's random generator works");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
