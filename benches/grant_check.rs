@@ -88,17 +88,23 @@ fn bench(c: &mut Criterion) {
             i += 1;
             let app = &names[i % names.len()];
             node.state.grants.invalidate(&alice, app);
-            node.state
-                .grants
-                .get(&node.state.db, &alice, black_box(app))
+            node.runtime
+                .block_on(
+                    node.state
+                        .grants
+                        .get(&node.state.db, &alice, black_box(app)),
+                )
                 .expect("ok")
         })
     });
     group.bench_function("lookup_hit", |b| {
         b.iter(|| {
-            node.state
-                .grants
-                .get(&node.state.db, &alice, black_box(&names[0]))
+            node.runtime
+                .block_on(
+                    node.state
+                        .grants
+                        .get(&node.state.db, &alice, black_box(&names[0])),
+                )
                 .expect("ok")
         })
     });

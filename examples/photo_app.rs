@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use grant_node::http::html::{esc, page, see_other};
+use grant_node::http::html::{html, page, see_other};
 use grant_node::http::{Body, Request};
 use grant_node::name::Name;
 use grant_node::scope::Scope;
@@ -88,9 +88,14 @@ async fn route(app: &App, base: &str, req: Request) -> Response<Body> {
         (Method::GET, "/") => page(
             StatusCode::OK,
             "Photo app",
-            "<h1>Photo app</h1><form action=\"/start\"><label for=\"user\">Your name</label>\
-             <input type=\"text\" id=\"user\" name=\"user\" required>\
-             <button type=\"submit\">Show my profile</button></form>",
+            html! {
+                h1 { "Photo app" }
+                form action="/start" {
+                    label for="user" { "Your name" }
+                    input type="text" id="user" name="user" required;
+                    button type="submit" { "Show my profile" }
+                }
+            },
         ),
         (Method::POST, "/") => notify::handle(app, req).await,
         (Method::GET, "/start") => {
@@ -98,7 +103,7 @@ async fn route(app: &App, base: &str, req: Request) -> Response<Body> {
                 return page(
                     StatusCode::BAD_REQUEST,
                     "Photo app",
-                    "<p>That is not a name.</p>",
+                    html! { p { "That is not a name." } },
                 );
             };
             match app
@@ -106,27 +111,27 @@ async fn route(app: &App, base: &str, req: Request) -> Response<Body> {
                 .await
             {
                 Ok(start) => see_other(&start.url),
-                Err(e) => page(
-                    StatusCode::BAD_GATEWAY,
-                    "Photo app",
-                    &format!("<p>{}</p>", esc(&e.to_string())),
-                ),
+                Err(e) => page(StatusCode::BAD_GATEWAY, "Photo app", html! { p { (e) } }),
             }
         }
         (Method::GET, "/cb") => {
             let shown = match app.finish_grant(&query).await {
                 Ok(granted) => match app.get(&granted.owner, "/api/profile", VIEW_PROFILE).await {
-                    Ok(profile) => format!(
-                        "<h1>Hello, {}</h1><p>Your profile, read through your node:</p><pre>{}</pre>",
-                        esc(granted.owner.as_str()),
-                        esc(&serde_json::to_string_pretty(&profile["document"]).unwrap_or_default())
-                    ),
-                    Err(e) => format!("<p>Your node refused: {}</p>", esc(&e.to_string())),
+                    Ok(profile) => html! {
+                        h1 { "Hello, " (granted.owner.as_str()) }
+                        p { "Your profile, read through your node:" }
+                        pre { (serde_json::to_string_pretty(&profile["document"]).unwrap_or_default()) }
+                    },
+                    Err(e) => html! { p { "Your node refused: " (e) } },
                 },
-                Err(e) => format!("<p>No grant: {}</p>", esc(&e.to_string())),
+                Err(e) => html! { p { "No grant: " (e) } },
             };
-            page(StatusCode::OK, "Photo app", &shown)
+            page(StatusCode::OK, "Photo app", shown)
         }
-        _ => page(StatusCode::NOT_FOUND, "Photo app", "<p>Not found.</p>"),
+        _ => page(
+            StatusCode::NOT_FOUND,
+            "Photo app",
+            html! { p { "Not found." } },
+        ),
     }
 }

@@ -281,7 +281,7 @@ pub async fn open(config: Config, bound: SocketAddr) -> anyhow::Result<NodeState
     let started = config.clock.now();
     Ok(NodeState {
         public_url: config.public_url(bound),
-        owner_keys,
+        owner_keys: Arc::new(owner_keys),
         config,
         db,
         mirror,

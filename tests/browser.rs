@@ -26,19 +26,20 @@ async fn consent_flow_in_headless_chromium() {
     // The application: it registers a loopback redirect and shows where the browser landed.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let redirect = format!("http://{}/cb", listener.local_addr().unwrap());
-    let _app_server = common::serve_task(
-        listener,
-        |req: grant_node::http::Request, _| async move {
+    let _app_server =
+        common::serve_task(listener, |req: grant_node::http::Request, _| async move {
             let q = req.uri().query().unwrap_or("").to_owned();
-            let mut r = Response::new(http_body_util::Full::new(hyper::body::Bytes::from(format!(
-            "<!doctype html><title>photo-app</title><h1>Back at photo-app</h1><p id=\"query\">{}</p>",
-            grant_node::http::html::esc(&q)
-        ))));
+            use grant_node::http::html::{html, DOCTYPE};
+            let page = html! {
+                (DOCTYPE) title { "photo-app" } h1 { "Back at photo-app" } p #query { (q) }
+            };
+            let mut r = Response::new(http_body_util::Full::new(hyper::body::Bytes::from(
+                page.into_string(),
+            )));
             r.headers_mut()
                 .insert("content-type", "text/html".parse().unwrap());
             r
-        },
-    );
+        });
     let app = Identity::new("photo-app", 1);
     node.register_app(&app, &[&redirect]).await;
     let carte = app.grant_carte(0x80000, &redirect, "browser-state");

@@ -1128,7 +1128,8 @@ async fn page_server(l: TcpListener, files: TlsFiles, html: String) -> Running {
             move |req: grant_node::http::Request, _| {
                 let html = html.clone();
                 async move {
-                    let q = grant_node::http::html::esc(req.uri().query().unwrap_or(""));
+                    let q = grant_node::http::html::html! { (req.uri().query().unwrap_or("")) }
+                        .into_string();
                     let body = html.replace("{query}", &q);
                     let mut r = hyper::Response::new(http_body_util::Full::new(
                         hyper::body::Bytes::from(body),

@@ -9,7 +9,7 @@ use hyper::{Request, Response, StatusCode};
 
 use super::console::{checked_post, csrf_field, is_admin, logged_in, nav, plain_words, when};
 use super::console_grant::change;
-use super::html::{error_page, esc, page, see_other};
+use super::html::{error_page, html, page, see_other};
 use super::login::{field, PasswordCheck};
 use super::{ApiError, Body};
 use crate::auth;
@@ -30,35 +30,39 @@ pub async fn sessions(
         .db
         .run(move |c| store::sessions::list(c, &owner, now).map_err(ApiError::from))
         .await?;
-    let rows: String = list
-        .iter()
-        .map(|i| {
-            let this = if i.id_hash == s.id_hash {
-                " (this browser)"
-            } else {
-                ""
-            };
-            format!(
-                "<tr><td>{}{this}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                when(i.created),
-                i.last_seen.map(when).unwrap_or_default(),
-                esc(i.address.as_deref().unwrap_or("")),
-                esc(i.user_agent.as_deref().unwrap_or("")),
-            )
-        })
-        .collect();
     Ok(page(
         StatusCode::OK,
         "Sessions",
-        &format!(
-            "<main><h1>Where you are logged in</h1>{}<table><caption>Your sessions</caption><thead><tr>\
-             <th scope=\"col\">Started</th><th scope=\"col\">Last seen</th><th scope=\"col\">Address</th>\
-             <th scope=\"col\">Browser</th></tr></thead><tbody>{rows}</tbody></table>\
-             <form method=\"post\" action=\"/sessions/end-others\">{}\
-             <button type=\"submit\">Log out everywhere else</button></form></main>",
-            nav(state, &s),
-            csrf_field(&s, "end-others"),
-        ),
+        html! {
+            main {
+                h1 { "Where you are logged in" }
+                (nav(state, &s))
+                table {
+                    caption { "Your sessions" }
+                    thead { tr {
+                        th scope="col" { "Started" } th scope="col" { "Last seen" }
+                        th scope="col" { "Address" } th scope="col" { "Browser" }
+                    } }
+                    tbody {
+                        @for i in &list {
+                            tr {
+                                td {
+                                    (when(i.created))
+                                    @if i.id_hash == s.id_hash { " (this browser)" }
+                                }
+                                td { (i.last_seen.map(when).unwrap_or_default()) }
+                                td { (i.address.as_deref().unwrap_or("")) }
+                                td { (i.user_agent.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+                form method="post" action="/sessions/end-others" {
+                    (csrf_field(&s, "end-others"))
+                    button type="submit" { "Log out everywhere else" }
+                }
+            }
+        },
     ))
 }
 
@@ -97,23 +101,25 @@ fn password_page(
     status: StatusCode,
     error: Option<&str>,
 ) -> Response<Body> {
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
-        .unwrap_or_default();
     page(
         status,
         "Change your password",
-        &format!(
-            "<main><h1>Change your password</h1>{}{error}<form method=\"post\" action=\"/password\">{}\
-             <label for=\"current\">Current password</label>\
-             <input type=\"password\" id=\"current\" name=\"current\" autocomplete=\"current-password\" required>\
-             <label for=\"new\">New password (at least 8 characters)</label>\
-             <input type=\"password\" id=\"new\" name=\"new\" autocomplete=\"new-password\" required>\
-             <button type=\"submit\">Change password</button></form>\
-             <p class=\"note\">Every other session ends when the password changes.</p></main>",
-            nav(state, s),
-            csrf_field(s, "password"),
-        ),
+        html! {
+            main {
+                h1 { "Change your password" }
+                (nav(state, s))
+                @if let Some(e) = error { p.error role="alert" { (e) } }
+                form method="post" action="/password" {
+                    (csrf_field(s, "password"))
+                    label for="current" { "Current password" }
+                    input type="password" id="current" name="current" autocomplete="current-password" required;
+                    label for="new" { "New password (at least 8 characters)" }
+                    input type="password" id="new" name="new" autocomplete="new-password" required;
+                    button type="submit" { "Change password" }
+                }
+                p.note { "Every other session ends when the password changes." }
+            }
+        },
     )
 }
 
@@ -182,10 +188,13 @@ pub async fn password_change(
     Ok(page(
         StatusCode::OK,
         "Password changed",
-        &format!(
-            "<main><h1>Password changed</h1>{}<p>Your other sessions have ended.</p></main>",
-            nav(state, &s)
-        ),
+        html! {
+            main {
+                h1 { "Password changed" }
+                (nav(state, &s))
+                p { "Your other sessions have ended." }
+            }
+        },
     ))
 }
 
@@ -220,55 +229,61 @@ pub async fn admin(state: &NodeState, req: &Request<Incoming>) -> Result<Respons
         .db()
         .run(|c| store::registry::latest_fault(c))
         .await?;
-    let owner_rows: String = owners
-        .iter()
-        .map(|o| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(o.name.as_str()),
-                esc(o.controller.as_ref().map_or("— (the node)", |c| c.as_str())),
-                when(o.created)
-            )
-        })
-        .collect();
-    let controller_rows: String = controllers
-        .iter()
-        .map(|c| {
-            format!(
-                "<tr><td>{}</td><td>{}</td></tr>",
-                esc(c.name.as_str()),
-                plain_words(state, c.max_scope)
-            )
-        })
-        .collect();
     let m = state.mirror.status();
-    let health = match (&m.degraded, fault) {
-        (Some(_), Some((at, reason, _))) => format!(
-            "<p class=\"error\" role=\"alert\"><strong>The registry misbehaved.</strong> On {} the \
-             mirror refused what the registry sent: {}. The evidence is kept in the database \
-             (table <code>registry_faults</code>); the mirror serves what it verified before. \
-             Tell the registry's operators and other node owners, and keep the evidence.</p>",
-            when(at),
-            esc(&reason)
-        ),
-        (Some(d), None) => format!("<p class=\"error\" role=\"alert\">Degraded: {}</p>", esc(d)),
-        _ => "<p>Healthy: every checkpoint verified.</p>".to_owned(),
+    let body = html! {
+        main {
+            h1 { "This node" }
+            (nav(state, &s))
+            h2 { "Owners" }
+            table {
+                caption { "Owners on this node" }
+                thead { tr {
+                    th scope="col" { "Owner" } th scope="col" { "Managed by" }
+                    th scope="col" { "Since" }
+                } }
+                tbody {
+                    @for o in &owners {
+                        tr {
+                            td { (o.name.as_str()) }
+                            td { (o.controller.as_ref().map_or("— (the node)", |c| c.as_str())) }
+                            td { (when(o.created)) }
+                        }
+                    }
+                }
+            }
+            h2 { "Controllers" }
+            table {
+                caption { "Platforms that create and drive owners" }
+                thead { tr { th scope="col" { "Controller" } th scope="col" { "May at most" } } }
+                tbody {
+                    @for c in &controllers {
+                        tr { td { (c.name.as_str()) } td { (plain_words(state, c.max_scope)) } }
+                    }
+                }
+            }
+            h2 { "Registry mirror" }
+            @match (&m.degraded, &fault) {
+                (Some(_), Some((at, reason, _))) => {
+                    p.error role="alert" {
+                        strong { "The registry misbehaved." }
+                        " On " (when(*at)) " the mirror refused what the registry sent: " (reason)
+                        ". The evidence is kept in the database (table " code { "registry_faults" }
+                        "); the mirror serves what it verified before. Tell the registry's \
+                         operators and other node owners, and keep the evidence."
+                    }
+                }
+                (Some(d), None) => { p.error role="alert" { "Degraded: " (d) } }
+                _ => { p { "Healthy: every checkpoint verified." } }
+            }
+            dl {
+                dt { "Entries verified" } dd { (m.size) }
+                dt { "Registry size" } dd { (m.registry_size) }
+                dt { "Last sync" } dd { (m.last_sync.map(when).unwrap_or_else(|| "never".into())) }
+                dt { "Last error" } dd { (m.last_error.as_deref().unwrap_or("none")) }
+            }
+        }
     };
-    let body = format!(
-        "<main><h1>This node</h1>{}\
-         <h2>Owners</h2><table><caption>Owners on this node</caption><thead><tr><th scope=\"col\">Owner</th>\
-         <th scope=\"col\">Managed by</th><th scope=\"col\">Since</th></tr></thead><tbody>{owner_rows}</tbody></table>\
-         <h2>Controllers</h2><table><caption>Platforms that create and drive owners</caption><thead><tr>\
-         <th scope=\"col\">Controller</th><th scope=\"col\">May at most</th></tr></thead><tbody>{controller_rows}</tbody></table>\
-         <h2>Registry mirror</h2>{health}<dl><dt>Entries verified</dt><dd>{}</dd><dt>Registry size</dt><dd>{}</dd>\
-         <dt>Last sync</dt><dd>{}</dd><dt>Last error</dt><dd>{}</dd></dl></main>",
-        nav(state, &s),
-        m.size,
-        m.registry_size,
-        m.last_sync.map(when).unwrap_or_else(|| "never".into()),
-        esc(m.last_error.as_deref().unwrap_or("none")),
-    );
-    Ok(page(StatusCode::OK, "This node", &body))
+    Ok(page(StatusCode::OK, "This node", body))
 }
 
 /// `GET /revoke-all`: the confirmation, naming how many applications lose access.
@@ -293,23 +308,34 @@ pub async fn revoke_all_confirm(
         return Ok(page(
             StatusCode::OK,
             "Nothing to revoke",
-            &format!(
-                "<main><h1>Nothing to revoke</h1>{}<p>No application holds a grant from you,                  so there is nothing to revoke.</p><p><a href=\"/\">Back to your grants</a></p></main>",
-                nav(state, &s),
-            ),
+            html! {
+                main {
+                    h1 { "Nothing to revoke" }
+                    (nav(state, &s))
+                    p { "No application holds a grant from you, so there is nothing to revoke." }
+                    p { a href="/" { "Back to your grants" } }
+                }
+            },
         ));
     }
     Ok(page(
         StatusCode::OK,
         "Revoke every grant?",
-        &format!(
-            "<main><h1>Revoke every grant?</h1>{}<p>{n} application{} will lose access to your \
-             account at once.</p><form method=\"post\" action=\"/revoke-all\">{}\
-             <button type=\"submit\">Revoke all {n}</button></form><p><a href=\"/\">Cancel</a></p></main>",
-            nav(state, &s),
-            if n == 1 { "" } else { "s" },
-            csrf_field(&s, "revoke-all"),
-        ),
+        html! {
+            main {
+                h1 { "Revoke every grant?" }
+                (nav(state, &s))
+                p {
+                    (n) " application" @if n != 1 { "s" }
+                    " will lose access to your account at once."
+                }
+                form method="post" action="/revoke-all" {
+                    (csrf_field(&s, "revoke-all"))
+                    button type="submit" { "Revoke all " (n) }
+                }
+                p { a href="/" { "Cancel" } }
+            }
+        },
     ))
 }
 

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
 pub use super::dates::{date, parse_date, when};
-use super::html::{error_page, esc, page, see_other};
+use super::html::{error_page, html, page, see_other, Markup};
 use super::login::{field, form};
 use super::session;
 use super::{ApiError, Body};
@@ -38,11 +38,8 @@ pub(super) async fn logged_in(
 }
 
 /// A hidden CSRF field for the form with this purpose.
-pub(super) fn csrf_field(s: &Session, purpose: &str) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        esc(&session::csrf_token(s, purpose.as_bytes()))
-    )
+pub(super) fn csrf_field(s: &Session, purpose: &str) -> Markup {
+    html! { input type="hidden" name="csrf" value=(session::csrf_token(s, purpose.as_bytes())); }
 }
 
 /// The checks every console POST passes before anything else: our origin, a session, and the
@@ -75,18 +72,18 @@ pub(super) async fn checked_post(
 }
 
 /// The console's navigation, on every page.
-pub(super) fn nav(state: &NodeState, s: &Session) -> String {
-    let admin = if is_admin(state, &s.owner) {
-        " · <a href=\"/admin\">Node</a>"
-    } else {
-        ""
-    };
-    format!(
-        "<nav><a href=\"/\">Grants</a> · <a href=\"/sessions\">Sessions</a> · \
-         <a href=\"/password\">Password</a>{admin}</nav>\
-         <form method=\"post\" action=\"/logout\">{}<button type=\"submit\">Log out</button></form>",
-        csrf_field(s, "logout")
-    )
+pub(super) fn nav(state: &NodeState, s: &Session) -> Markup {
+    html! {
+        nav {
+            a href="/" { "Grants" } " · " a href="/sessions" { "Sessions" } " · "
+            a href="/password" { "Password" }
+            @if is_admin(state, &s.owner) { " · " a href="/admin" { "Node" } }
+        }
+        form method="post" action="/logout" {
+            (csrf_field(s, "logout"))
+            button type="submit" { "Log out" }
+        }
+    }
 }
 
 /// Whether `owner` administers this node: listed in `admins`, or, with no list, the first owner.
@@ -104,7 +101,7 @@ pub(super) fn plain_words(state: &NodeState, scope: Scope) -> String {
         .scopes
         .describe(scope)
         .iter()
-        .map(|(_, w)| esc(w))
+        .map(|(_, w)| w.to_string())
         .collect();
     if words.is_empty() {
         "nothing".to_owned()
@@ -130,47 +127,56 @@ pub async fn home(state: &NodeState, req: &Request<Incoming>) -> Result<Response
         })
         .await?;
     let now = state.config.clock.now();
-    let rows: String = grants
-        .iter()
-        .map(|(app, g)| {
-            let expiry = match g.expires {
-                Some(e) if e <= now => format!("expired {}", when(e)),
-                // Stored as the midnight (UTC) that ends the chosen day.
-                Some(e) => format!("end of {} (UTC)", date(e.saturating_sub(1))),
-                None => "never".to_owned(),
-            };
-            let used = usage
-                .get(app.as_str())
-                .map_or("not yet".to_owned(), |t| when(*t));
-            format!(
-                "<tr><th scope=\"row\"><a href=\"/grants/{}\">{}</a></th><td>{}</td><td>{}</td>\
-                 <td>{expiry}</td><td>{used}</td></tr>",
-                esc(&super::console_grant::app_path(app)),
-                esc(app.as_str()),
-                plain_words(state, g.effective(now)),
-                when(g.created),
-            )
-        })
-        .collect();
-    let table = if rows.is_empty() {
-        "<p>No application holds a grant from you.</p>".to_owned()
-    } else {
-        format!(
-            "<table><caption>Applications you granted</caption><thead><tr><th scope=\"col\">Application</th>\
-             <th scope=\"col\">May</th><th scope=\"col\">Granted</th><th scope=\"col\">Expires</th>\
-             <th scope=\"col\">Last used</th></tr></thead><tbody>{rows}</tbody></table>\
-             <p class=\"note\">{}</p><p><a href=\"/revoke-all\">Revoke every grant…</a></p>",
-            freshness(state)
-        )
+    let expiry = |expires: Option<u64>| match expires {
+        Some(e) if e <= now => format!("expired {}", when(e)),
+        // Stored as the midnight (UTC) that ends the chosen day.
+        Some(e) => format!("end of {} (UTC)", date(e.saturating_sub(1))),
+        None => "never".to_owned(),
+    };
+    let used = |app: &Name| {
+        usage
+            .get(app.as_str())
+            .map_or("not yet".to_owned(), |t| when(*t))
+    };
+    let table = html! {
+        @if grants.is_empty() {
+            p { "No application holds a grant from you." }
+        } @else {
+            table {
+                caption { "Applications you granted" }
+                thead { tr {
+                    th scope="col" { "Application" } th scope="col" { "May" }
+                    th scope="col" { "Granted" } th scope="col" { "Expires" }
+                    th scope="col" { "Last used" }
+                } }
+                tbody {
+                    @for (app, g) in &grants {
+                        tr {
+                            th scope="row" {
+                                a href={ "/grants/" (super::console_grant::app_path(app)) } { (app.as_str()) }
+                            }
+                            td { (plain_words(state, g.effective(now))) }
+                            td { (when(g.created)) }
+                            td { (expiry(g.expires)) }
+                            td { (used(app)) }
+                        }
+                    }
+                }
+            }
+            p.note { (freshness(state)) }
+            p { a href="/revoke-all" { "Revoke every grant…" } }
+        }
     };
     Ok(page(
         StatusCode::OK,
         "Your grants",
-        &format!(
-            "<main><h1>Logged in as {}</h1>{}{table}</main>",
-            esc(s.owner.as_str()),
-            nav(state, &s)
-        ),
+        html! {
+            main {
+                h1 { "Logged in as " (s.owner.as_str()) }
+                (nav(state, &s))
+                (table)
+            }
+        },
     ))
 }
 

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
 use super::console::*;
-use super::html::{error_page, esc, page, see_other};
+use super::html::{error_page, html, page, see_other, Markup};
 use super::login::field;
 use super::{ApiError, Body};
 use crate::grant::statement::Notification;
@@ -60,41 +60,24 @@ pub async fn app_page(
         acc.union(Scope::from_bits(e.new_scope))
     });
     let first = held.union(granted_before);
-    let checkbox = |d: &crate::scope::ScopeDef| {
+    let checkbox = |d: &crate::scope::ScopeDef| -> Markup {
         let bit = Scope::from_bits(1u64 << d.bit);
-        format!(
-            "<li><label><input type=\"checkbox\" name=\"scope\" value=\"{}\"{}> {}</label></li>",
-            esc(&d.name),
-            if held.contains(bit) { " checked" } else { "" },
-            esc(&d.description)
-        )
+        html! {
+            li { label {
+                input type="checkbox" name="scope" value=(d.name) checked[held.contains(bit)];
+                " " (d.description)
+            } }
+        }
     };
     let grantable = || scopes.defs().filter(|d| d.name != "grant");
     let in_first = |d: &&crate::scope::ScopeDef| first.contains(Scope::from_bits(1u64 << d.bit));
-    let boxes: String = grantable().filter(in_first).map(checkbox).collect();
-    let others: String = grantable().filter(|d| !in_first(d)).map(checkbox).collect();
-    let boxes = if boxes.is_empty() {
-        "<li>It holds nothing now.</li>".to_owned()
-    } else {
-        boxes
-    };
-    let others = if others.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<details><summary>Other scopes this node knows</summary><ul class=\"scopes\">{others}</ul></details>"
-        )
-    };
+    let boxes: Vec<Markup> = grantable().filter(in_first).map(checkbox).collect();
+    let others: Vec<Markup> = grantable().filter(|d| !in_first(d)).map(checkbox).collect();
     // What the form was drawn from: the change it submits is computed against these, so a
     // change made elsewhere meanwhile is kept (see `app_update`).
-    let shown: String = grantable()
+    let shown: Vec<&str> = grantable()
         .filter(|d| held.contains(Scope::from_bits(1u64 << d.bit)))
-        .map(|d| {
-            format!(
-                "<input type=\"hidden\" name=\"held\" value=\"{}\">",
-                esc(&d.name)
-            )
-        })
+        .map(|d| d.name.as_str())
         .collect();
     // Stored as the midnight that ends the chosen day; shown as that day.
     let expiry = grant
@@ -103,44 +86,28 @@ pub async fn app_page(
         .unwrap_or_default();
     let path = app_path(app);
     let record = state.mirror.record(app).await.ok().flatten();
-    let registry = match &record {
-        Some(r) => {
-            let current = r.keys.last();
-            let fingerprint = current
-                .map(|k| hex::encode(&blake3::hash(k.key.as_bytes()).as_bytes()[..8]))
-                .unwrap_or_default();
-            let warning = if r.keys.iter().any(|k| k.compromised.is_some()) {
-                "<p class=\"error\" role=\"alert\"><strong>Warning:</strong> a key of this \
-                 application is marked compromised in the registry. Cartes it signed with that \
-                 key are refused, but whoever held it may have acted before; consider revoking.</p>"
-            } else {
-                ""
-            };
-            format!(
-                "<h2>What the registry says</h2>{warning}<dl><dt>Node URI</dt><dd>{}</dd>\
-                 <dt>Registered since</dt><dd>{}</dd><dt>Current key fingerprint</dt><dd><code>{}</code></dd></dl>",
-                esc(&r.node_uri),
-                when(r.created),
-                esc(&fingerprint)
-            )
+    let registry = html! {
+        h2 { "What the registry says" }
+        @match &record {
+            Some(r) => {
+                @if r.keys.iter().any(|k| k.compromised.is_some()) {
+                    p.error role="alert" {
+                        strong { "Warning:" }
+                        " a key of this application is marked compromised in the registry. \
+                         Cartes it signed with that key are refused, but whoever held it may \
+                         have acted before; consider revoking."
+                    }
+                }
+                dl {
+                    dt { "Node URI" } dd { (r.node_uri) }
+                    dt { "Registered since" } dd { (when(r.created)) }
+                    dt { "Current key fingerprint" }
+                    dd { code { (r.keys.last().map(|k| hex::encode(&blake3::hash(k.key.as_bytes()).as_bytes()[..8])).unwrap_or_default()) } }
+                }
+            }
+            None => { p { "This name is not in the registry." } }
         }
-        None => "<h2>What the registry says</h2><p>This name is not in the registry.</p>".into(),
     };
-    let rows: String = history
-        .iter()
-        .rev()
-        .map(|e| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                when(e.at),
-                esc(&e.actor),
-                esc(&e.action),
-                esc(&scopes.format(Scope::from_bits(e.old_scope))),
-                esc(&scopes.format(Scope::from_bits(e.new_scope))),
-                esc(e.address.as_deref().unwrap_or(""))
-            )
-        })
-        .collect();
     let pending: Vec<_> = outbox
         .iter()
         .filter(|o| {
@@ -161,35 +128,68 @@ pub async fn app_page(
             p.attempts,
             p.last_error
                 .as_deref()
-                .map(|e| format!(", last error: {}", esc(e)))
+                .map(|e| format!(", last error: {e}"))
                 .unwrap_or_default()
         )
     } else if let Some(d) = dropped {
-        format!("Given up: {}.", esc(&d))
+        format!("Given up: {d}.")
     } else {
         "Delivered: no notification is waiting.".to_owned()
     };
-    let body = format!(
-        "<main><h1>{name}</h1>{nav}\
-         <h2>What it may do</h2>\
-         <form method=\"post\" action=\"/grants/{path}\">{csrf}{shown}\
-         <input type=\"hidden\" name=\"held_expires\" value=\"{expiry}\">\
-         <fieldset><legend>Scopes granted to {name}</legend><ul class=\"scopes\">{boxes}</ul>{others}</fieldset>\
-         <label for=\"expires\">Expires after (leave empty for never)</label>\
-         <input type=\"date\" id=\"expires\" name=\"expires\" value=\"{expiry}\">\
-         <button type=\"submit\">Save</button></form>\
-         <p><a href=\"/grants/{path}/revoke\">Revoke this grant…</a></p>\
-         {registry}\
-         <h2>Notifications</h2><p>{delivery}</p>\
-         <h2>History</h2><table><caption>Changes to this grant, newest first</caption><thead><tr>\
-         <th scope=\"col\">Time</th><th scope=\"col\">Who</th><th scope=\"col\">Action</th>\
-         <th scope=\"col\">Before</th><th scope=\"col\">After</th><th scope=\"col\">Address</th></tr></thead>\
-         <tbody>{rows}</tbody></table></main>",
-        name = esc(app.as_str()),
-        nav = nav(state, &s),
-        csrf = csrf_field(&s, &format!("grant:{app}")),
-    );
-    Ok(page(StatusCode::OK, app.as_str(), &body))
+    let name = app.as_str();
+    let body = html! {
+        main {
+            h1 { (name) }
+            (nav(state, &s))
+            h2 { "What it may do" }
+            form method="post" action={ "/grants/" (path) } {
+                (csrf_field(&s, &format!("grant:{app}")))
+                @for held in &shown { input type="hidden" name="held" value=(held); }
+                input type="hidden" name="held_expires" value=(expiry);
+                fieldset {
+                    legend { "Scopes granted to " (name) }
+                    ul.scopes {
+                        @if boxes.is_empty() { li { "It holds nothing now." } }
+                        @for b in &boxes { (b) }
+                    }
+                    @if !others.is_empty() {
+                        details {
+                            summary { "Other scopes this node knows" }
+                            ul.scopes { @for b in &others { (b) } }
+                        }
+                    }
+                }
+                label for="expires" { "Expires after (leave empty for never)" }
+                input type="date" id="expires" name="expires" value=(expiry);
+                button type="submit" { "Save" }
+            }
+            p { a href={ "/grants/" (path) "/revoke" } { "Revoke this grant…" } }
+            (registry)
+            h2 { "Notifications" }
+            p { (delivery) }
+            h2 { "History" }
+            table {
+                caption { "Changes to this grant, newest first" }
+                thead { tr {
+                    th scope="col" { "Time" } th scope="col" { "Who" } th scope="col" { "Action" }
+                    th scope="col" { "Before" } th scope="col" { "After" } th scope="col" { "Address" }
+                } }
+                tbody {
+                    @for e in history.iter().rev() {
+                        tr {
+                            td { (when(e.at)) }
+                            td { (e.actor) }
+                            td { (e.action) }
+                            td { (scopes.format(Scope::from_bits(e.old_scope))) }
+                            td { (scopes.format(Scope::from_bits(e.new_scope))) }
+                            td { (e.address.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(StatusCode::OK, app.as_str(), body))
 }
 
 /// Applies a change made in the console, by the owner in person: the node's operation, as
@@ -308,16 +308,21 @@ pub async fn revoke_confirm(
     Ok(page(
         StatusCode::OK,
         "Revoke?",
-        &format!(
-            "<main><h1>Revoke {name}’s grant?</h1>{nav}<p>{name} will not be able to act for you \
-             any more; its next request is refused.</p>\
-             <form method=\"post\" action=\"/grants/{path}/revoke\">{csrf}\
-             <button type=\"submit\">Revoke</button></form><p><a href=\"/grants/{path}\">Cancel</a></p></main>",
-            name = esc(app.as_str()),
-            nav = nav(state, &s),
-            path = app_path(app),
-            csrf = csrf_field(&s, &format!("revoke:{app}")),
-        ),
+        html! {
+            main {
+                h1 { "Revoke " (app.as_str()) "’s grant?" }
+                (nav(state, &s))
+                p {
+                    (app.as_str())
+                    " will not be able to act for you any more; its next request is refused."
+                }
+                form method="post" action={ "/grants/" (app_path(app)) "/revoke" } {
+                    (csrf_field(&s, &format!("revoke:{app}")))
+                    button type="submit" { "Revoke" }
+                }
+                p { a href={ "/grants/" (app_path(app)) } { "Cancel" } }
+            }
+        },
     ))
 }
 

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
 use super::consent::consent_page;
-use super::html::{error_page, esc, page, see_other};
+use super::html::{error_page, html, page, see_other};
 use super::login::{field, form, login_redirect};
 use super::response::with_query;
 use super::session;
@@ -88,7 +88,7 @@ pub async fn show(
     let Some(owner) = owner else {
         return Ok(name_prompt(&params, &checked.app));
     };
-    if !state.hosts(&owner) {
+    if !state.hosts_now(&owner).await? {
         return Ok(send_home(state, &query, &owner).await);
     }
     let session = match session {
@@ -146,28 +146,26 @@ async fn platform_login(
 /// The page that asks a visitor who is not logged in for their name. `app` is the client's
 /// registered name, whose carte has verified: nothing unverified appears on the page.
 fn name_prompt(params: &GrantParams, app: &Name) -> Response<Body> {
-    let hidden: String = [
+    let hidden = [
         ("client_id", &params.client_id),
         ("client_secret", &params.client_secret),
         ("scope", &params.scope),
         ("redirect_uri", &params.redirect_uri),
         ("state", &params.state),
-    ]
-    .iter()
-    .map(|(k, v)| format!("<input type=\"hidden\" name=\"{k}\" value=\"{}\">", esc(v)))
-    .collect();
+    ];
     page(
         StatusCode::OK,
         "Who are you?",
-        &format!(
-            "<h1>{} asks for access to your account</h1>\
-             <form method=\"get\" action=\"/grant\">{hidden}\
-             <label for=\"owner\">Your name</label>\
-             <input type=\"text\" id=\"owner\" name=\"owner\" autocomplete=\"username\" required>\
-             <button type=\"submit\">Continue</button></form>\
-             <p class=\"note\">If your account lives on another node, you will be sent there.</p>",
-            esc(app.as_str())
-        ),
+        html! {
+            h1 { (app.as_str()) " asks for access to your account" }
+            form method="get" action="/grant" {
+                @for (k, v) in hidden { input type="hidden" name=(k) value=(v); }
+                label for="owner" { "Your name" }
+                input type="text" id="owner" name="owner" autocomplete="username" required;
+                button type="submit" { "Continue" }
+            }
+            p.note { "If your account lives on another node, you will be sent there." }
+        },
     )
 }
 
@@ -404,8 +402,8 @@ pub async fn answer(
     .map_err(ApiError::failed)?;
     let scope = outcome.scope();
     let key = state
-        .owner_keys
-        .signing(&pending.owner)
+        .signing_key(&pending.owner)
+        .await
         .map_err(ApiError::internal)?;
     let receipt = Receipt {
         owner: pending.owner.clone(),

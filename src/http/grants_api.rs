@@ -103,6 +103,7 @@ pub async fn grants(
             let g = state
                 .grants
                 .get(&state.db, &actor.owner, &app)
+                .await
                 .map_err(ApiError::from)?;
             match g {
                 Some(g) => Ok(json_value(

@@ -1,32 +1,18 @@
-//! Server-rendered HTML: escaping, the page frame, and the headers every HTML response sends.
+//! Server-rendered HTML: the page frame, and the headers every HTML response sends.
 //!
-//! Every value that came from outside (names, scope names, states, URIs, messages) goes
-//! through [`esc`] before it is placed in a page; pages use no JavaScript. Every HTML response
-//! forbids framing (CSP `frame-ancestors 'none'` and `X-Frame-Options: DENY`), leaks no
-//! referrer (cartes travel in URLs) and is not cached.
+//! Pages are built with `maud::html!`, which escapes every value spliced into text or an
+//! attribute by its type: a `&str` or `String` is always escaped, and only [`Markup`] (what
+//! `html!` itself produced) is placed as it is. There is no escaping function to forget.
+//! Pages use no JavaScript. Every HTML response forbids framing (CSP `frame-ancestors 'none'`
+//! and `X-Frame-Options: DENY`), leaks no referrer (cartes travel in URLs) and is not cached.
 
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use hyper::{Response, StatusCode};
+pub use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::Body;
-
-/// Escapes text for HTML element content and double- or single-quoted attributes.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The Content-Security-Policy of every page.
 pub const CSP: &str =
@@ -50,23 +36,27 @@ h1{font-size:1.4rem}label{display:block;margin:.6rem 0 .2rem}input[type=text],in
 button{font-size:1rem;padding:.5rem 1.2rem;margin:.8rem .6rem 0 0}.error{color:#a00}.code{font-family:monospace;color:#555}\
 .scopes li{margin:.3rem 0}.note{color:#555;font-size:.9rem}";
 
-/// A complete page. `body` must already be escaped HTML. Everything a page shows lies in its
-/// one `main` landmark: a body that does not open with its own `<main>` is wrapped in one.
-pub fn page(status: StatusCode, title: &str, body: &str) -> Response<Body> {
-    let wrapped;
-    let body = if body.starts_with("<main") {
+/// A complete page. Everything a page shows lies in its one `main` landmark: a body that does
+/// not open with its own `<main>` is wrapped in one.
+pub fn page(status: StatusCode, title: &str, body: Markup) -> Response<Body> {
+    let body = if body.0.starts_with("<main") {
         body
     } else {
-        wrapped = format!("<main>{body}</main>");
-        &wrapped
+        html! { main { (body) } }
     };
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
-        esc(title)
-    );
-    let mut resp = Response::new(Full::new(Bytes::from(html)));
+    let html = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { (body) }
+        }
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(html.into_string())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         CONTENT_TYPE,
@@ -81,13 +71,12 @@ pub fn error_page(status: StatusCode, code: &str, message: &str) -> Response<Bod
     page(
         status,
         "Request refused",
-        &format!(
-            "<h1>This request cannot be completed</h1><p class=\"error\">{}</p>\
-             <p class=\"code\">error: {}</p>\
-             <p class=\"note\">Nothing was changed. Return to the application and start again.</p>",
-            esc(message),
-            esc(code)
-        ),
+        html! {
+            h1 { "This request cannot be completed" }
+            p.error { (message) }
+            p.code { "error: " (code) }
+            p.note { "Nothing was changed. Return to the application and start again." }
+        },
     )
 }
 
@@ -113,13 +102,17 @@ pub fn see_other(location: &str) -> Response<Body> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
-    fn escapes_everything_that_matters() {
+    fn spliced_text_and_attributes_are_escaped_by_type() {
+        let hostile = r#"<script>alert('x')</script>&"y""#;
+        let markup = html! { p title=(hostile) { (hostile) } };
         assert_eq!(
-            esc(r#"<script>alert('x')</script>&"y""#),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;y&quot;"
+            markup.into_string(),
+            "<p title=\"&lt;script&gt;alert('x')&lt;/script&gt;&amp;&quot;y&quot;\">\
+             &lt;script&gt;alert('x')&lt;/script&gt;&amp;&quot;y&quot;</p>"
         );
     }
 }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::html::{error_page, esc, page, see_other};
+use super::html::{error_page, html, page, see_other, Markup};
 use super::session::{self, LOGIN_COOKIE};
 use super::{ApiError, Body};
 use crate::auth;
@@ -54,20 +54,20 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn login_form(name: &str, next: &str, csrf: &str, error: Option<&str>) -> String {
-    let error = error
-        .map(|e| format!("<p class=\"error\">{}</p>", esc(e)))
-        .unwrap_or_default();
-    format!(
-        "<h1>Log in</h1>{error}<form method=\"post\" action=\"/login\">\
-         <label for=\"name\">Name</label><input type=\"text\" id=\"name\" name=\"name\" value=\"{}\" autocomplete=\"username\" required>\
-         <label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
-         <input type=\"hidden\" name=\"next\" value=\"{}\"><input type=\"hidden\" name=\"login_csrf\" value=\"{}\">\
-         <button type=\"submit\">Log in</button></form>",
-        esc(name),
-        esc(next),
-        esc(csrf)
-    )
+fn login_form(name: &str, next: &str, csrf: &str, error: Option<&str>) -> Markup {
+    html! {
+        h1 { "Log in" }
+        @if let Some(e) = error { p.error { (e) } }
+        form method="post" action="/login" {
+            label for="name" { "Name" }
+            input type="text" id="name" name="name" value=(name) autocomplete="username" required;
+            label for="password" { "Password" }
+            input type="password" id="password" name="password" autocomplete="current-password" required;
+            input type="hidden" name="next" value=(next);
+            input type="hidden" name="login_csrf" value=(csrf);
+            button type="submit" { "Log in" }
+        }
+    }
 }
 
 /// `GET /login?name=&next=`.
@@ -86,7 +86,7 @@ fn login_page(
     error: Option<&str>,
 ) -> Result<Response<Body>, ApiError> {
     let (csrf, _) = auth::new_token();
-    let mut resp = page(status, "Log in", &login_form(name, next, &csrf, error));
+    let mut resp = page(status, "Log in", login_form(name, next, &csrf, error));
     session::set_cookie(
         &mut resp,
         session::cookie_header(state, LOGIN_COOKIE, &csrf, 3600, "/login")?,
@@ -355,15 +355,15 @@ pub async fn setup_form(
     Ok(page(
         StatusCode::OK,
         "Set your password",
-        &format!(
-            "<h1>Set the password for {}</h1><form method=\"post\" action=\"/setup\">\
-             <input type=\"hidden\" name=\"token\" value=\"{}\">\
-             <label for=\"password\">New password (at least 8 characters)</label>\
-             <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"new-password\" required>\
-             <button type=\"submit\">Set password</button></form>",
-            esc(owner.as_str()),
-            esc(&token)
-        ),
+        html! {
+            h1 { "Set the password for " (owner.as_str()) }
+            form method="post" action="/setup" {
+                input type="hidden" name="token" value=(token);
+                label for="password" { "New password (at least 8 characters)" }
+                input type="password" id="password" name="password" autocomplete="new-password" required;
+                button type="submit" { "Set password" }
+            }
+        },
     ))
 }
 
@@ -446,9 +446,14 @@ pub async fn setup_submit(
             page(
                 StatusCode::OK,
                 "Password set",
-                "<h1>Your password is set</h1><p class=\"error\" role=\"alert\">Recovery words \
-                 could not be made just now (the registry did not answer). Ask the node's \
-                 administrator to try again.</p><p><a href=\"/\">Open your console</a></p>",
+                html! {
+                    h1 { "Your password is set" }
+                    p.error role="alert" {
+                        "Recovery words could not be made just now (the registry did not \
+                         answer). Ask the node's administrator to try again."
+                    }
+                    p { a href="/" { "Open your console" } }
+                },
             )
         }
         (None, Ok(_)) => return Err(ApiError::internal("a new session is not found")),

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{authorize, carte_header};
-use super::html::{error_page, esc, page, see_other};
+use super::html::{error_page, html, page, see_other};
 use super::login::{field, form};
 use super::response::{json_value, read_body};
 use super::session::{self, LOGIN_COOKIE};
@@ -325,15 +325,17 @@ pub fn signup_form(state: &NodeState) -> Result<Response<Body>, ApiError> {
     let mut resp = page(
         StatusCode::OK,
         "Sign up",
-        &format!(
-            "<h1>Create an account</h1><form method=\"post\" action=\"/signup\">\
-             <label for=\"name\">Name</label><input type=\"text\" id=\"name\" name=\"name\" required>\
-             <label for=\"password\">Password (at least 8 characters)</label>\
-             <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"new-password\" required>\
-             <input type=\"hidden\" name=\"login_csrf\" value=\"{}\">\
-             <button type=\"submit\">Sign up</button></form>",
-            esc(&csrf)
-        ),
+        html! {
+            h1 { "Create an account" }
+            form method="post" action="/signup" {
+                label for="name" { "Name" }
+                input type="text" id="name" name="name" required;
+                label for="password" { "Password (at least 8 characters)" }
+                input type="password" id="password" name="password" autocomplete="new-password" required;
+                input type="hidden" name="login_csrf" value=(csrf);
+                button type="submit" { "Sign up" }
+            }
+        },
     );
     // Scoped to /signup as the login form's is to /login: with `Path=/` a browser that
     // opened this page sent two `gn_login` cookies to /login, which refuses duplicates, so

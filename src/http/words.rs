@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
 use super::console::{checked_post, csrf_field};
-use super::html::{error_page, esc, page, see_other};
+use super::html::{error_page, html, page, see_other, Markup};
 use super::login::field;
 use super::session;
 use super::{ApiError, Body};
@@ -48,34 +48,27 @@ fn positions() -> anyhow::Result<Vec<usize>> {
     Ok(chosen)
 }
 
-fn question(s: &Session, positions: &[usize], check: &str, error: Option<&str>) -> String {
-    let fields: String = positions
+fn question(s: &Session, positions: &[usize], check: &str, error: Option<&str>) -> Markup {
+    let pos = positions
         .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            format!(
-                "<label for=\"w{i}\">Word number {p}</label>\
-                 <input type=\"text\" id=\"w{i}\" name=\"w{i}\" autocomplete=\"off\" autocapitalize=\"none\" spellcheck=\"false\" required>"
-            )
-        })
-        .collect();
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
-        .unwrap_or_default();
-    format!(
-        "<h2>Check that you wrote them down</h2>{error}\
-         <form method=\"post\" action=\"/setup/words\">{csrf}\
-         <input type=\"hidden\" name=\"positions\" value=\"{pos}\">\
-         <input type=\"hidden\" name=\"check\" value=\"{check}\">{fields}\
-         <button type=\"submit\">Continue</button></form>",
-        csrf = csrf_field(s, "setup-words"),
-        pos = positions
-            .iter()
-            .map(usize::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-        check = esc(check),
-    )
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    html! {
+        h2 { "Check that you wrote them down" }
+        @if let Some(e) = error { p.error role="alert" { (e) } }
+        form method="post" action="/setup/words" {
+            (csrf_field(s, "setup-words"))
+            input type="hidden" name="positions" value=(pos);
+            input type="hidden" name="check" value=(check);
+            @for (i, p) in positions.iter().enumerate() {
+                label for={ "w" (i) } { "Word number " (p) }
+                input type="text" id={ "w" (i) } name={ "w" (i) } autocomplete="off"
+                    autocapitalize="none" spellcheck="false" required;
+            }
+            button type="submit" { "Continue" }
+        }
+    }
 }
 
 /// The page that shows `words` once and asks for three of them back.
@@ -84,22 +77,23 @@ pub fn show(s: &Session, words: &RecoveryWords) -> Result<Response<Body>, ApiErr
     let at = positions().map_err(ApiError::internal)?;
     let expected: Vec<&str> = at.iter().map(|p| list[p - 1]).collect();
     let check = check_mac(s, &at, &expected);
-    let items: String = list
-        .iter()
-        .map(|w| format!("<li><code>{}</code></li>", esc(w)))
-        .collect();
     Ok(page(
         StatusCode::OK,
         "Your recovery words",
-        &format!(
-            "<h1>Your recovery words</h1>\
-             <p><strong>Write these 24 words down, in order, on paper, and keep them somewhere \
-             safe and offline.</strong> They are the only way to take your name ({name}) back if \
-             this node is lost, and anyone who has them can take it from you. They are shown \
-             this once and kept nowhere.</p><ol class=\"words\">{items}</ol>{q}",
-            name = esc(s.owner.as_str()),
-            q = question(s, &at, &check, None),
-        ),
+        html! {
+            h1 { "Your recovery words" }
+            p {
+                strong {
+                    "Write these 24 words down, in order, on paper, and keep them somewhere \
+                     safe and offline."
+                }
+                " They are the only way to take your name (" (s.owner.as_str()) ") back if \
+                 this node is lost, and anyone who has them can take it from you. They are shown \
+                 this once and kept nowhere."
+            }
+            ol.words { @for w in list.iter() { li { code { (w) } } } }
+            (question(s, &at, &check, None))
+        },
     ))
 }
 
@@ -141,15 +135,15 @@ pub async fn confirm(
     let mut resp = page(
         StatusCode::BAD_REQUEST,
         "Check your recovery words",
-        &format!(
-            "<h1>Check your recovery words</h1>{}",
-            question(
+        html! {
+            h1 { "Check your recovery words" }
+            (question(
                 &s,
                 &at,
                 check,
                 Some("Those are not the words at those positions (error: setup.words-mismatch). Look at what you wrote down and try again.")
-            )
-        ),
+            ))
+        },
     );
     resp.headers_mut().insert(
         "x-error-code",

@@ -191,7 +191,7 @@ pub async fn apply(
     change: Change,
     node_uri: Option<String>,
 ) -> anyhow::Result<Outcome> {
-    let key = state.owner_keys.signing(&change.owner)?;
+    let key = state.signing_key(&change.owner).await?;
     let now = state.config.clock.now();
     let (owner, app) = (change.owner.clone(), change.app.clone());
     let (reply, answer) = oneshot::channel();

@@ -46,7 +46,7 @@ pub struct NodeState {
     pub moved: RwLock<HashMap<Name, String>>,
     /// With SQLite: how this process notices owners moved in or out by a command.
     pub outside: Option<moves::Outside>,
-    pub owner_keys: owners::OwnerKeys,
+    pub owner_keys: Arc<owners::OwnerKeys>,
     pub limiter: LoginLimiter,
     /// Bounds concurrent argon2 work (memory) for every password check and hash.
     pub hash_gate: crate::auth::HashGate,
@@ -77,21 +77,53 @@ pub struct WitnessKey {
 }
 
 impl NodeState {
-    /// Whether `name` is an owner hosted here.
+    /// Whether `name` is an owner hosted here, as this process knows it: from memory, never
+    /// waiting for the database. What acts for an owner asks [`NodeState::hosts_now`].
     pub fn hosts(&self, name: &Name) -> bool {
         self.notice_outside();
-        if self.coherence.as_ref().is_some_and(|c| !c.trusted()) {
-            // Cut off from the other processes' announcements: ask the database. When it
-            // is out of reach too, the set known so far answers: whatever the request then
-            // does for that owner needs the database, and gets `store.unavailable`.
-            if let Ok(found) = self.db.lock().and_then(|c| store::owners::owner(&c, name)) {
-                return found.is_some();
-            }
-        }
         self.owners
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .contains(name)
+    }
+
+    /// `owner`'s signing key: from memory once loaded, else read (a file, or PostgreSQL) on
+    /// the blocking pool.
+    pub async fn signing_key(&self, owner: &Name) -> anyhow::Result<ed25519_dalek::SigningKey> {
+        if let Some(k) = self.owner_keys.loaded(owner) {
+            return Ok(k);
+        }
+        let o = owner.clone();
+        self.with_keys(move |k| k.signing(&o)).await
+    }
+
+    /// Runs `f` on the owners' keys on the blocking pool (they may wait for the database).
+    pub async fn with_keys<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&owners::OwnerKeys) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let keys = self.owner_keys.clone();
+        tokio::task::spawn_blocking(move || f(&keys))
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
+    }
+
+    /// Whether this process is cut off from the other processes' announcements (PostgreSQL),
+    /// so that what it holds in memory may be stale.
+    pub fn cut_off(&self) -> bool {
+        self.coherence.as_ref().is_some_and(|c| !c.trusted())
+    }
+
+    /// [`NodeState::hosts`], asking the database (on the blocking pool) when this process is
+    /// cut off: another process may have created, moved or removed the owner meanwhile.
+    pub async fn hosts_now(&self, name: &Name) -> Result<bool, store::StoreError> {
+        if !self.cut_off() {
+            return Ok(self.hosts(name));
+        }
+        let n = name.clone();
+        self.db
+            .run(move |c| Ok(store::owners::owner(c, &n)?.is_some()))
+            .await
     }
 
     /// Where `name` moved, if it was hosted here and moved to another node.

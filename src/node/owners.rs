@@ -126,7 +126,16 @@ impl OwnerKeys {
             .clear();
     }
 
-    /// The owner's current signing key.
+    /// The owner's signing key if it is loaded already.
+    pub fn loaded(&self, owner: &Name) -> Option<SigningKey> {
+        self.cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(owner)
+            .cloned()
+    }
+
+    /// The owner's current signing key (may read a file or the database: blocking).
     pub fn signing(&self, owner: &Name) -> anyhow::Result<SigningKey> {
         if let Some(k) = self
             .cache
@@ -247,10 +256,15 @@ pub async fn create_owner(
     controller: Option<Name>,
     email: Option<String>,
 ) -> Result<Owner, OwnerError> {
-    if state.hosts(name) {
+    if state
+        .hosts_now(name)
+        .await
+        .map_err(|e| OwnerError::Other(e.into()))?
+    {
         return Err(OwnerError::Exists(name.clone()));
     }
-    let (updating, signing) = state.owner_keys.ensure(name)?;
+    let n = name.clone();
+    let (updating, signing) = state.with_keys(move |k| k.ensure(&n)).await?;
     register(state, name, &updating, &signing).await?;
     let owner = Owner {
         name: name.clone(),
@@ -421,14 +435,18 @@ pub async fn rekey_with_words(
 ) -> anyhow::Result<crate::recovery::RecoveryWords> {
     let words = crate::recovery::RecoveryWords::generate()?;
     let new = words.updating_key();
-    let old = state.owner_keys.updating(owner)?;
+    let o = owner.clone();
+    let old = state.with_keys(move |k| k.updating(&o)).await?;
     let record = state
         .mirror
         .record_or_sync(owner)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .with_context(|| format!("{owner} is not in the registry"))?;
-    state.owner_keys.keep_updating(owner, &new, false)?;
+    let (o, n) = (owner.clone(), new.clone());
+    state
+        .with_keys(move |k| k.keep_updating(&o, &n, false))
+        .await?;
     let update = crate::registry::op::Update {
         name: owner.clone(),
         previous_digest: record.digest,
@@ -454,7 +472,10 @@ pub async fn rekey_with_words(
         (None, None) => bail!("no registry configured"),
     }
     .context("the registry refused the new updating key")?;
-    state.owner_keys.keep_updating(owner, &new, true)?;
+    let (o, n) = (owner.clone(), new.clone());
+    state
+        .with_keys(move |k| k.keep_updating(&o, &n, true))
+        .await?;
     if let Err(e) = state.mirror.sync().await {
         tracing::warn!(owner = %owner, error = %e, "re-keyed; the mirror will catch up");
     }

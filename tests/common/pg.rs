@@ -85,6 +85,35 @@ impl Cluster {
         );
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to every process of this test's own cluster: the
+    /// postmaster and each backend serving a connection.
+    pub fn signal(&self, signal: &str) {
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("only a test's own cluster is paused");
+        let pid_file = dir.path().join("pg/data/postmaster.pid");
+        let text = std::fs::read_to_string(&pid_file).unwrap();
+        let postmaster = text.lines().next().unwrap().trim().to_owned();
+        let children = Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .unwrap();
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8(children.stdout)
+                .unwrap()
+                .split_whitespace()
+                .map(str::to_owned),
+        );
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(&pids)
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pids:?}");
+    }
+
     /// Serves TLS with this certificate chain and key (files), restarting the cluster.
     pub fn serve_tls(&self, cert: &Path, key: &Path) {
         let dir = self
