@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use grant_node::http::html::{html, page, see_other};
+use grant_node::http::pages::html::{html, page, see_other};
 use grant_node::http::{Body, Request};
 use grant_node::name::Name;
 use grant_node::scope::Scope;

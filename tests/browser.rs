@@ -29,7 +29,7 @@ async fn consent_flow_in_headless_chromium() {
     let _app_server =
         common::serve_task(listener, |req: grant_node::http::Request, _| async move {
             let q = req.uri().query().unwrap_or("").to_owned();
-            use grant_node::http::html::{html, DOCTYPE};
+            use grant_node::http::pages::html::{html, DOCTYPE};
             let page = html! {
                 (DOCTYPE) title { "photo-app" } h1 { "Back at photo-app" } p #query { (q) }
             };

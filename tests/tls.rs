@@ -162,7 +162,7 @@ async fn registry(dir: &Path, files: TlsFiles) -> (Running, Authority, SocketAdd
     let tls = store.server_config();
     let a = authority.clone();
     let running = spawn(move |stop| async move {
-        grant_node::http::registry_api::serve_standalone_tls(
+        grant_node::http::api::registry::serve_standalone_tls(
             l,
             a,
             async {
@@ -1128,8 +1128,9 @@ async fn page_server(l: TcpListener, files: TlsFiles, html: String) -> Running {
             move |req: grant_node::http::Request, _| {
                 let html = html.clone();
                 async move {
-                    let q = grant_node::http::html::html! { (req.uri().query().unwrap_or("")) }
-                        .into_string();
+                    let q =
+                        grant_node::http::pages::html::html! { (req.uri().query().unwrap_or("")) }
+                            .into_string();
                     let body = html.replace("{query}", &q);
                     let mut r = hyper::Response::new(http_body_util::Full::new(
                         hyper::body::Bytes::from(body),

@@ -2,7 +2,7 @@
 //! the height and bounds the route relies on.
 #![no_main]
 
-use grant_node::http::registry_api::parse_tile_path;
+use grant_node::http::api::registry::parse_tile_path;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use grant_node::clock::Clock;
-use grant_node::http::registry_api;
+use grant_node::http::api::registry as registry_api;
 use grant_node::ledger::authority::{Authority, AuthorityConfig, DEFAULT_POW_BITS};
 use grant_node::ledger::cosigning::{self, WitnessEndpoint};
 

@@ -2,29 +2,21 @@
 //!
 //! [`run`] takes its listener, a request handler and a shutdown future as arguments, so tests
 //! start a node or a registry in-process on `127.0.0.1:0` and stop it when they like. Routing is
-//! a `match` on method and path (see [`node`] and [`registry_api`]); there is no framework.
+//! a `match` on method and path (see [`node`] and [`api::registry`]); there is no framework.
+//!
+//! Three groups: the plumbing here (accept loop, TLS, connection slots, sessions, the error
+//! table, responses), [`api`] (the JSON endpoints) and [`pages`] (HTML, built with a template
+//! macro). Pages and the API both call the node's operations ([`crate::node`]), never each
+//! other.
 
-pub mod account;
 pub mod api;
-pub mod consent;
-pub mod console;
-pub mod console_grant;
-pub mod dates;
-
 mod error;
-pub mod grant_page;
-pub mod grants_api;
-pub mod html;
-pub mod login;
 pub mod node;
-pub mod owners_api;
-pub mod registry_api;
+pub mod pages;
 pub mod response;
 pub mod session;
 mod slots;
 pub mod tls;
-pub mod witness_api;
-pub mod words;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};

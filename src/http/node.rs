@@ -9,12 +9,13 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
-use super::registry_api::{self, RegistryView};
-use super::response::{error, json, json_value, read_body, Body};
-use super::{
-    account, api, console, console_grant, grant_page, grants_api, login, owners_api, witness_api,
-    ApiError,
+use super::api::registry::{self as registry_api, RegistryView};
+use super::api::{
+    access as api, grants as grants_api, owners as owners_api, witness as witness_api,
 };
+use super::pages::{account, console, console_grant, grant_page, login};
+use super::response::{error, json, json_value, read_body, Body};
+use super::ApiError;
 use crate::carte;
 use crate::node::NodeState;
 use crate::store::{self, owners::Document};
@@ -47,7 +48,7 @@ pub async fn route(
     };
     let mut resp = result.unwrap_or_else(|e| {
         if label.starts_with("page:") {
-            super::html::error_page(e.status, e.code, &e.message)
+            super::pages::html::error_page(e.status, e.code, &e.message)
         } else {
             error(e)
         }
@@ -250,7 +251,7 @@ async fn dispatch(
         (&Method::GET, ["setup"]) => ("page:setup", login::setup_form(state, &req).await),
         (&Method::POST, ["setup"]) => ("page:setup", login::setup_submit(state, peer, req).await),
         (&Method::POST, ["setup", "words"]) => {
-            ("page:setup", super::words::confirm(state, req).await)
+            ("page:setup", super::pages::words::confirm(state, req).await)
         }
         (&Method::GET, ["grant"]) => ("page:grant", grant_page::show(state, peer, req).await),
         (&Method::POST, ["grant"]) => ("page:grant", grant_page::answer(state, peer, req).await),

@@ -16,7 +16,7 @@ use ed25519_dalek::SigningKey;
 use grant_node::carte::Carte;
 use grant_node::clock::Clock;
 use grant_node::config::{Config, RegistrySetting};
-use grant_node::http::registry_api;
+use grant_node::http::api::registry as registry_api;
 use grant_node::ledger::authority::{Authority, AuthorityConfig};
 use grant_node::name::Name;
 use grant_node::outbound::{HttpClient, Reply};

@@ -6,8 +6,8 @@ use base64::Engine;
 use hyper::{Response, StatusCode};
 use unicode_script::{Script, UnicodeScript};
 
-use super::html::{html, page, Markup};
-use super::{session, Body};
+use crate::http::pages::html::{html, page, Markup};
+use crate::http::{session, Body};
 use crate::name::Name;
 use crate::node::NodeState;
 use crate::scope::Scope;
@@ -33,7 +33,7 @@ fn script_note(name: &Name) -> Markup {
 /// Latin), the scopes asked for (each a checkbox, marked when already granted), what the
 /// application holds already, where the browser goes next, and the CSRF token bound to the
 /// session and to this request.
-pub(super) fn consent_page(
+pub(crate) fn consent_page(
     state: &NodeState,
     session: &Session,
     pending: &Pending,

@@ -11,8 +11,8 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::response::{read_body, Body};
-use super::ApiError;
+use crate::http::response::{read_body, Body};
+use crate::http::ApiError;
 use crate::node::NodeState;
 use crate::registry::note;
 use crate::registry::witness::{self, Refusal};

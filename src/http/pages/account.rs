@@ -1,18 +1,20 @@
 //! The owner's account pages (revoke everything, sessions, password) and the administrator's
 //! node page, part of
-//! the console (see [`super::console`] for the rules every console page follows).
+//! the console (see [`crate::http::pages::console`] for the rules every console page follows).
 
 use std::net::SocketAddr;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::console::{checked_post, csrf_field, is_admin, logged_in, nav, plain_words, when};
-use super::console_grant::change;
-use super::html::{error_page, html, page, see_other};
-use super::login::{field, PasswordCheck};
-use super::{ApiError, Body};
 use crate::auth;
+use crate::http::pages::console::{
+    checked_post, csrf_field, is_admin, logged_in, nav, plain_words, when,
+};
+use crate::http::pages::console_grant::change;
+use crate::http::pages::html::{error_page, html, page, see_other};
+use crate::http::pages::login::{field, PasswordCheck};
+use crate::http::{ApiError, Body};
 use crate::node::NodeState;
 use crate::store::{self, owners::Session};
 
@@ -146,7 +148,9 @@ pub async fn password_change(
         .and_then(|o| o.password_hash);
     let checked = stored.clone();
     // The current password is checked like a login's: counted first, then gated.
-    match super::login::check_password(state, &s.owner, peer.ip(), current, stored).await {
+    match crate::http::pages::login::check_password(state, &s.owner, peer.ip(), current, stored)
+        .await
+    {
         PasswordCheck::Right => {}
         PasswordCheck::Refused(resp) => return Ok(resp),
         PasswordCheck::Wrong => {
@@ -160,7 +164,7 @@ pub async fn password_change(
     }
     let phc = match state.hash_gate.run(move || auth::hash_password(&new)).await {
         Ok(phc) => phc.map_err(ApiError::internal)?,
-        Err(auth::Busy) => return Ok(super::login::busy()),
+        Err(auth::Busy) => return Ok(crate::http::pages::login::busy()),
     };
     let (owner, keep) = (s.owner.clone(), s.id_hash);
     // Written only if the hash is still the one the current password was checked against:

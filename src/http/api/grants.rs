@@ -9,11 +9,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api::{
+use crate::http::api::access::{
     audit_on_behalf, authorize, carte_header, missing, owner_session, Actor, MAX_JSON_BYTES,
 };
-use super::response::{json_value, param, query_params, read_body};
-use super::{ApiError, Body};
+use crate::http::response::{json_value, param, query_params, read_body};
+use crate::http::{ApiError, Body};
 use crate::name::Name;
 use crate::node::grants::{self as node_grants, Change, Edit, Expiry};
 use crate::node::NodeState;
@@ -63,7 +63,7 @@ fn grant_json(state: &NodeState, app: &Name, g: Option<&Grant>) -> serde_json::V
 }
 
 fn app_name(raw: &str) -> Result<Name, ApiError> {
-    Ok(Name::parse(&super::response::path_segment(raw)?)?)
+    Ok(Name::parse(&crate::http::response::path_segment(raw)?)?)
 }
 
 /// Routes `/api/grants…`.
@@ -327,7 +327,7 @@ async fn update(
 }
 
 /// Applies a grant change made by `actor`, notifying the application at its registered URI.
-pub(super) async fn change(
+pub(crate) async fn change(
     state: &NodeState,
     peer: SocketAddr,
     actor: &Actor,

@@ -1,18 +1,18 @@
 //! The console's page for one application's grant: what it holds and what the registry says
 //! of the application, its history and its notifications' delivery; the form that narrows,
 //! widens or expires it, and revoking it (after a confirmation page). The shared console
-//! pieces (session check, CSRF fields, navigation) are [`super::console`]'s.
+//! pieces (session check, CSRF fields, navigation) are [`crate::http::pages::console`]'s.
 
 use std::net::SocketAddr;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::console::*;
-use super::html::{error_page, html, page, see_other, Markup};
-use super::login::field;
-use super::{ApiError, Body};
 use crate::grant::statement::Notification;
+use crate::http::pages::console::*;
+use crate::http::pages::html::{error_page, html, page, see_other, Markup};
+use crate::http::pages::login::field;
+use crate::http::{ApiError, Body};
 use crate::name::Name;
 use crate::node::grants::{Edit, Expiry};
 use crate::node::NodeState;
@@ -26,7 +26,7 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-pub(super) fn app_path(app: &Name) -> String {
+pub(crate) fn app_path(app: &Name) -> String {
     percent_encoding::utf8_percent_encode(app.as_str(), SEGMENT).to_string()
 }
 
@@ -194,7 +194,7 @@ pub async fn app_page(
 
 /// Applies a change made in the console, by the owner in person: the node's operation, as
 /// the grant API applies it.
-pub(super) async fn change(
+pub(crate) async fn change(
     state: &NodeState,
     owner: &Name,
     app: &Name,

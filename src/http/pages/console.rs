@@ -9,19 +9,19 @@
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-pub use super::dates::{date, parse_date, when};
-use super::html::{error_page, html, page, see_other, Markup};
-use super::login::{field, form};
-use super::session;
-use super::{ApiError, Body};
 use crate::auth;
+pub use crate::http::pages::dates::{date, parse_date, when};
+use crate::http::pages::html::{error_page, html, page, see_other, Markup};
+use crate::http::pages::login::{field, form};
+use crate::http::session;
+use crate::http::{ApiError, Body};
 use crate::name::Name;
 use crate::node::NodeState;
 use crate::scope::Scope;
 use crate::store::{self, owners::Session};
 
 /// The logged-in session, or the login page to go to.
-pub(super) async fn logged_in(
+pub(crate) async fn logged_in(
     state: &NodeState,
     req: &Request<Incoming>,
 ) -> Result<Result<Session, Response<Body>>, ApiError> {
@@ -29,8 +29,8 @@ pub(super) async fn logged_in(
         Some(s) => Ok(Ok(s)),
         None => {
             let next = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            Ok(Err(see_other(&super::login::login_redirect(
-                &super::login::safe_next(Some(next)),
+            Ok(Err(see_other(&crate::http::pages::login::login_redirect(
+                &crate::http::pages::login::safe_next(Some(next)),
                 None,
             ))))
         }
@@ -38,13 +38,13 @@ pub(super) async fn logged_in(
 }
 
 /// A hidden CSRF field for the form with this purpose.
-pub(super) fn csrf_field(s: &Session, purpose: &str) -> Markup {
+pub(crate) fn csrf_field(s: &Session, purpose: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(session::csrf_token(s, purpose.as_bytes())); }
 }
 
 /// The checks every console POST passes before anything else: our origin, a session, and the
 /// form's CSRF token for `purpose`. On success, the session and the form's fields.
-pub(super) async fn checked_post(
+pub(crate) async fn checked_post(
     state: &NodeState,
     req: Request<Incoming>,
     purpose: &str,
@@ -72,7 +72,7 @@ pub(super) async fn checked_post(
 }
 
 /// The console's navigation, on every page.
-pub(super) fn nav(state: &NodeState, s: &Session) -> Markup {
+pub(crate) fn nav(state: &NodeState, s: &Session) -> Markup {
     html! {
         nav {
             a href="/" { "Grants" } " · " a href="/sessions" { "Sessions" } " · "
@@ -95,7 +95,7 @@ pub fn is_admin(state: &NodeState, owner: &Name) -> bool {
     }
 }
 
-pub(super) fn plain_words(state: &NodeState, scope: Scope) -> String {
+pub(crate) fn plain_words(state: &NodeState, scope: Scope) -> String {
     let words: Vec<String> = state
         .config
         .scopes
@@ -153,7 +153,7 @@ pub async fn home(state: &NodeState, req: &Request<Incoming>) -> Result<Response
                     @for (app, g) in &grants {
                         tr {
                             th scope="row" {
-                                a href={ "/grants/" (super::console_grant::app_path(app)) } { (app.as_str()) }
+                                a href={ "/grants/" (crate::http::pages::console_grant::app_path(app)) } { (app.as_str()) }
                             }
                             td { (plain_words(state, g.effective(now))) }
                             td { (when(g.created)) }

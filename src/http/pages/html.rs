@@ -12,7 +12,7 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use hyper::{Response, StatusCode};
 pub use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::Body;
+use crate::http::Body;
 
 /// The Content-Security-Policy of every page.
 pub const CSP: &str =

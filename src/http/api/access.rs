@@ -13,10 +13,10 @@ use hyper::header::{HeaderValue, AUTHORIZATION};
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::json;
 
-use super::response::{json_value, param, query_params, read_body};
-use super::session;
-use super::{ApiError, Body};
 use crate::carte::CarteError;
+use crate::http::response::{json_value, param, query_params, read_body};
+use crate::http::session;
+use crate::http::{ApiError, Body};
 use crate::name::Name;
 use crate::node::access::{AccessError, Principal};
 use crate::node::NodeState;
@@ -51,7 +51,7 @@ pub fn carte_header(headers: &HeaderMap) -> Option<Result<&str, ApiError>> {
             "Authorization must be \"Carte <carte>\" or \"Bearer carte:<carte>\", once",
         ))
     };
-    let value = match super::response::single_header(headers, AUTHORIZATION.as_str(), bad) {
+    let value = match crate::http::response::single_header(headers, AUTHORIZATION.as_str(), bad) {
         Ok(v) => v?,
         Err(e) => return Some(Err(e)),
     };
@@ -65,7 +65,7 @@ pub fn carte_header(headers: &HeaderMap) -> Option<Result<&str, ApiError>> {
     Some(carte.ok_or_else(bad))
 }
 
-pub(super) fn missing(state: &NodeState, scope: Scope) -> ApiError {
+pub(crate) fn missing(state: &NodeState, scope: Scope) -> ApiError {
     let names = state.config.scopes.names(scope);
     ApiError::new(
         StatusCode::FORBIDDEN,
@@ -106,10 +106,10 @@ pub async fn authorize(
 }
 
 /// Who acts on an owner's resources, and on whose.
-pub(super) struct Actor {
-    pub(super) owner: Name,
+pub(crate) struct Actor {
+    pub(crate) owner: Name,
     /// For the audit log: `owner`, `owner-carte`, or the application's name.
-    pub(super) label: String,
+    pub(crate) label: String,
 }
 
 /// A session (same-origin for writes) or a carte allowed `needed`.
@@ -139,7 +139,7 @@ async fn resource_actor(
 }
 
 /// Every request a controller makes on an owner's behalf goes into that owner's audit log.
-pub(super) async fn audit_on_behalf(
+pub(crate) async fn audit_on_behalf(
     state: &NodeState,
     p: &Principal,
     label: &str,
@@ -163,7 +163,7 @@ pub(super) async fn audit_on_behalf(
         .await
 }
 
-pub(super) async fn owner_session(
+pub(crate) async fn owner_session(
     state: &NodeState,
     req: &Request<Incoming>,
 ) -> Result<Actor, ApiError> {

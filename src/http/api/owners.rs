@@ -14,14 +14,14 @@ use hyper::{HeaderMap, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api::{authorize, carte_header};
-use super::html::{error_page, html, page, see_other};
-use super::login::{field, form};
-use super::response::{json_value, read_body};
-use super::session::{self, LOGIN_COOKIE};
-use super::{ApiError, Body};
 use crate::auth;
 use crate::carte::CarteError;
+use crate::http::api::access::{authorize, carte_header};
+use crate::http::pages::html::{error_page, html, page, see_other};
+use crate::http::pages::login::{field, form};
+use crate::http::response::{json_value, read_body};
+use crate::http::session::{self, LOGIN_COOKIE};
+use crate::http::{ApiError, Body};
 use crate::name::Name;
 use crate::node::owners::{create_owner, OwnerError};
 use crate::node::NodeState;
@@ -132,7 +132,7 @@ pub async fn delete(
     raw: &str,
 ) -> Result<Response<Body>, ApiError> {
     let ctrl = controller(state, req.headers(), peer).await?;
-    let name = Name::parse(&super::response::path_segment(raw)?)?;
+    let name = Name::parse(&crate::http::response::path_segment(raw)?)?;
     let who = name.clone();
     let owner = state
         .db
@@ -179,7 +179,7 @@ fn cors(state: &NodeState, headers: &HeaderMap) -> Result<Option<HeaderValue>, A
             "this origin may not call this endpoint",
         )
     };
-    let Some(origin) = super::response::single_header(headers, "origin", refuse)? else {
+    let Some(origin) = crate::http::response::single_header(headers, "origin", refuse)? else {
         return Ok(None);
     };
     let listed = origin
@@ -391,7 +391,7 @@ pub async fn signup(
         .await
     {
         Ok(phc) => phc.map_err(ApiError::internal)?,
-        Err(auth::Busy) => return Ok(super::login::busy()),
+        Err(auth::Busy) => return Ok(crate::http::pages::login::busy()),
     };
     create_owner(state, &name, None, None).await?;
     let who = name.clone();
@@ -413,8 +413,8 @@ pub async fn continue_login(
     peer: SocketAddr,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let params = super::response::query_params(req.uri().query())?;
-    let token = super::response::param(&params, "token").unwrap_or("");
+    let params = crate::http::response::query_params(req.uri().query())?;
+    let token = crate::http::response::param(&params, "token").unwrap_or("");
     let now = state.config.clock.now();
     let taken = match auth::token_hash(token) {
         Some(hash) => {
@@ -435,7 +435,7 @@ pub async fn continue_login(
         ));
     };
     let cookie = session::start(state, &owner, Some(req.headers()), Some(peer.ip())).await?;
-    let mut resp = super::html::see_other(&redirect);
+    let mut resp = crate::http::pages::html::see_other(&redirect);
     session::set_cookie(&mut resp, cookie);
     Ok(resp)
 }

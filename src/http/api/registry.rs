@@ -12,8 +12,8 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
-use super::response::{self, json_value, param, path_segment, query_params, read_body, Body};
-use super::ApiError;
+use crate::http::response::{self, json_value, param, path_segment, query_params, read_body, Body};
+use crate::http::ApiError;
 use crate::ledger::authority::Authority;
 use crate::ledger::mirror::Mirror;
 use crate::ledger::source::{CheckpointJson, LogPageJson, MAX_LOG_PAGE};
@@ -276,7 +276,7 @@ pub fn parse_tile_path(rest: &[&str]) -> Option<tlog_tiles::Tile> {
 fn number(params: &[(String, String)], name: &str) -> Result<Option<u64>, ApiError> {
     param(params, name)
         .map(|v| {
-            super::response::safe_integer(v).ok_or_else(|| {
+            crate::http::response::safe_integer(v).ok_or_else(|| {
                 ApiError::bad_request(
                     "request.bad-parameter",
                     format!("{name} must be an integer from 0 to 2^53-1, in plain decimal"),
@@ -443,11 +443,11 @@ pub async fn serve_standalone_tls(
             route(&view, req).await.unwrap_or_else(response::error)
         }
     };
-    super::serve(
+    crate::http::serve(
         listener,
         handler,
         shutdown,
-        super::Limits::from_descriptors(),
+        crate::http::Limits::from_descriptors(),
         tls,
     )
     .await

@@ -9,12 +9,12 @@
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::console::{checked_post, csrf_field};
-use super::html::{error_page, html, page, see_other, Markup};
-use super::login::field;
-use super::session;
-use super::{ApiError, Body};
 use crate::auth;
+use crate::http::pages::console::{checked_post, csrf_field};
+use crate::http::pages::html::{error_page, html, page, see_other, Markup};
+use crate::http::pages::login::field;
+use crate::http::session;
+use crate::http::{ApiError, Body};
 use crate::node::NodeState;
 use crate::recovery::RecoveryWords;
 use crate::store::owners::Session;

@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use super::html::{error_page, html, page, see_other, Markup};
-use super::session::{self, LOGIN_COOKIE};
-use super::{ApiError, Body};
 use crate::auth;
+use crate::http::pages::html::{error_page, html, page, see_other, Markup};
+use crate::http::session::{self, LOGIN_COOKIE};
+use crate::http::{ApiError, Body};
 use crate::name::Name;
 use crate::node::NodeState;
 use crate::store;
@@ -23,7 +23,7 @@ pub const MAX_FORM_BYTES: usize = 16 * 1024;
 
 /// A decoded form body.
 pub async fn form(req: Request<Incoming>) -> Result<Vec<(String, String)>, ApiError> {
-    let body = super::response::read_body(req, MAX_FORM_BYTES, "request.too-large").await?;
+    let body = crate::http::response::read_body(req, MAX_FORM_BYTES, "request.too-large").await?;
     Ok(form_urlencoded::parse(&body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect())
@@ -72,9 +72,9 @@ fn login_form(name: &str, next: &str, csrf: &str, error: Option<&str>) -> Markup
 
 /// `GET /login?name=&next=`.
 pub async fn show(state: &NodeState, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let params = super::response::query_params(req.uri().query())?;
-    let name = super::response::param(&params, "name").unwrap_or("");
-    let next = safe_next(super::response::param(&params, "next"));
+    let params = crate::http::response::query_params(req.uri().query())?;
+    let name = crate::http::response::param(&params, "name").unwrap_or("");
+    let next = safe_next(crate::http::response::param(&params, "next"));
     login_page(state, StatusCode::OK, name, &next, None)
 }
 
@@ -166,7 +166,7 @@ pub async fn submit(
 }
 
 /// How a password check under the limiter and the hash gate ended.
-pub(super) enum PasswordCheck {
+pub(crate) enum PasswordCheck {
     Right,
     Wrong,
     /// Not checked: rate-limited (429) or the node too busy (503); the page says which.
@@ -178,7 +178,7 @@ pub(super) enum PasswordCheck {
 /// hash gate. A wrong password keeps its count, a right one (or one never checked because the
 /// node was busy) gives it back. No stored hash costs the same work as a real check, so timing
 /// does not tell names apart. Every password check a person can trigger goes through here.
-pub(super) async fn check_password(
+pub(crate) async fn check_password(
     state: &NodeState,
     name: &Name,
     addr: std::net::IpAddr,
@@ -329,8 +329,8 @@ pub async fn setup_form(
     state: &NodeState,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let params = super::response::query_params(req.uri().query())?;
-    let token = super::response::param(&params, "token")
+    let params = crate::http::response::query_params(req.uri().query())?;
+    let token = crate::http::response::param(&params, "token")
         .unwrap_or("")
         .to_owned();
     let now = state.config.clock.now();
@@ -440,7 +440,7 @@ pub async fn setup_submit(
         session,
         crate::node::owners::rekey_with_words(state, &owner).await,
     ) {
-        (Some(s), Ok(words)) => super::words::show(&s, &words)?,
+        (Some(s), Ok(words)) => crate::http::pages::words::show(&s, &words)?,
         (_, Err(e)) => {
             tracing::error!(owner = %owner, error = %format!("{e:#}"), "recovery words not made");
             page(
