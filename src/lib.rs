@@ -5,39 +5,39 @@
 //! and the node records the granted scopes against the application's name. No access, refresh
 //! or code token is ever minted.
 //!
-//! Modules, from the pure core outwards:
+//! The pure core lives in workspace crates an application can link without the server, and
+//! appears here under the names it always had:
 //!
-//! - [`name`]: the canonical name type and its Unicode rules.
-//! - [`scope`]: scope bitmasks and the catalogue of scope names.
-//! - [`cbor`]: canonical CBOR helpers shared by every signed format.
-//! - [`carte`]: the carte format (encode/decode) and its verifier, pure with an injected clock.
-//! - [`uri`]: the rules for registered URIs and the exact redirect match.
-//! - [`grant`]: the `/grant` request rules, receipts and grant-updated notifications (pure).
-//! - [`registry`]: registry operations, rules, log, checkpoints and name map (pure); a client
-//!   for the registry's API.
-//! - [`ledger`]: the places that hold a registry: the authority, a node's verified mirror,
-//!   replay and key resolution.
+//! - `grant-wire` (`crates/wire`): [`name`], [`scope`], [`cbor`], [`carte`] (format and verifier,
+//!   clock injected), [`uri`], [`grant`] (the `/grant` rules, receipts, notifications),
+//!   [`registry`] (operations, rules, log, checkpoints, name map, proofs, witnesses),
+//!   [`clock`] and [`keyfile`];
+//! - `grant-toolkit` (`crates/toolkit`): [`client`], the application developer's library, and
+//!   [`outbound`], every outbound HTTP(S) call (TLS, timeouts, reply caps, the address guard);
+//!   `registry::client` is its client for the registry's API;
+//! - `strict-batch` (`crates/strict-batch`): batched Ed25519 checks with `verify_strict`'s
+//!   answers (no hot path uses it).
+//!
+//! This crate's modules, from the core outwards:
+//!
 //! - [`auth`]: password hashing, tokens and the login rate limiter.
 //! - [`recovery`]: recovery words (BIP39) and the updating key they stand for.
-//! - [`backup`]: the encrypted backup file, and a data directory into it and back.
-//! - [`strict_batch`]: batched Ed25519 checks that answer exactly as `verify_strict`.
-//! - [`clock`]: the one place that reads the wall clock.
 //! - [`store`]: every query, written once against one connection interface with a SQLite and
-//!   a PostgreSQL implementation; schemas and migrations.
-//! - [`keyfile`]: key files with mode 0600.
+//!   a PostgreSQL implementation; schemas and migrations. Nothing else names the database.
+//! - [`ledger`]: the places that hold a registry: the authority, a node's verified mirror,
+//!   replay and key resolution.
+//! - [`backup`]: the encrypted backup file, and a data directory into it and back.
+//! - [`config`]: the validated configuration, plain data (with the flags it is built from).
 //! - [`node`]: the node's state, carte access with its caches, durable grant changes, owners
 //!   and moving them, the notification outbox, scheduled backups, metrics.
-//! - [`outbound`]: every outbound HTTP(S) call: TLS, timeouts, reply caps, and the guard on
-//!   addresses for URLs taken from registry data.
-//! - [`http`]: the server: accept loop (plain or TLS), routers, pages and JSON API.
-//! - [`client`]: the application developer's library: grants and calls across many nodes.
-//! - [`config`]: the validated configuration, plain data (with the flags it is built from).
+//! - [`http`]: the server's plumbing (accept loop, TLS, the one error table, the router), the
+//!   JSON API (`http::api`) and the pages (`http::pages`, built with a template macro).
 //! - [`server`]: the composition root: opens everything a configuration names and serves it.
 //! - [`cli`], [`commands`]: the command line, and the subcommands `main` dispatches to.
 //!
-//! The top-level modules form no cycle, and `config`, `node`, `http`, `client`, `registry`
-//! and `store` never name the modules above them; `tests/architecture.rs` checks both from
-//! the code's `crate::` references.
+//! The top-level modules form no cycle, `config`, `node`, `http`, `ledger` and `store` never
+//! name the modules above them, and the toolkit's dependency tree holds none of the server's;
+//! `tests/architecture.rs` checks all three.
 
 pub mod auth;
 pub mod backup;
