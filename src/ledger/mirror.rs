@@ -164,11 +164,11 @@ impl Mirror {
     /// Makes sure `name` is known if the registry knows it: syncs when it is not known
     /// locally. Returns whether it is known afterwards.
     pub async fn ensure_known(self: &Arc<Self>, name: &Name) -> Result<bool, RegistryError> {
-        if self.keys.knows(name) {
+        if self.keys.load(name).await {
             return Ok(true);
         }
         self.sync_for_unknown().await?;
-        Ok(self.keys.knows(name))
+        Ok(self.keys.load(name).await)
     }
 
     /// A sync on behalf of an unknown name, coalesced: a caller that queued behind a sync
@@ -213,7 +213,8 @@ impl Mirror {
         let signed = match SignedCheckpoint::verify(&note, &self.registry_key) {
             Ok(cp) => cp,
             Err(e @ RegistryError::Untrusted(_)) => {
-                self.fault("checkpoint signature does not verify", &note)?;
+                self.fault("checkpoint signature does not verify", &note)
+                    .await?;
                 return Err(e);
             }
             Err(e) => return Err(e),
@@ -228,9 +229,10 @@ impl Mirror {
         self.set_registry_size(signed.checkpoint.size);
         let this = self.clone();
         let handle = tokio::runtime::Handle::current();
-        let outcome = tokio::task::spawn_blocking(move || {
+        let (outcome, size) = tokio::task::spawn_blocking(move || {
             let mut conn = this.db.lock();
-            this.apply_up_to(&mut conn, &signed, &handle)
+            let outcome = this.apply_up_to(&mut conn, &signed, &handle);
+            (outcome, store::registry::log_size(&conn))
         })
         .await
         .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
@@ -240,7 +242,7 @@ impl Mirror {
                 if applied > 0 {
                     self.epoch.fetch_add(1, Ordering::AcqRel);
                 }
-                let size = store::registry::log_size(&self.db.lock())?;
+                let size = size?;
                 {
                     let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
                     status.size = size;
@@ -252,7 +254,7 @@ impl Mirror {
                 applied
             }
             Err(Refusal::Fault(reason, evidence)) => {
-                self.fault(&reason, &evidence)?;
+                self.fault(&reason, &evidence).await?;
                 return Err(RegistryError::Untrusted(reason));
             }
             Err(Refusal::Error(e)) => return Err(e),
@@ -274,16 +276,21 @@ impl Mirror {
                 continue;
             };
             let size = theirs.checkpoint.size;
-            let contradicted = {
-                let conn = self.db.lock();
-                if size > store::registry::log_size(&conn)?
-                    || store::registry::tree_root(&conn, size)? == theirs.checkpoint.root
-                {
-                    None
-                } else {
-                    Some(store::registry::checkpoint(&conn)?.unwrap_or_default())
-                }
-            };
+            let root = theirs.checkpoint.root;
+            let contradicted = self
+                .db
+                .run(move |conn| {
+                    Ok::<_, RegistryError>(
+                        if size > store::registry::log_size(conn)?
+                            || store::registry::tree_root(conn, size)? == root
+                        {
+                            None
+                        } else {
+                            Some(store::registry::checkpoint(conn)?.unwrap_or_default())
+                        },
+                    )
+                })
+                .await?;
             if let Some(mut evidence) = contradicted {
                 // Two signed notes, ours first, separated by a line `---` (no note has one).
                 evidence.extend_from_slice(b"---\n");
@@ -291,7 +298,7 @@ impl Mirror {
                 let reason = format!(
                     "split view: the witness at {url} holds a registry-signed checkpoint of size {size} that contradicts the verified log"
                 );
-                self.fault(&reason, &evidence)?;
+                self.fault(&reason, &evidence).await?;
                 return Err(RegistryError::Untrusted(reason));
             }
         }
@@ -305,12 +312,17 @@ impl Mirror {
             .registry_size = size;
     }
 
-    fn fault(&self, reason: &str, evidence: &[u8]) -> Result<(), RegistryError> {
+    async fn fault(&self, reason: &str, evidence: &[u8]) -> Result<(), RegistryError> {
         tracing::error!(
             reason,
             "registry misbehaved; the mirror keeps its verified state"
         );
-        store::registry::record_fault(&self.db.lock(), self.clock.now(), reason, evidence)?;
+        let (now, r, e) = (self.clock.now(), reason.to_owned(), evidence.to_vec());
+        self.db
+            .run(move |c| {
+                store::registry::record_fault(c, now, &r, &e).map_err(RegistryError::from)
+            })
+            .await?;
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         status.degraded = Some(reason.to_owned());
         status.evidence = Some(evidence_text(evidence));

@@ -5,6 +5,11 @@
 //! cheap, and lets the mirror's sync-on-unknown find new names). The mirror invalidates a name
 //! whenever it applies an operation to it, so a compromised mark or a rotation takes effect on
 //! the very next verification.
+//!
+//! On the node's request path the resolver is [`DbKeys::cached`]: memory only, answering
+//! "unknown" on a miss, after which the caller loads the name on the blocking pool
+//! ([`DbKeys::load`]) and asks again. So checking a carte never waits for SQLite on an async
+//! worker (the mirror may share the node's file with the grant writer).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -38,19 +43,34 @@ impl DbKeys {
         }
     }
 
-    /// Whether `name` is in the database (cached or not).
-    pub fn knows(&self, name: &Name) -> bool {
-        !matches!(self.history(name), Err(()) | Ok(None))
+    /// Whether `name` is in the database (cached or not); loads it into the cache, on the
+    /// blocking pool.
+    pub async fn load(self: &Arc<Self>, name: &Name) -> bool {
+        if self.in_memory(name).is_some() {
+            return true;
+        }
+        let (this, n) = (self.clone(), name.clone());
+        tokio::task::spawn_blocking(move || matches!(this.history(&n), Ok(Some(_))))
+            .await
+            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))
     }
 
-    fn history(&self, name: &Name) -> Result<Option<Arc<[KeyEntry]>>, ()> {
-        if let Some(h) = self
-            .cache
+    /// The resolver of the request path: what is in memory, never the database.
+    pub fn cached(&self) -> Cached<'_> {
+        Cached(self)
+    }
+
+    fn in_memory(&self, name: &Name) -> Option<Arc<[KeyEntry]>> {
+        self.cache
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(name)
-        {
-            return Ok(Some(h.clone()));
+            .cloned()
+    }
+
+    fn history(&self, name: &Name) -> Result<Option<Arc<[KeyEntry]>>, ()> {
+        if let Some(h) = self.in_memory(name) {
+            return Ok(Some(h));
         }
         // A cache miss reads SQLite on the calling thread: one indexed look-up, well under a
         // millisecond, and only once per name until it changes.
@@ -65,6 +85,18 @@ impl DbKeys {
         }
         cache.insert(name.clone(), keys.clone());
         Ok(Some(keys))
+    }
+}
+
+/// [`DbKeys`] from memory only: a name not loaded is "unknown" (see [`DbKeys::load`]).
+pub struct Cached<'a>(&'a DbKeys);
+
+impl KeyResolver for Cached<'_> {
+    fn key_at(&self, name: &Name, at: u64) -> KeyAt {
+        match self.0.in_memory(name) {
+            Some(h) => key_in_history(&h, at),
+            None => KeyAt::UnknownName,
+        }
     }
 }
 

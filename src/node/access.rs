@@ -343,11 +343,14 @@ impl NodeState {
             carte::verify::check_claims(hit.carte(), now, &expect)?;
             return Ok(hit);
         }
-        let result = match carte::verify(wire, now, &expect, self.mirror.keys().as_ref()) {
+        let keys = self.mirror.keys();
+        let result = match carte::verify(wire, now, &expect, &keys.cached()) {
             Err(CarteError::UnknownSigner) => {
+                // Not in memory: loaded from the mirror on the blocking pool, and the registry
+                // asked when the mirror does not know the name either.
                 let owner = carte::decode(wire)?.carte.owner;
                 match self.mirror.ensure_known(&owner).await {
-                    Ok(true) => carte::verify(wire, now, &expect, self.mirror.keys().as_ref()),
+                    Ok(true) => carte::verify(wire, now, &expect, &keys.cached()),
                     Ok(false) => Err(CarteError::UnknownSigner),
                     Err(_) => Err(CarteError::RegistryUnavailable),
                 }
