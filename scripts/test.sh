@@ -7,7 +7,8 @@
 # several-processes tests; Python's openapi-spec-validator (from PyPI, in a virtual
 # environment under target/) for the OpenAPI tests. The crash test runs against a release
 # build of the node. A short fuzz pass runs every fuzz target (FUZZ_SECONDS, default 5 s each;
-# set FUZZ_SECONDS=0 to skip it).
+# set FUZZ_SECONDS=0 to skip it). The JavaScript client's tests run with Node.js and npm
+# (installed from Debian's packages when missing) against the release binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,8 +64,8 @@ if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   export GRANT_NODE_PG_URL GRANT_NODE_REQUIRE_POSTGRES=1
 fi
 
-cargo build --release --bin grant-node
-export GRANT_NODE_BIN="$PWD/target/release/grant-node"
+cargo build --release -p grant-node -p registry-stub --bins
+export GRANT_NODE_BIN="$PWD/target/release/grant-node" REGISTRY_STUB_BIN="$PWD/target/release/registry-stub"
 cargo test --workspace --all-targets
 # The grant, API, controlled-account, crash, transparency and moving suites again, with every node on
 # PostgreSQL (and a registry stub in place of the embedded registry, which PostgreSQL turns
@@ -74,6 +75,10 @@ if [ -n "${GRANT_NODE_PG_URL:-}" ]; then
 fi
 # Doc examples are part of the API contract; --all-targets leaves them out.
 cargo test --workspace --doc
+
+# The JavaScript/TypeScript client (clients/js): its types, its browser bundle, the golden
+# vectors, and its interoperability with the release binaries and in headless Chromium.
+(cd clients/js && npm ci --silent --no-audit --no-fund && GRANT_NODE_REQUIRE_INTEROP=1 npm test)
 
 if [ "${FUZZ_SECONDS:-5}" != 0 ]; then
   FUZZ_SECONDS=${FUZZ_SECONDS:-5} bash scripts/fuzz.sh

@@ -21,6 +21,9 @@ export const LOOKUP_TTL_MS = 30_000;
 const nowSecs = () => Math.floor(Date.now() / 1000);
 
 export class App {
+  /** @type {import('./ed25519.js').SigningKey} */
+  #key;
+
   /**
    * @param {{name: string, key: import('./ed25519.js').SigningKey, registry: Registry,
    *   book?: import('./book.js').GrantBook, fetch?: typeof fetch, ttl?: number, catalogue?: Catalogue}} config
@@ -34,7 +37,7 @@ export class App {
     this.ttl = Math.max(10, config.ttl ?? DEFAULT_TTL);
     this.catalogue = config.catalogue ?? new Catalogue();
     // Private: the key never appears in `JSON.stringify(app)`, logs or errors.
-    Object.defineProperty(this, 'key', { value: config.key, enumerable: false });
+    this.#key = config.key;
     /** @type {Map<string, {wire: string, deadline: number}>} */
     this.cartes = new Map();
     /** @type {Map<string, number>} learnt clock offsets per node URL, seconds */
@@ -81,7 +84,7 @@ export class App {
     return signCarte({
       owner: this.name, audience: canonicalName(audience), beginning: now - 5, deadline: now + ttl,
       adminScope: this.#scope(adminScope),
-    }, this.key);
+    }, this.#key);
   }
 
   /** @param {bigint | string | string[]} s */
@@ -104,7 +107,7 @@ export class App {
     const carte = signCarte({
       owner: this.name, beginning: now, deadline: now + 1800, clientScope: GRANT,
       request: { scope: bits, redirectUri, state },
-    }, this.key);
+    }, this.#key);
     const q = new URLSearchParams({
       client_id: this.name, client_secret: carte, scope: this.catalogue.format(bits),
       redirect_uri: redirectUri, state, owner,
@@ -224,7 +227,7 @@ export class App {
     const hit = this.cartes.get(k);
     if (!fresh && hit && hit.deadline > now + RENEW_BEFORE) return hit.wire;
     const deadline = now + this.ttl;
-    const wire = signCarte({ owner: this.name, audience: owner, beginning: now - 5, deadline, adminScope: scope }, this.key);
+    const wire = signCarte({ owner: this.name, audience: owner, beginning: now - 5, deadline, adminScope: scope }, this.#key);
     this.cartes.set(k, { wire, deadline });
     return wire;
   }

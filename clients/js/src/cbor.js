@@ -7,7 +7,7 @@ import { concat, fromUtf8, utf8 } from './bytes.js';
 
 export class CborError extends Error {}
 
-/** @typedef {number | bigint | Uint8Array | string | boolean | null | CborValue[]} CborValue */
+/** @typedef {number | bigint | Uint8Array | string | boolean | null | Array<any>} CborValue */
 
 /** @param {number} major @param {number | bigint} n */
 function head(major, n) {

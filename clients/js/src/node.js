@@ -45,7 +45,7 @@ export function notificationListener(app) {
     });
     req.on('end', async () => {
       const r = await handle(new Request('http://app.local/', { method: req.method, body: req.method === 'POST' ? Buffer.concat(chunks) : undefined }));
-      res.writeHead(r.status, Object.fromEntries(r.headers));
+      res.writeHead(r.status, Object.fromEntries(/** @type {any} */ (r.headers)));
       res.end(Buffer.from(await r.arrayBuffer()));
     });
   };

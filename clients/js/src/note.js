@@ -29,8 +29,10 @@ export const originFor = (key) => `grant-node.registry/${toHex(key).slice(0, 16)
 
 /** Parses a witness's verifier key `<name>+<hex id>+<base64(0x04 || key)>`. @param {string} vkey @returns {Witness} */
 export function parseWitness(vkey) {
-  const parts = vkey.split('+');
-  if (parts.length !== 3 || !parts[0] || /[\s+]/.test(parts[0])) throw new TypeError(`${vkey} is not a witness key`);
+  const first = vkey.indexOf('+');
+  const second = vkey.indexOf('+', first + 1);
+  const parts = [vkey.slice(0, first), vkey.slice(first + 1, second), vkey.slice(second + 1)];
+  if (first <= 0 || second < 0 || /\s/.test(parts[0])) throw new TypeError(`${vkey} is not a witness key`);
   const data = fromBase64(parts[2]);
   if (data.length !== 33 || data[0] !== ALG_COSIGNATURE_V1) throw new TypeError(`${vkey} is not a cosignature/v1 key`);
   const key = data.subarray(1);

@@ -3,5 +3,5 @@ import { solve } from './pow.js';
 
 self.onmessage = (e) => {
   const solved = solve(new Uint8Array(e.data.payload), e.data.bits);
-  self.postMessage(solved, [solved.buffer]);
+  /** @type {any} */ (self).postMessage(solved, [solved.buffer]);
 };

@@ -27,7 +27,7 @@ export class Catalogue {
   /** @param {Array<[string, number]>} [custom] a node's own scopes: [name, bit number 32–62] */
   constructor(custom = []) {
     /** @type {Map<string, bigint>} */
-    this.bits = new Map(BUILTIN.map(([n, v]) => [n, BigInt(v)]));
+    this.bits = new Map(BUILTIN.map(([n, v]) => [String(n), BigInt(v)]));
     for (const [name, bit] of custom) this.bits.set(name, 1n << BigInt(bit));
   }
 

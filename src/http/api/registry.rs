@@ -63,6 +63,21 @@ pub async fn route(
     view: &RegistryView,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    // What the registry publishes is public and read without credentials, so any web page may
+    // read it: a browser proves a name against a checkpoint itself (the JavaScript client's
+    // light look-ups) instead of trusting a server of its own to do it.
+    let read = req.method() == Method::GET;
+    let mut resp = dispatch(view, req).await?;
+    if read {
+        resp.headers_mut().insert(
+            "access-control-allow-origin",
+            hyper::header::HeaderValue::from_static("*"),
+        );
+    }
+    Ok(resp)
+}
+
+async fn dispatch(view: &RegistryView, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
