@@ -81,3 +81,23 @@ test('keys stay out of JSON, strings and inspection', () => {
   const wire = signCarte({ owner: 'app', beginning: 1, deadline: 2 }, key);
   assert.equal(decodeCarte(wire).carte.owner, 'app');
 });
+
+test('ed25519-speccheck: every verdict is verify_strict\'s, where noble\'s zip215:false differs', () => {
+  const cases = JSON.parse(readFileSync(new URL('../../../data/vectors/ed25519-speccheck.json', import.meta.url), 'utf8'));
+  const { verdicts } = JSON.parse(readFileSync(new URL('../../../data/vectors/ed25519-speccheck-verify-strict.json', import.meta.url), 'utf8'));
+  assert.equal(cases.length, 12);
+  let differs = 0;
+  cases.forEach((c, i) => {
+    const [m, pk, sig] = [c.message, c.pub_key, c.signature].map(bytes.fromHex);
+    assert.equal(verifyStrict(sig, m, pk), verdicts[i], `case ${i}`);
+    let plain;
+    try {
+      plain = ed25519.verify(sig, m, pk, { zip215: false });
+    } catch {
+      plain = false;
+    }
+    if (plain !== verdicts[i]) differs += 1;
+  });
+  // noble's strict mode accepts a small-order R, which verify_strict refuses: 3 of the 12.
+  assert.equal(differs, 3);
+});

@@ -299,6 +299,38 @@ fn the_speccheck_vectors_get_verify_strict_answers() {
     assert_eq!(batched, 2);
 }
 
+/// The verdicts recorded for other implementations (the JavaScript client reads the same file)
+/// are `verify_strict`'s.
+#[test]
+fn the_recorded_speccheck_verdicts_are_verify_strict_s() {
+    let cases: Vec<serde_json::Value> =
+        serde_json::from_str(include_str!("../../../data/vectors/ed25519-speccheck.json"))
+            .expect("vectors parse");
+    let recorded: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../data/vectors/ed25519-speccheck-verify-strict.json"
+    ))
+    .expect("verdicts parse");
+    let verdicts: Vec<bool> = cases
+        .iter()
+        .map(|case| {
+            let field = |name: &str| hex::decode(case[name].as_str().expect("hex")).expect("hex");
+            let key: [u8; 32] = field("pub_key").try_into().expect("32 bytes");
+            let signature: [u8; 64] = field("signature").try_into().expect("64 bytes");
+            VerifyingKey::from_bytes(&key).is_ok_and(|k| {
+                k.verify_strict(&field("message"), &Signature::from_bytes(&signature))
+                    .is_ok()
+            })
+        })
+        .collect();
+    let want: Vec<bool> = recorded["verdicts"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|v| v.as_bool().expect("a boolean"))
+        .collect();
+    assert_eq!(verdicts, want);
+}
+
 /// ZIP-215's set: every pair of the fourteen encodings of small-order points (eight canonical,
 /// six not) as A and R, with S = 0. No such A is strong; as R under a strong key, every one is
 /// refused, as `verify_strict` refuses it.
