@@ -10,7 +10,7 @@ export { Registry, verifyLookup, keyAt, keyHistory } from './registry.js';
 export { verifyCheckpoint, parseWitness, originFor } from './note.js';
 export { verifyConsistency, verifyInclusion, leafHash } from './tlog.js';
 export { decodeMapProof, verifyMapProof, valueOf, keyOf } from './map.js';
-export { solve as solveProofOfWork, solveInWorker, leadingZeroBits } from './pow.js';
+export { solve as solveProofOfWork, solveInWorker, leadingZeroBits, workOf } from './pow.js';
 export { Catalogue, GRANT } from './scope.js';
 export { canonicalName, isCanonicalName } from './name.js';
 export { GrantNodeError, VerifyError } from './errors.js';

@@ -16,6 +16,9 @@ export function leadingZeroBits(h) {
   return n;
 }
 
+/** The work a payload carries: the leading zero bits of its blake3. @param {Uint8Array} payload */
+export const workOf = (payload) => leadingZeroBits(blake3(payload));
+
 /**
  * Finds a nonce: patches the payload's last 8 bytes until blake3 has `bits` leading zeros.
  * Synchronous; browsers run it in a Worker (see `solveInWorker`).

@@ -123,7 +123,7 @@ test('interoperability with registry-stub and grant-node', { skip: !bins && 'the
     receiptTime: String(decodeReceipt(receiptWire).receipt.time),
   });
   if (seen) {
-    assert.deepEqual(seen, { node_uri: `${nodeUrl}/`, cosigned: 2, receipt_owner: 'alice', scope: '524288', forged: 'registry.untrusted' });
+    assert.deepEqual(seen, { node_uri: `${nodeUrl}/`, cosigned: 2, receipt_owner: 'alice', scope: '524288', forged: 'registry.untrusted', work: true });
   }
 
   // Cartes signed here are accepted by the node.
@@ -143,7 +143,7 @@ test('interoperability with registry-stub and grant-node', { skip: !bins && 'the
 });
 
 const PAGE = `<!doctype html><html lang="en"><title>grant-node-client</title><script type="module">
-import { Registry, verifyLookup, verifyCheckpoint, verifyReceipt, parseWitness, keyAt, bytes } from '/grant-node-client.min.js';
+import { Registry, verifyLookup, verifyCheckpoint, verifyReceipt, parseWitness, keyAt, bytes, solveInWorker, workOf } from '/grant-node-client.min.js';
 const f = await (await fetch('/fixture')).json();
 let result;
 try {
@@ -161,7 +161,12 @@ try {
   } catch (e) {
     forged = e.code;
   }
-  result = { node_uri: record.node_uri, cosigned: cosignedBy.length, receipt_owner: receipt.owner, scope: String(receipt.scope), forged };
+  // The registry's proof of work, in a Worker so that the page stays responsive.
+  const payload = new Uint8Array(64);
+  crypto.getRandomValues(payload);
+  const solved = await solveInWorker(payload, 12, '/pow-worker.min.js');
+  const work = workOf(solved) >= 12 && solved.subarray(0, 56).every((b, i) => b === payload[i]);
+  result = { node_uri: record.node_uri, cosigned: cosignedBy.length, receipt_owner: receipt.owner, scope: String(receipt.scope), forged, work };
 } catch (e) {
   result = { error: String(e && e.stack || e) };
 }
@@ -180,6 +185,7 @@ async function inBrowser(t, dir, fixture) {
     return null;
   }
   const bundle = readFileSync(new URL('../dist/grant-node-client.min.js', import.meta.url));
+  const worker = readFileSync(new URL('../dist/pow-worker.min.js', import.meta.url));
   let done;
   const posted = new Promise((r) => {
     done = r;
@@ -189,6 +195,8 @@ async function inBrowser(t, dir, fixture) {
       res.writeHead(200, { 'content-type': 'text/html' }).end(PAGE);
     } else if (req.url === '/grant-node-client.min.js') {
       res.writeHead(200, { 'content-type': 'text/javascript' }).end(bundle);
+    } else if (req.url === '/pow-worker.min.js') {
+      res.writeHead(200, { 'content-type': 'text/javascript' }).end(worker);
     } else if (req.url === '/fixture') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(fixture));
     } else if (req.url === '/result' && req.method === 'POST') {
