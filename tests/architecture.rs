@@ -6,31 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Every `.rs` file under `src/`: its path relative to `src/` (`/`-separated) and its text.
-fn rust_files() -> Vec<(String, String)> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = vec![src.clone()];
-    let mut out = Vec::new();
-    while let Some(path) = files.pop() {
-        if path.is_dir() {
-            for e in std::fs::read_dir(&path).unwrap() {
-                files.push(e.unwrap().path());
-            }
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            let rel = path
-                .strip_prefix(&src)
-                .unwrap()
-                .to_string_lossy()
-                .replace('\\', "/");
-            out.push((rel, std::fs::read_to_string(&path).unwrap()));
-        }
-    }
-    out
-}
-
-/// Every `.rs` file under `crates/`, as [`rust_files`] gives `src/`'s.
-fn crate_files() -> Vec<(String, String)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates");
+/// Every `.rs` file under `dir` (relative to the package): its path relative to `dir`
+/// (`/`-separated) and its text.
+fn rs_files(dir: &str) -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut files = vec![root.clone()];
     let mut out = Vec::new();
     while let Some(path) = files.pop() {
@@ -47,6 +26,16 @@ fn crate_files() -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Every `.rs` file under `src/`.
+fn rust_files() -> Vec<(String, String)> {
+    rs_files("src")
+}
+
+/// Every `.rs` file under `crates/`.
+fn crate_files() -> Vec<(String, String)> {
+    rs_files("crates")
 }
 
 /// Each top-level module and the top-level modules it names, with one file that names each.

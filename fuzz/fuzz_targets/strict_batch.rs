@@ -14,7 +14,6 @@ use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use strict_batch::{verify_all, verify_each, Item, StrongKey};
 use libfuzzer_sys::fuzz_target;
-use sha2::{Digest, Sha512};
 
 struct Input<'a>(&'a [u8]);
 
@@ -65,20 +64,6 @@ fn small_order_encoding(i: u8) -> [u8; 32] {
     y
 }
 
-fn fitted(key: &SigningKey, message: &[u8], r: Scalar, r_bytes: [u8; 32]) -> Signature {
-    let k = Scalar::from_hash(
-        Sha512::new()
-            .chain_update(r_bytes)
-            .chain_update(key.verifying_key().as_bytes())
-            .chain_update(message),
-    );
-    let s = r + k * key.to_scalar();
-    let mut bytes = [0u8; 64];
-    bytes[..32].copy_from_slice(&r_bytes);
-    bytes[32..].copy_from_slice(s.as_bytes());
-    Signature::from_bytes(&bytes)
-}
-
 type Case = ([u8; 32], Vec<u8>, [u8; 64]);
 
 /// "Taming the many EdDSAs" (ed25519-speccheck), as committed in data/vectors.
@@ -113,14 +98,14 @@ fn signature(input: &mut Input<'_>, key: &SigningKey, message: &[u8]) -> Signatu
         0 => key.sign(message),
         1 => {
             let t = EIGHT_TORSION[(input.byte() % 8) as usize];
-            fitted(
+            strict_batch::forge::sign_with_r_bytes(
                 key,
                 message,
                 r,
                 (ED25519_BASEPOINT_POINT * r + t).compress().to_bytes(),
             )
         }
-        2 => fitted(
+        2 => strict_batch::forge::sign_with_r_bytes(
             key,
             message,
             Scalar::ZERO,
@@ -146,7 +131,7 @@ fn signature(input: &mut Input<'_>, key: &SigningKey, message: &[u8]) -> Signatu
         6 => {
             let mut r_bytes = (ED25519_BASEPOINT_POINT * r).compress().to_bytes();
             r_bytes[31] ^= 0x80;
-            fitted(key, message, r, r_bytes)
+            strict_batch::forge::sign_with_r_bytes(key, message, r, r_bytes)
         }
         _ => key.sign(b"another message"),
     }
