@@ -15,6 +15,8 @@ export const SUPPORTED_VERSIONS = [1];
 /** Default lifetime of admin cartes, seconds. */
 export const DEFAULT_TTL = 300;
 const RENEW_BEFORE = 60;
+/** How far in the future a notification may be dated (the nodes' clocks may run ahead). */
+export const NOTIFICATION_SKEW = 300;
 /** How long a verified record is reused, milliseconds. */
 export const LOOKUP_TTL_MS = 30_000;
 
@@ -241,7 +243,12 @@ export class App {
   async acceptNotification(body) {
     const { notification } = decodeNotification(body);
     if (notification.application !== this.name) {
-      throw new VerifyError('notification.wrong-application', 'not for this application');
+      throw new VerifyError('notification.not-for-us', 'addressed to another application');
+    }
+    // Fresh: not from the future (beyond the clock skew a carte is allowed), so that no
+    // notification can pin the book against every later one.
+    if (notification.time > nowSecs() + NOTIFICATION_SKEW) {
+      throw new VerifyError('notification.not-fresh', `dated ${notification.time}, in the future`);
     }
     let n;
     try {
@@ -250,6 +257,7 @@ export class App {
       if (!(e instanceof VerifyError) || e.code !== 'notification.bad-signature') throw e;
       n = verifyNotification(body, await this.ownerKey(notification.owner, notification.time, true));
     }
+    // Older news than the book holds (a replay) is verified but changes nothing.
     const held = await this.book.get(n.owner);
     const nodeUrl = held?.nodeUrl ?? (await this.nodeUrl(n.owner).catch(() => ''));
     await this.book.put({ owner: n.owner, nodeUrl, scope: n.scope, expires: n.expires, updated: n.time });
