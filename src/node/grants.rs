@@ -12,11 +12,15 @@
 //! sorted order so two processes' groups cannot deadlock.
 //!
 //! Group commit: changes go to one writer thread, which takes every change waiting in its queue
-//! (up to [`MAX_GROUP`]) and writes them in a single transaction, each inside its own savepoint
-//! so one failing change does not undo the others. One fsync then covers the whole group, and
-//! nobody is answered before the commit that holds their change returned: durability is the
-//! same as one transaction per change, throughput is not.
+//! (up to [`MAX_GROUP`]) and writes them in a single transaction as one set of statements
+//! (see [`write_all`]): each grant read once, the changes computed in arrival order, then the
+//! grants, the audit entries and the notifications written in a few multi-row statements.
+//! A change refused by the rules writes nothing and does not undo the others. One fsync then
+//! covers the whole group, and nobody is answered before the commit that holds their change
+//! returned: durability is the same as one transaction per change, throughput is not; and on
+//! PostgreSQL a group costs a handful of round trips, not a dozen per change.
 
+use std::collections::HashMap;
 use std::sync::mpsc;
 
 use ed25519_dalek::SigningKey;
@@ -151,20 +155,7 @@ fn write_group(db: &crate::store::Db, group: Vec<Job>) {
             .map(|j| (&j.change.owner, &j.change.app))
             .collect();
         store::grants::lock_grants(&tx, &grants)?;
-        let mut results = Vec::with_capacity(group.len());
-        for job in &group {
-            let sp = tx.savepoint()?;
-            match write(&sp, job) {
-                Ok(o) => {
-                    sp.commit()?;
-                    results.push(Ok(o));
-                }
-                Err(e) => {
-                    drop(sp);
-                    results.push(Err(e));
-                }
-            }
-        }
+        let results = write_all(&tx, &group)?;
         tx.commit()?;
         Ok(results)
     })();
@@ -292,56 +283,102 @@ fn compute(
     Ok((scope, expires, action))
 }
 
-fn write(tx: &Conn, job: &Job) -> Result<Outcome, Failure> {
-    let c = &job.change;
-    let now = job.now;
-    let store = Failure::Store;
-    // The owner must still be here, and stay so until the commit: an owner moving away takes
-    // its rows as of one instant, and no change may be acknowledged after it.
-    let before = store::grants::grant_for_change(tx, &c.owner, &c.app)
-        .map_err(store)?
-        .ok_or(Failure::NoOwner)?;
-    let (scope, expires, action) = compute(c.edit, before.as_ref(), now)?;
-    store::grants::put_grant(tx, &c.owner, &c.app, scope, expires, now).map_err(store)?;
-    store::grants::insert_audit(
-        tx,
-        &c.owner,
-        &AuditEntry {
-            app: c.app.to_string(),
-            actor: c.actor.clone(),
-            action: action.to_owned(),
-            old_scope: before.map(|g| g.scope.bits()).unwrap_or(0),
-            new_scope: scope.bits(),
-            expires,
-            address: c.address.clone(),
-            at: now,
-        },
-    )
-    .map_err(store)?;
-    if let Some(uri) = &job.node_uri {
-        // Signed here, from the scope this transaction computed: the notification always
-        // says what was written.
-        let notification = Notification {
-            owner: c.owner.clone(),
-            application: c.app.clone(),
+/// The group's changes, as one set of statements: each grant it touches is read once (with
+/// its owner's presence), every change is computed in arrival order on the state the changes
+/// before it left (so two changes to one grant in one group compose exactly as if they ran
+/// one after the other), and then each grant's final state, every audit entry and every
+/// notification are written, and each grant's change announced once. A change refused here
+/// (no owner, no grant) writes nothing; a database error fails the whole group, before
+/// anyone is told anything.
+fn write_all(tx: &Conn, group: &[Job]) -> Result<Vec<Result<Outcome, Failure>>, StoreError> {
+    type Key = (Name, Name);
+    // `None`: the owner is not hosted here; else the grant as the changes so far left it.
+    let mut state: HashMap<Key, Option<Option<Grant>>> = HashMap::new();
+    let mut touched: Vec<Key> = Vec::new();
+    let mut results = Vec::with_capacity(group.len());
+    let mut audits = Vec::new();
+    let mut notifications = Vec::new();
+    for job in group {
+        let c = &job.change;
+        let key = (c.owner.clone(), c.app.clone());
+        if !state.contains_key(&key) {
+            // The owner must still be here, and stay so until the commit: an owner moving
+            // away takes its rows as of one instant, and no change may be acknowledged after.
+            let read = store::grants::grant_for_change(tx, &c.owner, &c.app)?;
+            state.insert(key.clone(), read);
+        }
+        let Some(before) = state[&key] else {
+            results.push(Err(Failure::NoOwner));
+            continue;
+        };
+        let now = job.now;
+        let (scope, expires, action) = match compute(c.edit, before.as_ref(), now) {
+            Ok(v) => v,
+            Err(f) => {
+                results.push(Err(f));
+                continue;
+            }
+        };
+        let after = (!scope.is_empty()).then(|| Grant {
             scope,
             expires,
-            time: now,
+            created: before.map_or(now, |g| g.created),
+            updated: now,
+        });
+        audits.push((
+            &c.owner,
+            AuditEntry {
+                app: c.app.to_string(),
+                actor: c.actor.clone(),
+                action: action.to_owned(),
+                old_scope: before.map(|g| g.scope.bits()).unwrap_or(0),
+                new_scope: scope.bits(),
+                expires,
+                address: c.address.clone(),
+                at: now,
+            },
+        ));
+        if let Some(uri) = &job.node_uri {
+            // Signed here, from the scope this transaction computed: the notification always
+            // says what was written.
+            let notification = Notification {
+                owner: c.owner.clone(),
+                application: c.app.clone(),
+                scope,
+                expires,
+                time: now,
+            }
+            .sign(&job.key);
+            notifications.push((uri.as_str(), notification, now));
         }
-        .sign(&job.key);
-        store::grants::enqueue(tx, uri, &notification, now).map_err(store)?;
+        if !touched.contains(&key) {
+            touched.push(key.clone());
+        }
+        state.insert(key, Some(after));
+        results.push(Ok(Outcome {
+            before,
+            after,
+            version: None,
+        }));
     }
-    let after = store::grants::grant(tx, &c.owner, &c.app).map_err(store)?;
-    let version = super::coherence::announce(
-        tx,
-        &super::coherence::Change::Grant(c.owner.to_string(), c.app.to_string()),
-    )
-    .map_err(store)?;
-    Ok(Outcome {
-        before,
-        after,
-        version,
-    })
+    let mut versions = HashMap::new();
+    for key in &touched {
+        let after = state[key].flatten();
+        store::grants::put_grant_at(tx, &key.0, &key.1, after.as_ref())?;
+    }
+    store::grants::insert_audits(tx, &audits)?;
+    store::grants::enqueue_many(tx, &notifications)?;
+    for key in &touched {
+        let change = super::coherence::Change::Grant(key.0.to_string(), key.1.to_string());
+        versions.insert(key.clone(), super::coherence::announce(tx, &change)?);
+    }
+    for (job, result) in group.iter().zip(results.iter_mut()) {
+        if let Ok(outcome) = result {
+            let key = (job.change.owner.clone(), job.change.app.clone());
+            outcome.version = versions.get(&key).copied().flatten();
+        }
+    }
+    Ok(results)
 }
 
 #[cfg(test)]

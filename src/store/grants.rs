@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+use super::conn::ToValue;
 use super::{Conn, Row, StoreError};
 use crate::name::Name;
 use crate::scope::Scope;
@@ -155,6 +156,117 @@ pub fn put_grant(
             &(now as i64),
         ],
     )?;
+    Ok(())
+}
+
+/// Writes a grant whose creation time is known (a change that may have created it earlier in
+/// the same transaction); an empty scope deletes it.
+pub fn put_grant_at(
+    conn: &Conn,
+    owner: &Name,
+    app: &Name,
+    grant: Option<&Grant>,
+) -> Result<(), StoreError> {
+    let Some(g) = grant.filter(|g| !g.scope.is_empty()) else {
+        conn.execute(
+            "DELETE FROM grants WHERE owner = ?1 AND app = ?2",
+            &[&owner.as_str(), &app.as_str()],
+        )?;
+        return Ok(());
+    };
+    conn.execute(
+        "INSERT INTO grants (owner, app, scope, expires, created, updated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (owner, app) DO UPDATE SET
+             scope = excluded.scope, expires = excluded.expires, updated = excluded.updated",
+        &[
+            &owner.as_str(),
+            &app.as_str(),
+            &(g.scope.bits() as i64),
+            &g.expires.map(|e| e as i64),
+            &(g.created as i64),
+            &(g.updated as i64),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Rows per multi-row `INSERT`: few statement texts to prepare, few round trips.
+const ROWS_PER_INSERT: usize = 16;
+
+/// `INSERT INTO table (columns) VALUES (?1, …), (…), …` for `rows` rows of `width` values.
+fn multi_insert(head: &str, width: usize, rows: usize) -> String {
+    let mut sql = String::from(head);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { " VALUES (" } else { ", (" });
+        for c in 0..width {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("?{}", r * width + c + 1));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// Several audit entries, in order, in as few statements as [`ROWS_PER_INSERT`] allows.
+pub fn insert_audits(conn: &Conn, entries: &[(&Name, AuditEntry)]) -> Result<(), StoreError> {
+    for chunk in entries.chunks(ROWS_PER_INSERT) {
+        let numbers: Vec<[i64; 3]> = chunk
+            .iter()
+            .map(|(_, e)| [e.old_scope as i64, e.new_scope as i64, e.at as i64])
+            .collect();
+        let expires: Vec<Option<i64>> = chunk
+            .iter()
+            .map(|(_, e)| e.expires.map(|x| x as i64))
+            .collect();
+        let owners: Vec<&str> = chunk.iter().map(|(o, _)| o.as_str()).collect();
+        let mut params: Vec<&dyn ToValue> = Vec::with_capacity(chunk.len() * 9);
+        for (i, (_, e)) in chunk.iter().enumerate() {
+            params.extend([
+                &owners[i] as &dyn ToValue,
+                &e.app,
+                &e.actor,
+                &e.action,
+                &numbers[i][0],
+                &numbers[i][1],
+                &expires[i],
+                &e.address,
+                &numbers[i][2],
+            ]);
+        }
+        conn.execute(
+            &multi_insert(
+                "INSERT INTO audit (owner, app, actor, action, old_scope, new_scope, expires, address, at)",
+                9,
+                chunk.len(),
+            ),
+            &params,
+        )?;
+    }
+    Ok(())
+}
+
+/// Several notifications for delivery (target, body, queued at), in order, in as few
+/// statements as possible.
+pub fn enqueue_many(conn: &Conn, entries: &[(&str, Vec<u8>, u64)]) -> Result<(), StoreError> {
+    for chunk in entries.chunks(ROWS_PER_INSERT) {
+        let bodies: Vec<&[u8]> = chunk.iter().map(|(_, b, _)| b.as_slice()).collect();
+        let times: Vec<i64> = chunk.iter().map(|(_, _, t)| *t as i64).collect();
+        let mut params: Vec<&dyn ToValue> = Vec::with_capacity(chunk.len() * 4);
+        for (i, (target, _, _)) in chunk.iter().enumerate() {
+            params.extend([target as &dyn ToValue, &bodies[i], &times[i], &times[i]]);
+        }
+        conn.execute(
+            &multi_insert(
+                "INSERT INTO outbox (target, body, next_attempt, created)",
+                4,
+                chunk.len(),
+            ),
+            &params,
+        )?;
+    }
     Ok(())
 }
 
