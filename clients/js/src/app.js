@@ -54,7 +54,7 @@ export class App {
     const hit = this.records.get(n);
     if (!fresh && hit && Date.now() - hit.at < LOOKUP_TTL_MS) return hit.record;
     const record = await this.registry.lookup(n);
-    this.records.set(n, { record, at: Date.now() });
+    bounded(this.records).set(n, { record, at: Date.now() });
     return record;
   }
 
@@ -191,7 +191,7 @@ export class App {
       const err = await refused(r);
       if (r.status === 401 && !fresh && (err.code === 'carte.expired' || err.code === 'carte.not-begun')) {
         const date = Date.parse(r.headers.get('date') ?? '');
-        if (!Number.isNaN(date)) this.offsets.set(node, Math.floor(date / 1000) - nowSecs());
+        if (!Number.isNaN(date)) bounded(this.offsets).set(node, Math.floor(date / 1000) - nowSecs());
         fresh = true;
         continue;
       }
@@ -230,7 +230,7 @@ export class App {
     if (!fresh && hit && hit.deadline > now + RENEW_BEFORE) return hit.wire;
     const deadline = now + this.ttl;
     const wire = signCarte({ owner: this.name, audience: owner, beginning: now - 5, deadline, adminScope: scope }, this.#key);
-    this.cartes.set(k, { wire, deadline });
+    bounded(this.cartes).set(k, { wire, deadline });
     return wire;
   }
 
@@ -287,6 +287,15 @@ export class App {
   toJSON() {
     return { name: this.name, registry: this.registry.url };
   }
+}
+
+/** The most entries each cache holds (cartes, records, clock offsets); a full one starts over. */
+export const MAX_CACHED = 100_000;
+
+/** `map`, emptied first when full: memory stays bounded however many users an app serves. @template K, V @param {Map<K, V>} map */
+function bounded(map) {
+  if (map.size >= MAX_CACHED) map.clear();
+  return map;
 }
 
 /** @param {number} status @param {string} code */

@@ -176,6 +176,9 @@ impl App {
         c.audience = Some(user.clone());
         c.admin_scope = scope;
         let wire = c.sign(&self.key);
+        if cache.len() >= crate::MAX_CACHED {
+            cache.clear();
+        }
         cache.insert(key, (wire.clone(), c.deadline));
         wire
     }
@@ -195,9 +198,10 @@ impl App {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let offset = theirs - self.clock.now() as i64;
-        self.offsets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(node.to_owned(), offset);
+        let mut offsets = self.offsets.lock().unwrap_or_else(|p| p.into_inner());
+        if offsets.len() >= crate::MAX_CACHED {
+            offsets.clear();
+        }
+        offsets.insert(node.to_owned(), offset);
     }
 }

@@ -71,6 +71,10 @@ pub const SUPPORTED_VERSIONS: &[u64] = &[1];
 pub const DEFAULT_TTL: u64 = 300;
 /// A cached carte is re-signed when fewer than this many seconds remain.
 const RENEW_BEFORE: u64 = 60;
+/// The most entries each of the library's caches holds (signed cartes, verified records,
+/// nodes' clock offsets); a full cache starts over, so memory stays bounded however many
+/// users an application serves.
+const MAX_CACHED: usize = 100_000;
 
 /// What went wrong, typed so an application can act on it.
 #[derive(Debug, Clone, thiserror::Error)]

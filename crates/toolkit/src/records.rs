@@ -128,10 +128,14 @@ impl Light {
             let value = format!("{} {}", now.size, hex::encode(now.root));
             self.book.set_meta(TRUSTED_KEY, &value).await?;
         }
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.clone(), (record.clone(), Instant::now()));
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            // Bounded: past the bound it starts over (a look-up is one request away).
+            if cache.len() >= crate::MAX_CACHED {
+                cache.clear();
+            }
+            cache.insert(name.clone(), (record.clone(), Instant::now()));
+        }
         Ok(record)
     }
 
