@@ -16,6 +16,7 @@
 //! serve other requests; the connection sits behind a mutex, one writer at a time, as SQLite
 //! allows anyway.
 
+pub mod audit;
 pub mod coherence;
 pub mod conn;
 pub mod controllers;
