@@ -68,7 +68,7 @@ export class App {
   /** Finds `user`'s home node and checks it speaks our protocol. @param {string} user */
   async discover(user) {
     const url = await this.nodeUrl(user);
-    const r = await this.fetch(`${url}/.well-known/grant-node`);
+    const r = await this.fetch(`${url}/.well-known/grant-node`, { redirect: 'error' });
     if (!r.ok) throw await refused(r);
     const doc = await r.json();
     if (!SUPPORTED_VERSIONS.includes(doc.protocol_version)) {
@@ -183,6 +183,8 @@ export class App {
     for (;;) {
       const carte = this.#adminCarte(owner, bits, node, fresh);
       const r = await this.fetch(`${node}${path}`, {
+        // A node URL comes from a verified record; a redirect would send the carte elsewhere.
+        redirect: 'error',
         method,
         headers: { authorization: `Carte ${carte}`, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),

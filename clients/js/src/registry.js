@@ -62,7 +62,7 @@ export class Registry {
   }
 
   async #get(path) {
-    const r = await this.fetch(`${this.url}${path}`);
+    const r = await this.fetch(`${this.url}${path}`, { redirect: 'error' });
     if (!r.ok) throw await refused(r);
     return r.json();
   }
@@ -80,7 +80,7 @@ export class Registry {
 
   /** A record as the registry serves it, unverified (`null` when not registered). @param {string} name */
   async record(name) {
-    const r = await this.fetch(`${this.url}/registry/names/${encodeURIComponent(canonicalName(name))}`);
+    const r = await this.fetch(`${this.url}/registry/names/${encodeURIComponent(canonicalName(name))}`, { redirect: 'error' });
     if (r.status === 404) return null;
     if (!r.ok) throw await refused(r);
     return r.json();
@@ -110,6 +110,7 @@ export class Registry {
   /** Posts a signed operation envelope. @param {Uint8Array} op */
   async submit(op) {
     const r = await this.fetch(`${this.url}/registry/ops`, {
+      redirect: 'error',
       method: 'POST',
       headers: { 'content-type': 'application/cbor' },
       body: op,
