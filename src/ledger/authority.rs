@@ -3,21 +3,23 @@
 //!
 //! Every accepted operation is one SQLite transaction: the log entry and its tree hashes, the
 //! new record and the new signed checkpoint commit together, so the log, the records and the
-//! checkpoint never disagree, even across a crash. The name map ([`crate::registry::map`]) lives in
-//! memory, is rebuilt from the records at start, and changes under the same lock as the
-//! database, so a checkpoint's map root is always the map of its log.
+//! checkpoint never disagree, even across a crash. The name map ([`crate::registry::map`]) is
+//! kept in the same database ([`store::name_map`]) and updated in the same transaction, so a
+//! checkpoint's map root is always the map of its log, and nothing is rebuilt at start: opening
+//! a registry of ten million names reads a few pages. Reads (proofs, tiles, the log) run on
+//! read-only connections and never wait for the writer.
 
 use std::path::Path;
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::keyfile;
 use crate::registry::light::NameProof;
 use crate::registry::log::LogEntry;
-use crate::registry::map::{self, NameMap};
+use crate::registry::map;
 use crate::registry::note::{self, Checkpoint, SignedCheckpoint};
 use crate::registry::op::SignedOp;
 use crate::registry::rules::{self, Params};
@@ -46,9 +48,6 @@ impl Default for AuthorityConfig {
 #[derive(Clone)]
 pub struct Authority {
     db: Local,
-    /// Taken before the database in every write and every proof, so the map and the signed
-    /// checkpoint always agree.
-    map: Arc<Mutex<NameMap>>,
     /// Woken on every new checkpoint (the cosignature gatherer waits on it).
     changed: Arc<tokio::sync::Notify>,
     key: SigningKey,
@@ -74,13 +73,8 @@ impl Authority {
         std::fs::create_dir_all(data_dir)?;
         let key = keyfile::load_or_create(&data_dir.join("registry.key"))?;
         let db = Local::open(&data_dir.join("registry.sqlite3"))?;
-        let mut names = NameMap::new();
-        for (key, value) in store::registry::map_entries(&db.lock())? {
-            names.set(key, value);
-        }
         let authority = Authority {
             db,
-            map: Arc::new(Mutex::new(names)),
             changed: Arc::new(tokio::sync::Notify::new()),
             key,
             config,
@@ -114,12 +108,7 @@ impl Authority {
         note::origin_for(&self.public_key())
     }
 
-    fn lock_map(&self) -> std::sync::MutexGuard<'_, NameMap> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn ensure_checkpoint(&self) -> Result<(), StoreError> {
-        let mut names = self.lock_map();
         let conn = self.db.lock();
         if store::registry::checkpoint(&conn)?.is_none() {
             let size = store::registry::log_size(&conn)?;
@@ -127,7 +116,7 @@ impl Authority {
                 origin: self.origin(),
                 size,
                 root: store::registry::tree_root(&conn, size)?,
-                map_root: names.root(),
+                map_root: store::name_map::root(&conn)?,
                 time: self.clock.now(),
             };
             store::registry::put_checkpoint(&conn, cp.size, &cp.sign(&self.key))?;
@@ -139,7 +128,6 @@ impl Authority {
     pub fn submit_blocking(&self, bytes: &[u8]) -> Result<NameRecord, RegistryError> {
         let signed = SignedOp::decode(bytes)?;
         let name = signed.op.name().clone();
-        let mut names = self.lock_map();
         let mut conn = self.db.lock();
         let tx = conn.transaction().map_err(StoreError::from)?;
         let current = store::registry::record(&tx, &name)?;
@@ -165,29 +153,17 @@ impl Authority {
         let hash = crate::registry::log::entry_hash(&encoded);
         store::registry::append_entry(&tx, seq, &encoded, &hash)?;
         store::registry::put_record(&tx, &record)?;
-        let key = map::key_of(record.name.as_str());
-        let previous = names.set(key, map::value_of(&record));
-        let committed = (|| {
-            let cp = Checkpoint {
-                origin: self.origin(),
-                size: seq + 1,
-                root: store::registry::tree_root(&tx, seq + 1)?,
-                map_root: names.root(),
-                time,
-            };
-            store::registry::put_checkpoint(&tx, cp.size, &cp.sign(&self.key))?;
-            tx.commit().map_err(StoreError::from)
-        })();
-        if let Err(e) = committed {
-            match previous {
-                Some(v) => names.set(key, v),
-                None => {
-                    names.remove(&key);
-                    None
-                }
-            };
-            return Err(e.into());
-        }
+        let map_root =
+            store::name_map::refresh(&tx, vec![map::key_of(record.name.as_str())])?;
+        let cp = Checkpoint {
+            origin: self.origin(),
+            size: seq + 1,
+            root: store::registry::tree_root(&tx, seq + 1)?,
+            map_root,
+            time,
+        };
+        store::registry::put_checkpoint(&tx, cp.size, &cp.sign(&self.key))?;
+        tx.commit().map_err(StoreError::from)?;
         self.changed.notify_one();
         tracing::info!(name = %record.name, seq, "registry accepted an operation");
         Ok(record)
@@ -207,7 +183,6 @@ impl Authority {
         size: u64,
         lines: &[u8],
     ) -> Result<bool, RegistryError> {
-        let _names = self.lock_map();
         let conn = self.db.lock();
         let Some(note) = store::registry::checkpoint(&conn)? else {
             return Ok(false);
@@ -228,8 +203,9 @@ impl Authority {
         name: &crate::name::Name,
         known: Option<u64>,
     ) -> Result<NameProof, RegistryError> {
-        let mut names = self.lock_map();
-        let conn = self.db.lock();
+        // One read transaction: the checkpoint, the record and the map as of one commit.
+        let mut reader = self.db.reader();
+        let conn = reader.transaction().map_err(StoreError::from)?;
         let note = store::registry::checkpoint(&conn)?
             .ok_or_else(|| RegistryError::Unavailable("no checkpoint yet".into()))?;
         let signed = SignedCheckpoint::verify(&note, &self.public_key())?;
@@ -245,7 +221,7 @@ impl Authority {
         };
         Ok(NameProof {
             record: store::registry::record(&conn, name)?,
-            proof: names.prove(&map::key_of(name.as_str())),
+            proof: store::name_map::prove(&conn, &map::key_of(name.as_str()))?,
             checkpoint: signed,
             consistency,
         })

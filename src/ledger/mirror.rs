@@ -24,11 +24,16 @@ use super::resolver::DbKeys;
 use super::source::{Source, MAX_LOG_PAGE};
 use crate::clock::Clock;
 use crate::name::Name;
-use crate::registry::map::{self, NameMap};
+use crate::registry::map;
 use crate::registry::note::SignedCheckpoint;
 use crate::registry::rules::Params;
 use crate::registry::{NameRecord, RegistryError};
 use crate::store::{self, Local, StoreError};
+
+/// Changed names a sync tracks one by one (to forget their cached keys, and to refresh the
+/// map over their paths); a sync of more entries forgets every cached name and recomputes the
+/// map from its leaves, so a first sync of ten million names holds no set of them.
+const MAX_TRACKED: u64 = 100_000;
 
 /// What `/healthz` and `/metrics` report about the mirror.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -62,9 +67,6 @@ pub struct Mirror {
     params: Params,
     keys: Arc<DbKeys>,
     policy: WitnessPolicy,
-    /// The name map of the verified log, built at the first sync and kept up to date, to
-    /// check each checkpoint's map root (`None`: not built yet).
-    map: Mutex<Option<NameMap>>,
     status: Mutex<MirrorStatus>,
     /// Bumped whenever verified state changes, so caches of verification results can tell
     /// they are stale (a key marked compromised must take effect on the next request).
@@ -98,7 +100,6 @@ impl Mirror {
             clock,
             params: Params::default(),
             policy: WitnessPolicy::default(),
-            map: Mutex::new(None),
             status: Mutex::new(MirrorStatus {
                 size,
                 degraded,
@@ -145,7 +146,7 @@ impl Mirror {
     pub async fn record(&self, name: &Name) -> Result<Option<NameRecord>, RegistryError> {
         let name = name.clone();
         self.db
-            .run(move |c| store::registry::record(c, &name).map_err(RegistryError::from))
+            .read(move |c| store::registry::record(c, &name).map_err(RegistryError::from))
             .await
     }
 
@@ -238,7 +239,10 @@ impl Mirror {
         .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()));
         let applied = match outcome {
             Ok((applied, touched)) => {
-                self.keys.invalidate(touched.iter());
+                match &touched {
+                    Some(names) => self.keys.invalidate(names.iter()),
+                    None => self.keys.forget_all(),
+                }
                 if applied > 0 {
                     self.epoch.fetch_add(1, Ordering::AcqRel);
                 }
@@ -335,7 +339,7 @@ impl Mirror {
         conn: &mut LocalConn,
         signed: &SignedCheckpoint,
         handle: &tokio::runtime::Handle,
-    ) -> Result<(u64, HashSet<Name>), Refusal> {
+    ) -> Result<(u64, Option<HashSet<Name>>), Refusal> {
         let checkpoint = &signed.checkpoint;
         let envelope = &signed.note;
         let local = store::registry::log_size(conn)?;
@@ -350,12 +354,14 @@ impl Mirror {
                     envelope.to_vec(),
                 ));
             }
-            return Ok((0, HashSet::new()));
+            return Ok((0, Some(HashSet::new())));
         }
         let tx = conn.transaction().map_err(StoreError::from)?;
         let mut prev = store::registry::head_hash(&tx)?;
         let mut seq = local;
-        let mut touched = HashSet::new();
+        // The names changed, or `None` once there are more than are worth tracking (a first
+        // sync of a big registry): then every cached name is forgotten.
+        let mut touched = (checkpoint.size - local <= MAX_TRACKED).then(HashSet::new);
         while seq < checkpoint.size {
             let want = (checkpoint.size - seq).min(MAX_LOG_PAGE);
             let page = handle
@@ -373,7 +379,9 @@ impl Mirror {
             })?;
             prev = done.head;
             seq = done.next_seq;
-            touched.extend(done.touched);
+            if let Some(t) = touched.as_mut() {
+                t.extend(done.touched);
+            }
         }
         if store::registry::tree_root(&tx, checkpoint.size)? != checkpoint.root {
             return Err(Refusal::Fault(
@@ -381,38 +389,24 @@ impl Mirror {
                 envelope.to_vec(),
             ));
         }
-        // The name map light clients trust must be the map of this log: recompute it.
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        let names = match map.as_mut() {
-            Some(names) => {
-                for name in &touched {
-                    if let Some(record) = store::registry::record(&tx, name)? {
-                        names.set(map::key_of(name.as_str()), map::value_of(&record));
-                    }
-                }
-                names
-            }
-            None => {
-                let mut names = NameMap::new();
-                for (key, value) in store::registry::map_entries(&tx)? {
-                    names.set(key, value);
-                }
-                map.insert(names)
-            }
+        // The name map light clients trust must be the map of this log: bring its stored
+        // subtrees up to date over the names this sync changed (or, for a sync of more names
+        // than are worth tracking one by one, recompute them all from the leaves).
+        let map_root = match &touched {
+            Some(names) => store::name_map::refresh(
+                &tx,
+                names.iter().map(|n| map::key_of(n.as_str())).collect(),
+            )?,
+            None => store::name_map::rebuild(&tx)?,
         };
-        if names.root() != checkpoint.map_root {
-            *map = None;
+        if map_root != checkpoint.map_root {
             return Err(Refusal::Fault(
                 "the checkpoint's name map does not match its log".into(),
                 envelope.to_vec(),
             ));
         }
         store::registry::put_checkpoint(&tx, checkpoint.size, envelope)?;
-        if let Err(e) = tx.commit() {
-            // The map moved with a transaction that did not commit: rebuild it next time.
-            *map = None;
-            return Err(StoreError::from(e).into());
-        }
+        tx.commit().map_err(StoreError::from)?;
         Ok((checkpoint.size - local, touched))
     }
 

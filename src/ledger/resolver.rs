@@ -43,6 +43,14 @@ impl DbKeys {
         }
     }
 
+    /// Forgets every cached history.
+    pub fn forget_all(&self) {
+        self.cache
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     /// Whether `name` is in the database (cached or not); loads it into the cache, on the
     /// blocking pool.
     pub async fn load(self: &Arc<Self>, name: &Name) -> bool {

@@ -24,6 +24,7 @@ pub mod copy;
 pub mod grants;
 pub mod login_budget;
 pub mod moves;
+pub mod name_map;
 pub mod owner_keys;
 pub mod owners;
 pub mod pg;
@@ -226,6 +227,25 @@ const MIGRATIONS: &[Migration] = &[
          node_uri TEXT NOT NULL,
          moved_at INTEGER NOT NULL
      );"),
+    // 11: the name map kept in the database (leaves, and the children's hashes of every
+    //     subtree with two or more names; see `store::name_map`), filled in for registries
+    //     written before; and the log's full hash tiles, each stored once as the bytes served.
+    Sql("CREATE TABLE registry_map_leaves (
+         key   BLOB PRIMARY KEY,
+         value BLOB NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE registry_map_nodes (
+         id       BLOB PRIMARY KEY,
+         children BLOB NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE registry_tiles (
+         level INTEGER NOT NULL,
+         idx   INTEGER NOT NULL,
+         data  BLOB NOT NULL,
+         PRIMARY KEY (level, idx)
+     ) WITHOUT ROWID;"),
+    Code(name_map::fill),
+    Code(registry::backfill_tiles),
 ];
 
 /// Why storage failed. `Unavailable` is the database out of reach (a 503 with
@@ -346,20 +366,40 @@ impl Db {
     }
 }
 
-/// A SQLite database of this process alone.
+/// A SQLite database of this process alone: one writer, and for a file a few read-only
+/// connections, so that reads (proofs, tiles, look-ups) never wait for the writer's lock; WAL
+/// gives each read a consistent snapshot of the last commit.
 #[derive(Clone)]
 pub struct Local {
     conn: Arc<Mutex<Connection>>,
+    readers: Arc<[Mutex<Connection>]>,
+    next_reader: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Read-only connections of a [`Local`] file.
+const READERS: usize = 4;
 
 impl Local {
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
     pub fn open(path: &Path) -> Result<Local, StoreError> {
         let conn = Connection::open(path)?;
-        Local::setup(conn)
+        let mut local = Local::setup(conn)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open(path)?;
+                reader.busy_timeout(std::time::Duration::from_secs(5))?;
+                reader.pragma_update(None, "query_only", "ON")?;
+                // 16 MiB of pages each: the upper levels of the big tables stay in memory.
+                reader.pragma_update(None, "cache_size", -16_000)?;
+                reader.set_prepared_statement_cache_capacity(64);
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        local.readers = readers.into();
+        Ok(local)
     }
 
-    /// An in-memory database, for unit tests and benchmarks.
+    /// An in-memory database, for unit tests and benchmarks (reads go to the one connection).
     pub fn in_memory() -> Result<Local, StoreError> {
         Local::setup(Connection::open_in_memory()?)
     }
@@ -369,6 +409,7 @@ impl Local {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(64);
         // Every transaction here writes. Taking the write lock at BEGIN (IMMEDIATE) lets a
         // second connection wait in the busy handler; a DEFERRED transaction that reads and
         // then upgrades would instead fail at once with SQLITE_BUSY when another connection
@@ -377,6 +418,8 @@ impl Local {
         migrate(&mut conn)?;
         Ok(Local {
             conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new([]),
+            next_reader: Arc::default(),
         })
     }
 
@@ -385,6 +428,29 @@ impl Local {
         // A panic while holding the lock leaves SQLite consistent (an open transaction is
         // rolled back when dropped), so a poisoned mutex is safe to keep using.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A read-only connection (a free one if any), or the writer's for an in-memory
+    /// database. A caller that reads more than one statement and needs them to agree opens a
+    /// (deferred) transaction on it.
+    pub fn reader(&self) -> MutexGuard<'_, Connection> {
+        let n = self.readers.len();
+        if n == 0 {
+            return self.lock();
+        }
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..n {
+            match self.readers[(start + i) % n].try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        self.readers[start % n]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -396,6 +462,20 @@ impl Local {
     {
         let db = self.clone();
         match tokio::task::spawn_blocking(move || f(&mut db.lock())).await {
+            Ok(result) => result,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
+    }
+
+    /// Runs the read `f` on a read-only connection ([`Local::reader`]) on the blocking pool.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static + From<StoreError>,
+    {
+        let db = self.clone();
+        match tokio::task::spawn_blocking(move || f(&mut db.reader())).await {
             Ok(result) => result,
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         }

@@ -13,7 +13,11 @@ use crate::registry::NameRecord;
 
 /// Number of entries in the log.
 pub fn log_size(conn: &Connection) -> Result<u64, StoreError> {
-    let n: i64 = conn.query_row("SELECT COUNT(*) FROM registry_log", [], |r| r.get(0))?;
+    // Entries are numbered from 0 without gaps: the last one's number, found in the primary
+    // key, not a count of every row.
+    let n: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(seq) + 1, 0) FROM registry_log")?
+        .query_row([], |r| r.get(0))?;
     Ok(n as u64)
 }
 
@@ -61,7 +65,8 @@ pub fn append_entry(
 ) -> Result<(), StoreError> {
     conn.prepare_cached("INSERT INTO registry_log (seq, entry, hash) VALUES (?1, ?2, ?3)")?
         .execute(params![seq as i64, entry, &hash[..]])?;
-    append_tree_hashes(conn, seq, entry)
+    append_tree_hashes(conn, seq, entry)?;
+    store_full_tiles(conn, seq, seq + 1)
 }
 
 /// Stores the RFC 6962 tree hashes that entry `seq` completes (tlog's stored-hash layout:
@@ -76,6 +81,32 @@ fn append_tree_hashes(conn: &Connection, seq: u64, entry: &[u8]) -> Result<(), S
         insert.execute(params![(first + i as u64) as i64, &h.0[..]])?;
     }
     Ok(())
+}
+
+/// Stores the hash tiles that became full when the log grew from `old` to `new` entries: a
+/// full tile never changes, so it is computed once and served as stored.
+fn store_full_tiles(conn: &Connection, old: u64, new: u64) -> Result<(), StoreError> {
+    for tile in tlog_tiles::Tile::new_tiles(8, old, new) {
+        if tile.width() != 256 {
+            continue;
+        }
+        let data = tile.read_data(&TreeHashes(conn)).map_err(tree_error)?;
+        conn.prepare_cached(
+            "INSERT INTO registry_tiles (level, idx, data) VALUES (?1, ?2, ?3)
+             ON CONFLICT (level, idx) DO NOTHING",
+        )?
+        .execute(params![
+            i64::from(tile.level()),
+            tile.level_index() as i64,
+            data
+        ])?;
+    }
+    Ok(())
+}
+
+/// Migration: the full tiles of a log written before tiles were stored.
+pub fn backfill_tiles(conn: &Connection) -> Result<(), StoreError> {
+    store_full_tiles(conn, 0, log_size(conn)?)
 }
 
 /// The log's stored tree hashes, as `tlog_tiles` reads them.
@@ -141,6 +172,18 @@ pub fn inclusion_proof(
 
 /// The data of a hash tile (C2SP tlog-tiles, height 8) of the tree.
 pub fn tile(conn: &Connection, tile: &tlog_tiles::Tile) -> Result<Vec<u8>, StoreError> {
+    if tile.width() == 256 {
+        let stored: Option<Vec<u8>> = conn
+            .prepare_cached("SELECT data FROM registry_tiles WHERE level = ?1 AND idx = ?2")?
+            .query_row(
+                params![i64::from(tile.level()), tile.level_index() as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(data) = stored {
+            return Ok(data);
+        }
+    }
     tile.read_data(&TreeHashes(conn)).map_err(tree_error)
 }
 
@@ -376,7 +419,8 @@ pub fn recompute_skeletons(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Writes a record (insert or replace), with its whole key history.
+/// Writes a record (insert or replace), with its whole key history and its name map leaf (the
+/// caller refreshes the map: [`super::name_map::refresh`]).
 pub fn put_record(conn: &Connection, rec: &NameRecord) -> Result<(), StoreError> {
     let uris = serde_json::to_string(&rec.redirect_uris).map_err(|_| corrupt())?;
     // The current rules' skeleton is unique. A name accepted under earlier rules may share it
@@ -407,6 +451,11 @@ pub fn put_record(conn: &Connection, rec: &NameRecord) -> Result<(), StoreError>
         &rec.digest[..],
         rec.name.skeleton_of(SkeletonRules::V1),
     ])?;
+    super::name_map::put_leaf(
+        conn,
+        &crate::registry::map::key_of(rec.name.as_str()),
+        &crate::registry::map::value_of(rec),
+    )?;
     conn.prepare_cached("DELETE FROM registry_keys WHERE name = ?1")?
         .execute([rec.name.as_str()])?;
     let mut insert = conn.prepare_cached(

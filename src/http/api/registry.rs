@@ -46,7 +46,7 @@ impl RegistryView {
             RegistryView::Authority(a) => {
                 let name = name.clone();
                 a.db()
-                    .run(move |c| store::registry::record(c, &name).map_err(RegistryError::from))
+                    .read(move |c| store::registry::record(c, &name).map_err(RegistryError::from))
                     .await
             }
         }
@@ -156,7 +156,7 @@ async fn checkpoint(
 ) -> Result<Response<Body>, ApiError> {
     let note = view
         .db()
-        .run(|c| store::registry::checkpoint(c).map_err(ApiError::from))
+        .read(|c| store::registry::checkpoint(c).map_err(ApiError::from))
         .await?
         .ok_or_else(|| {
             ApiError::new(
@@ -208,7 +208,7 @@ async fn tile(view: &RegistryView, rest: &[&str]) -> Result<Response<Body>, ApiE
     let full = tile.width() == 256;
     let body = view
         .db()
-        .run(move |c| {
+        .read(move |c| {
             let size = store::registry::log_size(c)?;
             // The last entry the tile covers must be in the log (u128: no overflow for any
             // index a path can name).
@@ -326,7 +326,7 @@ async fn proof(
     };
     let hashes = view
         .db()
-        .run(move |c| {
+        .read(move |c| {
             let size = store::registry::log_size(c)?;
             let valid = if inclusion { a < b && b <= size } else { a <= b && b <= size };
             if !valid {
@@ -390,7 +390,7 @@ async fn log(view: &RegistryView, query: Option<&str>) -> Result<Response<Body>,
         .min(MAX_LOG_PAGE);
     let entries = view
         .db()
-        .run(move |c| store::registry::entries(c, from, limit).map_err(ApiError::from))
+        .read(move |c| store::registry::entries(c, from, limit).map_err(ApiError::from))
         .await?;
     Ok(json_value(
         StatusCode::OK,

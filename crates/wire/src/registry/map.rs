@@ -1,8 +1,9 @@
 //! The verifiable name map: a sparse Merkle tree from `SHA-256(name)` to the SHA-256 of the
 //! name's current record, whose root every checkpoint carries. A look-up can come with a proof
 //! that the record is the one the checkpoint commits to, or that the name is absent, so a
-//! light client trusts one name without replaying the log. Pure and in memory: the registry
-//! and full mirrors rebuild it from their records at start.
+//! light client trusts one name without replaying the log. Pure: the algorithm runs over a
+//! [`MapStore`]; the registry and full mirrors keep theirs in their database, [`NameMap`] is
+//! the in-memory one.
 //!
 //! The tree is the compact form key-transparency designs use (Diem's jellyfish tree, `akd`):
 //! - an empty subtree hashes to 32 zero bytes;
@@ -108,7 +109,7 @@ pub fn value_of_parts(r: &RawRecord<'_>) -> [u8; 32] {
     Sha256::digest(encoded).into()
 }
 
-fn leaf_hash(key: &[u8; 32], value: &[u8; 32]) -> [u8; 32] {
+pub fn leaf_hash(key: &[u8; 32], value: &[u8; 32]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update([0x00]);
     h.update(key);
@@ -116,7 +117,7 @@ fn leaf_hash(key: &[u8; 32], value: &[u8; 32]) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn node_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
+pub fn node_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update([0x01]);
     h.update(left);
@@ -146,12 +147,228 @@ fn flip(key: &[u8; 32], i: usize) -> [u8; 32] {
     k
 }
 
-/// The map.
+/// The id of a subtree: its depth (one byte; a subtree with two or more names is never 256
+/// deep) and the first `depth` bits of its keys, in `depth.div_ceil(8)` bytes, the rest zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NodeId {
+    bytes: [u8; 33],
+    len: u8,
+}
+
+impl NodeId {
+    /// The subtree at `depth` on `key`'s path.
+    pub fn of(key: &[u8; 32], depth: usize) -> NodeId {
+        debug_assert!(depth < MAX_DEPTH);
+        let (lo, _) = range(key, depth);
+        let mut bytes = [0u8; 33];
+        bytes[0] = depth as u8;
+        let n = depth.div_ceil(8);
+        bytes[1..=n].copy_from_slice(&lo[..n]);
+        NodeId {
+            bytes,
+            len: 1 + n as u8,
+        }
+    }
+
+    /// The stored form.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+/// The hashes of a subtree's two children (the subtree's own hash is [`node_hash`] of them).
+pub type Children = ([u8; 32], [u8; 32]);
+
+/// What a subtree holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Occupants {
+    None,
+    One([u8; 32], [u8; 32]),
+    Many,
+}
+
+/// Where a map is kept: its leaves (key → value) and, for every subtree with two or more
+/// names, its children's hashes. The registry and full mirrors keep them in their database
+/// and update them with each entry ([`refresh`]), so nothing is rebuilt at start; a proof
+/// reads one stored subtree per level ([`prove_in`]). [`NameMap`] keeps them in memory.
+pub trait MapStore {
+    type Error;
+    /// The leaves with keys in `lo..=hi`: none, exactly one (with its value), or more.
+    fn occupants(&mut self, lo: &[u8; 32], hi: &[u8; 32]) -> Result<Occupants, Self::Error>;
+    fn node(&mut self, id: &NodeId) -> Result<Option<Children>, Self::Error>;
+    fn put_node(&mut self, id: &NodeId, children: &Children) -> Result<(), Self::Error>;
+    fn drop_node(&mut self, id: &NodeId) -> Result<(), Self::Error>;
+    /// The error for a store whose subtrees do not match its leaves.
+    fn inconsistent() -> Self::Error;
+}
+
+/// Which leaves changed since the stored subtrees were last brought up to date.
+enum Dirty<'a> {
+    Keys(&'a [[u8; 32]]),
+    All,
+}
+
+/// Brings the stored subtrees on the paths of `changed` (leaves set or removed since the last
+/// refresh) up to date; returns the new root. Each subtree on those paths is computed once, so a
+/// page of entries costs less than its entries one by one.
+pub fn refresh<S: MapStore>(store: &mut S, mut changed: Vec<[u8; 32]>) -> Result<[u8; 32], S::Error> {
+    changed.sort_unstable();
+    changed.dedup();
+    if changed.is_empty() {
+        return root_of(store);
+    }
+    rehash(store, 0, &[0; 32], Dirty::Keys(&changed))
+}
+
+/// Computes every stored subtree from the leaves alone (a map filled in bulk, or one written
+/// before subtrees were stored). Leaves must only have been added or changed, never removed.
+pub fn rebuild<S: MapStore>(store: &mut S) -> Result<[u8; 32], S::Error> {
+    rehash(store, 0, &[0; 32], Dirty::All)
+}
+
+fn rehash<S: MapStore>(
+    store: &mut S,
+    depth: usize,
+    lo: &[u8; 32],
+    dirty: Dirty<'_>,
+) -> Result<[u8; 32], S::Error> {
+    let (lo, hi) = range(lo, depth);
+    match store.occupants(&lo, &hi)? {
+        Occupants::None => {
+            // A subtree that held more names before (the in-memory map removes leaves).
+            if matches!(dirty, Dirty::Keys(_)) && depth < MAX_DEPTH {
+                store.drop_node(&NodeId::of(&lo, depth))?;
+            }
+            Ok(EMPTY)
+        }
+        Occupants::One(k, v) => {
+            // A subtree that held more names before (the in-memory map removes leaves).
+            if matches!(dirty, Dirty::Keys(_)) && depth < MAX_DEPTH {
+                store.drop_node(&NodeId::of(&lo, depth))?;
+            }
+            Ok(leaf_hash(&k, &v))
+        }
+        Occupants::Many if depth >= MAX_DEPTH => Err(S::inconsistent()),
+        Occupants::Many => {
+            let id = NodeId::of(&lo, depth);
+            let right_lo = flip(&lo, depth);
+            let children = match dirty {
+                Dirty::All => (
+                    rehash(store, depth + 1, &lo, Dirty::All)?,
+                    rehash(store, depth + 1, &right_lo, Dirty::All)?,
+                ),
+                Dirty::Keys(keys) => {
+                    let split = keys.partition_point(|k| !bit(k, depth));
+                    let (left, right) = keys.split_at(split);
+                    // A side with no change keeps its hash: from this subtree's stored
+                    // children when it had any, else from the side itself.
+                    let old = if left.is_empty() || right.is_empty() {
+                        store.node(&id)?
+                    } else {
+                        None
+                    };
+                    let side = |store: &mut S,
+                                keys: &[[u8; 32]],
+                                at: &[u8; 32],
+                                kept: Option<[u8; 32]>| {
+                        if !keys.is_empty() {
+                            rehash(store, depth + 1, at, Dirty::Keys(keys))
+                        } else if let Some(h) = kept {
+                            Ok(h)
+                        } else {
+                            subtree_hash(store, at, depth + 1)
+                        }
+                    };
+                    (
+                        side(store, left, &lo, old.map(|o| o.0))?,
+                        side(store, right, &right_lo, old.map(|o| o.1))?,
+                    )
+                }
+            };
+            store.put_node(&id, &children)?;
+            Ok(node_hash(&children.0, &children.1))
+        }
+    }
+}
+
+/// The hash of the subtree at `depth` on `key`'s path, from the store as it is.
+fn subtree_hash<S: MapStore>(store: &mut S, key: &[u8; 32], depth: usize) -> Result<[u8; 32], S::Error> {
+    if depth < MAX_DEPTH {
+        if let Some((l, r)) = store.node(&NodeId::of(key, depth))? {
+            return Ok(node_hash(&l, &r));
+        }
+    }
+    let (lo, hi) = range(key, depth);
+    match store.occupants(&lo, &hi)? {
+        Occupants::None => Ok(EMPTY),
+        Occupants::One(k, v) => Ok(leaf_hash(&k, &v)),
+        Occupants::Many => Err(S::inconsistent()),
+    }
+}
+
+/// The root hash of a store whose subtrees are up to date.
+pub fn root_of<S: MapStore>(store: &mut S) -> Result<[u8; 32], S::Error> {
+    subtree_hash(store, &[0; 32], 0)
+}
+
+/// A proof of `key`'s value, or of its absence, from a store whose subtrees are up to date:
+/// one stored subtree read per level, and one range read where the path ends.
+pub fn prove_in<S: MapStore>(store: &mut S, key: &[u8; 32]) -> Result<MapProof, S::Error> {
+    let mut siblings = Vec::new();
+    let mut depth = 0;
+    while depth < MAX_DEPTH {
+        let Some((l, r)) = store.node(&NodeId::of(key, depth))? else {
+            break;
+        };
+        siblings.push(if bit(key, depth) { l } else { r });
+        depth += 1;
+    }
+    let (lo, hi) = range(key, depth);
+    let terminal = match store.occupants(&lo, &hi)? {
+        Occupants::None => None,
+        Occupants::One(k, v) => Some((k, v)),
+        Occupants::Many => return Err(S::inconsistent()),
+    };
+    Ok(MapProof { siblings, terminal })
+}
+
+/// The map in memory (tests, benchmarks, and tools that hold a small registry): the same
+/// algorithm over a `BTreeMap` of leaves and a `HashMap` of subtrees, refreshed lazily.
 #[derive(Debug, Default, Clone)]
 pub struct NameMap {
     leaves: BTreeMap<[u8; 32], [u8; 32]>,
-    /// Hashes of subtrees with two or more names, by (depth, smallest key of the subtree).
-    cache: HashMap<(u16, [u8; 32]), [u8; 32]>,
+    nodes: HashMap<NodeId, Children>,
+    dirty: Vec<[u8; 32]>,
+}
+
+/// The in-memory map's subtrees never disagree with its leaves.
+#[derive(Debug)]
+pub struct Inconsistent;
+
+impl MapStore for NameMap {
+    type Error = Inconsistent;
+    fn occupants(&mut self, lo: &[u8; 32], hi: &[u8; 32]) -> Result<Occupants, Inconsistent> {
+        let mut it = self.leaves.range(*lo..=*hi);
+        Ok(match (it.next(), it.next()) {
+            (None, _) => Occupants::None,
+            (Some((k, v)), None) => Occupants::One(*k, *v),
+            _ => Occupants::Many,
+        })
+    }
+    fn node(&mut self, id: &NodeId) -> Result<Option<Children>, Inconsistent> {
+        Ok(self.nodes.get(id).copied())
+    }
+    fn put_node(&mut self, id: &NodeId, children: &Children) -> Result<(), Inconsistent> {
+        self.nodes.insert(*id, *children);
+        Ok(())
+    }
+    fn drop_node(&mut self, id: &NodeId) -> Result<(), Inconsistent> {
+        self.nodes.remove(id);
+        Ok(())
+    }
+    fn inconsistent() -> Inconsistent {
+        Inconsistent
+    }
 }
 
 impl NameMap {
@@ -169,89 +386,34 @@ impl NameMap {
 
     /// Sets `key` to `value`; returns the previous value.
     pub fn set(&mut self, key: [u8; 32], value: [u8; 32]) -> Option<[u8; 32]> {
-        // Nothing cached yet (a map being filled): nothing to invalidate.
-        if !self.cache.is_empty() {
-            for d in 0..=MAX_DEPTH {
-                self.cache.remove(&(d as u16, range(&key, d).0));
-            }
-        }
+        self.dirty.push(key);
         self.leaves.insert(key, value)
     }
 
-    /// Removes `key` (used to undo a change that did not commit).
+    /// Removes `key`.
     pub fn remove(&mut self, key: &[u8; 32]) {
-        for d in 0..=MAX_DEPTH {
-            self.cache.remove(&(d as u16, range(key, d).0));
-        }
+        self.dirty.push(*key);
         self.leaves.remove(key);
     }
 
-    /// The names in `key`'s subtree at `depth`: none, exactly one, or more.
-    fn occupants(&self, key: &[u8; 32], depth: usize) -> Occupants {
-        let (lo, hi) = range(key, depth);
-        let mut it = self.leaves.range(lo..=hi);
-        match (it.next(), it.next()) {
-            (None, _) => Occupants::None,
-            (Some((k, v)), None) => Occupants::One(*k, *v),
-            _ => Occupants::Many,
-        }
-    }
-
-    fn subtree(&mut self, key: &[u8; 32], depth: usize) -> [u8; 32] {
-        match self.occupants(key, depth) {
-            Occupants::None => EMPTY,
-            Occupants::One(k, v) => leaf_hash(&k, &v),
-            Occupants::Many => {
-                let id = (depth as u16, range(key, depth).0);
-                if let Some(h) = self.cache.get(&id) {
-                    return *h;
-                }
-                let (lo, _) = range(key, depth);
-                let left = self.subtree(&lo, depth + 1);
-                let right = self.subtree(&flip(&lo, depth), depth + 1);
-                let h = node_hash(&left, &right);
-                self.cache.insert(id, h);
-                h
-            }
+    fn flush(&mut self) {
+        if !self.dirty.is_empty() {
+            let dirty = std::mem::take(&mut self.dirty);
+            refresh(self, dirty).expect("the in-memory map is consistent");
         }
     }
 
     /// The root hash.
     pub fn root(&mut self) -> [u8; 32] {
-        self.subtree(&[0; 32], 0)
+        self.flush();
+        root_of(self).expect("the in-memory map is consistent")
     }
 
     /// A proof of `key`'s value, or of its absence.
     pub fn prove(&mut self, key: &[u8; 32]) -> MapProof {
-        let mut siblings = Vec::new();
-        let mut depth = 0;
-        loop {
-            match self.occupants(key, depth) {
-                Occupants::None => {
-                    return MapProof {
-                        siblings,
-                        terminal: None,
-                    }
-                }
-                Occupants::One(k, v) => {
-                    return MapProof {
-                        siblings,
-                        terminal: Some((k, v)),
-                    }
-                }
-                Occupants::Many => {
-                    siblings.push(self.subtree(&flip(key, depth), depth + 1));
-                    depth += 1;
-                }
-            }
-        }
+        self.flush();
+        prove_in(self, key).expect("the in-memory map is consistent")
     }
-}
-
-enum Occupants {
-    None,
-    One([u8; 32], [u8; 32]),
-    Many,
 }
 
 /// Why a map proof was refused.
@@ -439,6 +601,52 @@ mod tests {
             fresh.set(k(i), if i == 7 { v(1000) } else { v(i) });
         }
         assert_eq!(a.root(), fresh.root());
+    }
+
+    #[test]
+    fn pages_refreshed_together_rebuilt_from_leaves_and_set_one_by_one_agree() {
+        let mut one_by_one = NameMap::new();
+        let mut paged = NameMap::new();
+        let mut bulk = NameMap::new();
+        let mut roots = Vec::new();
+        for page in 0..5u32 {
+            for i in page * 97..(page + 1) * 97 {
+                // Every page also changes a name of the pages before it.
+                let (key, value) = if i % 7 == 0 && i > 0 { (k(i / 2), v(i)) } else { (k(i), v(i)) };
+                one_by_one.set(key, value);
+                one_by_one.root();
+                paged.set(key, value);
+                bulk.leaves.insert(key, value);
+            }
+            roots.push(paged.root());
+        }
+        assert_eq!(one_by_one.root(), *roots.last().unwrap());
+        assert_eq!(rebuild(&mut bulk).unwrap(), one_by_one.root());
+        assert_eq!(bulk.nodes, one_by_one.nodes);
+        assert_eq!(bulk.nodes.len(), one_by_one.nodes.len());
+        for i in [0, 5, 96, 300, 484] {
+            assert_eq!(bulk.prove(&k(i)), one_by_one.prove(&k(i)));
+        }
+    }
+
+    #[test]
+    fn keys_that_differ_only_in_their_last_bit_are_proven_apart() {
+        let mut map = NameMap::new();
+        let a = [0xAB; 32];
+        let mut b = a;
+        b[31] ^= 1;
+        map.set(a, v(1));
+        map.set(b, v(2));
+        map.set(k(3), v(3));
+        let root = map.root();
+        let p = map.prove(&a);
+        assert_eq!(p.siblings.len(), 256);
+        assert_eq!(p.verify(&root, &a), Ok(Some(v(1))));
+        assert_eq!(map.prove(&b).verify(&root, &b), Ok(Some(v(2))));
+        map.remove(&b);
+        let p = map.prove(&a);
+        assert_eq!(p.verify(&map.root(), &a), Ok(Some(v(1))));
+        assert!(p.siblings.len() < 8);
     }
 
     #[test]
