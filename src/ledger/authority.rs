@@ -153,8 +153,7 @@ impl Authority {
         let hash = crate::registry::log::entry_hash(&encoded);
         store::registry::append_entry(&tx, seq, &encoded, &hash)?;
         store::registry::put_record(&tx, &record)?;
-        let map_root =
-            store::name_map::refresh(&tx, vec![map::key_of(record.name.as_str())])?;
+        let map_root = store::name_map::refresh(&tx, vec![map::key_of(record.name.as_str())])?;
         let cp = Checkpoint {
             origin: self.origin(),
             size: seq + 1,

@@ -211,7 +211,10 @@ enum Dirty<'a> {
 /// Brings the stored subtrees on the paths of `changed` (leaves set or removed since the last
 /// refresh) up to date; returns the new root. Each subtree on those paths is computed once, so a
 /// page of entries costs less than its entries one by one.
-pub fn refresh<S: MapStore>(store: &mut S, mut changed: Vec<[u8; 32]>) -> Result<[u8; 32], S::Error> {
+pub fn refresh<S: MapStore>(
+    store: &mut S,
+    mut changed: Vec<[u8; 32]>,
+) -> Result<[u8; 32], S::Error> {
     changed.sort_unstable();
     changed.dedup();
     if changed.is_empty() {
@@ -292,7 +295,11 @@ fn rehash<S: MapStore>(
 }
 
 /// The hash of the subtree at `depth` on `key`'s path, from the store as it is.
-fn subtree_hash<S: MapStore>(store: &mut S, key: &[u8; 32], depth: usize) -> Result<[u8; 32], S::Error> {
+fn subtree_hash<S: MapStore>(
+    store: &mut S,
+    key: &[u8; 32],
+    depth: usize,
+) -> Result<[u8; 32], S::Error> {
     if depth < MAX_DEPTH {
         if let Some((l, r)) = store.node(&NodeId::of(key, depth))? {
             return Ok(node_hash(&l, &r));
@@ -612,7 +619,11 @@ mod tests {
         for page in 0..5u32 {
             for i in page * 97..(page + 1) * 97 {
                 // Every page also changes a name of the pages before it.
-                let (key, value) = if i % 7 == 0 && i > 0 { (k(i / 2), v(i)) } else { (k(i), v(i)) };
+                let (key, value) = if i % 7 == 0 && i > 0 {
+                    (k(i / 2), v(i))
+                } else {
+                    (k(i), v(i))
+                };
                 one_by_one.set(key, value);
                 one_by_one.root();
                 paged.set(key, value);
