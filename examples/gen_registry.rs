@@ -29,6 +29,9 @@ use grant_node::registry::rules::{self, Params};
 use grant_node::registry::NameRecord;
 use grant_node::store::{self, Local};
 
+/// A chunk of signed operations with their records, or why signing failed.
+type Made = anyhow::Result<Vec<(Vec<u8>, NameRecord)>>;
+
 /// Entries per write transaction.
 const CHUNK: u64 = 10_000;
 
@@ -96,10 +99,9 @@ fn main() -> anyhow::Result<()> {
     let chunks = n.div_ceil(CHUNK);
     let mut conn = db.lock();
     conn.pragma_update(None, "synchronous", "OFF")?;
-    let (written, head) = std::thread::scope(|scope| -> anyhow::Result<(u64, [u8; 32])> {
+    let written = std::thread::scope(|scope| -> anyhow::Result<u64> {
         // Signer t makes chunks t, t + signers, …; the writer takes them back in order.
-        let receivers: Vec<mpsc::Receiver<anyhow::Result<Vec<(Vec<u8>, NameRecord)>>>> = (0
-            ..signers)
+        let receivers: Vec<mpsc::Receiver<Made>> = (0..signers)
             .map(|t| {
                 let (tx, rx) = mpsc::sync_channel(2);
                 scope.spawn(move || {
@@ -144,9 +146,8 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("gen_registry: {seq} entries in {:.0?}", started.elapsed());
             }
         }
-        Ok((seq, prev))
+        Ok(seq)
     })?;
-    let _ = head;
     let entries_done = started.elapsed();
     let tx = conn.transaction()?;
     let map_root = store::name_map::rebuild(&tx)?;
