@@ -1,7 +1,12 @@
 //! A benchmark tool, never a registry mode: writes a signed registry of N names straight into
 //! a data directory that `registry-stub --data-dir DIR` then serves.
 //!
-//! `gen_registry DIR N`
+//! - `gen_registry DIR N`: generate;
+//! - `gen_registry --prove DIR N K`: make K map proofs of names drawn from the N, on one
+//!   thread, through the store as the registry does (a read transaction each), and print
+//!   the rate;
+//! - `gen_registry --verify-rate`: this machine's single-core `verify_strict` rate, the
+//!   baseline a whole-log sync is compared with.
 //!
 //! Every entry is real: a `register` operation signed by the name's own key (derived from the
 //! name's number, so two runs write the same log but for times), chained to the entry before it,
@@ -14,7 +19,7 @@
 //!
 //! Signing runs on every core but one; the writes run in order on one thread.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -26,7 +31,7 @@ use grant_node::registry::log::{entry_hash, LogEntry, GENESIS};
 use grant_node::registry::note::{self, Checkpoint};
 use grant_node::registry::op::{Operation, Register, SignedOp};
 use grant_node::registry::rules::{self, Params};
-use grant_node::registry::NameRecord;
+use grant_node::registry::{map, NameRecord};
 use grant_node::store::{self, Local};
 
 /// A chunk of signed operations with their records, or why signing failed.
@@ -74,12 +79,66 @@ fn make(i: u64, time: u64) -> anyhow::Result<(Vec<u8>, NameRecord)> {
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [dir, n] = args.as_slice() else {
-        bail!("usage: gen_registry DIR N");
-    };
-    let dir = PathBuf::from(dir);
-    let n: u64 = n.parse().context("N: a number of names")?;
-    std::fs::create_dir_all(&dir)?;
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["--prove", dir, n, k] => prove(Path::new(dir), n.parse()?, k.parse()?),
+        ["--verify-rate"] => verify_rate(),
+        [dir, n] => generate(Path::new(dir), n.parse().context("N: a number of names")?),
+        _ => bail!("usage: gen_registry DIR N | --prove DIR N K | --verify-rate"),
+    }
+}
+
+fn prove(dir: &Path, n: u64, k: u64) -> anyhow::Result<()> {
+    let db = Local::open(&dir.join("registry.sqlite3"))?;
+    let mut reader = db.reader();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let started = Instant::now();
+    let mut bytes = 0;
+    for _ in 0..k {
+        // xorshift: names spread over the whole map, as real look-ups are.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let tx = reader.transaction()?;
+        let proof = store::name_map::prove(&tx, &map::key_of(&name_of(x % n)))?;
+        bytes += proof.encode().len();
+        tx.commit()?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{{\"proofs_per_second\": {:.0}, \"mean_proof_bytes\": {}}}",
+        k as f64 / secs,
+        bytes as u64 / k.max(1)
+    );
+    Ok(())
+}
+
+fn verify_rate() -> anyhow::Result<()> {
+    let key = key_of(1);
+    let message = b"a registry operation of about this length, signed once and checked many times";
+    let signature = ed25519_dalek::Signer::sign(&key, message);
+    let public = key.verifying_key();
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed().as_secs_f64() < 2.0 {
+        for _ in 0..100 {
+            public.verify_strict(message, &signature)?;
+        }
+        n += 100;
+    }
+    println!(
+        "{{\"verify_strict_per_second\": {:.0}}}",
+        n as f64 / started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn generate(dir: &Path, n: u64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
     let path = dir.join("registry.sqlite3");
     if path.exists() {
         bail!(

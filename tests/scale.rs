@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{registry_stub_bin, tempdir, Identity, Killed};
+use common::{registry_stub_bin, tempdir, Identity, Killed, Node};
 use ed25519_dalek::VerifyingKey;
 use grant_node::name::Name;
 use grant_node::outbound::HttpClient;
@@ -157,6 +157,36 @@ async fn a_registry_of_100000_names_restarts_without_reading_its_names() {
     assert_eq!(after["root_hash"], grown["root_hash"]);
     assert!(light(&again, "newcomer").await.is_some());
     assert!(light(&again, "n12345").await.is_some());
+
+    // A node's mirror syncs the whole log from scratch: more entries than it tracks one by
+    // one, so it recomputes the map from the leaves it wrote, and must reach the registry's
+    // map root (or it refuses the checkpoint and records a fault).
+    let node_dir = tempdir();
+    let node = Node::start_remote(
+        node_dir.path(),
+        &again.url,
+        &hex::encode(again.key.as_bytes()),
+        "owner",
+    )
+    .await;
+    // (The node registers its owner at start: the registry has grown by one more.)
+    let (mut synced, mut latest) = (serde_json::Value::Null, serde_json::Value::Null);
+    for _ in 0..600 {
+        latest = checkpoint(&again.url).await;
+        let reply = node.get("/registry/checkpoint").await;
+        if reply.status == 200 {
+            synced = reply.json().unwrap();
+            if synced["size"] == latest["size"] {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(latest["size"], 100_002);
+    assert_eq!(synced["size"], 100_002, "the mirror synced");
+    assert_eq!(synced["map_root"], latest["map_root"]);
+    let record: serde_json::Value = node.get("/registry/names/n4242").await.json().unwrap();
+    assert_eq!(record["node_uri"], "https://node242.example/");
 
     // Opening 100,000 names reads what opening 100 does, give or take a few pages of deeper
     // B-trees: nothing per name. (The map rebuilt from the records, as before, read every
