@@ -138,12 +138,20 @@ print(s)")
 
   # A node's mirror syncing the whole log from scratch, then its look-ups.
   t0=$(now)
-  target/release/grant-node serve --listen "$NODE" --data-dir "$tmp/node-$n" --owner bench-owner \
+  # A new owner name each run: the registry is reused between runs and keeps earlier ones.
+  target/release/grant-node serve --listen "$NODE" --data-dir "$tmp/node-$n" \
+    --owner "bench-owner$(date +%s)" \
     --registry "http://$REG" --registry-key "$reg_key" >"$tmp/node.out" 2>"$tmp/node.err" &
   node_pid=$!
   pids+=("$node_pid")
-  wait_up "http://$NODE/healthz"
-  until [ "$(curl -sf "http://$NODE/registry/checkpoint" | python3 -c 'import json, sys; print(json.load(sys.stdin)["size"])' 2>/dev/null)" = "$n" ]; do
+  # The node syncs before it answers.
+  until curl -sf "http://$NODE/healthz" >/dev/null 2>&1; do
+    kill -0 "$node_pid" 2>/dev/null || { cat "$tmp/node.err" >&2; exit 1; }
+    sleep 0.2
+  done
+  # (The node registers its owner at start, so the log ends one entry past the generated ones.)
+  size_of() { curl -sf "$1/registry/checkpoint" | python3 -c 'import json, sys; print(json.load(sys.stdin)["size"])' 2>/dev/null || echo 0; }
+  until [ "$(size_of "http://$NODE")" -gt "$n" ] && [ "$(size_of "http://$NODE")" = "$(size_of "http://$REG")" ]; do
     kill -0 "$node_pid" || { cat "$tmp/node.err" >&2; exit 1; }
     sleep 0.5
   done

@@ -48,6 +48,8 @@ impl Default for AuthorityConfig {
 #[derive(Clone)]
 pub struct Authority {
     db: Local,
+    /// The last checkpoint note verified (proofs and the checkpoint endpoint serve it).
+    notes: Arc<super::VerifiedNote>,
     /// Woken on every new checkpoint (the cosignature gatherer waits on it).
     changed: Arc<tokio::sync::Notify>,
     key: SigningKey,
@@ -75,6 +77,7 @@ impl Authority {
         let db = Local::open(&data_dir.join("registry.sqlite3"))?;
         let authority = Authority {
             db,
+            notes: Arc::default(),
             changed: Arc::new(tokio::sync::Notify::new()),
             key,
             config,
@@ -82,6 +85,11 @@ impl Authority {
         };
         authority.ensure_checkpoint()?;
         Ok(authority)
+    }
+
+    /// A checkpoint note of this registry, verified (once per distinct note).
+    pub fn verify_note(&self, note: &[u8]) -> Result<SignedCheckpoint, RegistryError> {
+        self.notes.verify(note, &self.public_key())
     }
 
     /// The registry's public key: what mirrors verify checkpoints with.
@@ -170,9 +178,9 @@ impl Authority {
 
     /// The latest checkpoint, with the cosignatures gathered so far.
     pub fn checkpoint_blocking(&self) -> Result<SignedCheckpoint, RegistryError> {
-        let note = store::registry::checkpoint(&self.db.lock())?
+        let note = store::registry::checkpoint(&self.db.reader())?
             .ok_or_else(|| RegistryError::Unavailable("no checkpoint yet".into()))?;
-        SignedCheckpoint::verify(&note, &self.public_key())
+        self.verify_note(&note)
     }
 
     /// Adds witnesses' cosignature lines to the latest checkpoint if it is still the one they
@@ -207,7 +215,7 @@ impl Authority {
         let conn = reader.transaction().map_err(StoreError::from)?;
         let note = store::registry::checkpoint(&conn)?
             .ok_or_else(|| RegistryError::Unavailable("no checkpoint yet".into()))?;
-        let signed = SignedCheckpoint::verify(&note, &self.public_key())?;
+        let signed = self.verify_note(&note)?;
         let size = signed.checkpoint.size;
         let consistency = match known {
             Some(k) if k > size => {

@@ -71,6 +71,8 @@ pub struct Mirror {
     /// Bumped whenever verified state changes, so caches of verification results can tell
     /// they are stale (a key marked compromised must take effect on the next request).
     epoch: AtomicU64,
+    /// The last checkpoint note verified, for the read-only registry API.
+    notes: super::VerifiedNote,
     /// Held while syncing; holds when the last sync started.
     sync_lock: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -107,6 +109,7 @@ impl Mirror {
                 ..MirrorStatus::default()
             }),
             sync_lock: tokio::sync::Mutex::new(None),
+            notes: super::VerifiedNote::default(),
             epoch: AtomicU64::new(0),
         })
     }
@@ -124,6 +127,11 @@ impl Mirror {
 
     pub fn db(&self) -> &Local {
         &self.db
+    }
+
+    /// A checkpoint note of the mirrored registry, verified (once per distinct note).
+    pub fn verify_note(&self, note: &[u8]) -> Result<SignedCheckpoint, RegistryError> {
+        self.notes.verify(note, &self.registry_key)
     }
 
     pub fn registry_key(&self) -> VerifyingKey {

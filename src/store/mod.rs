@@ -467,6 +467,15 @@ impl Local {
         }
     }
 
+    /// Runs the point read `f` at once on the calling thread if a read-only connection is free
+    /// this instant (`None` otherwise, and for an in-memory database: the caller then uses
+    /// [`Local::read`]). Only for one primary-key read of a few pages, as a static file server
+    /// reads a file: the hand-off to the blocking pool would cost more than the read.
+    pub fn read_now<T>(&self, f: impl FnOnce(&Connection) -> T) -> Option<T> {
+        let guard = self.readers.iter().find_map(|r| r.try_lock().ok())?;
+        Some(f(&guard))
+    }
+
     /// Runs the read `f` on a read-only connection ([`Local::reader`]) on the blocking pool.
     pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
     where

@@ -173,18 +173,25 @@ pub fn inclusion_proof(
 /// The data of a hash tile (C2SP tlog-tiles, height 8) of the tree.
 pub fn tile(conn: &Connection, tile: &tlog_tiles::Tile) -> Result<Vec<u8>, StoreError> {
     if tile.width() == 256 {
-        let stored: Option<Vec<u8>> = conn
-            .prepare_cached("SELECT data FROM registry_tiles WHERE level = ?1 AND idx = ?2")?
-            .query_row(
-                params![i64::from(tile.level()), tile.level_index() as i64],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(data) = stored {
+        if let Some(data) = stored_tile(conn, tile)? {
             return Ok(data);
         }
     }
     tile.read_data(&TreeHashes(conn)).map_err(tree_error)
+}
+
+/// A full hash tile as stored when the log completed it, if it has.
+pub fn stored_tile(
+    conn: &Connection,
+    tile: &tlog_tiles::Tile,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT data FROM registry_tiles WHERE level = ?1 AND idx = ?2")?
+        .query_row(
+            params![i64::from(tile.level()), tile.level_index() as i64],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 /// The name map's entries for every record (to rebuild the map): two ordered scans merged,

@@ -18,7 +18,6 @@ use crate::ledger::authority::Authority;
 use crate::ledger::mirror::Mirror;
 use crate::ledger::source::{CheckpointJson, LogPageJson, MAX_LOG_PAGE};
 use crate::name::Name;
-use crate::registry::note::SignedCheckpoint;
 use crate::registry::op::{MAX_OP_BYTES, MAX_REDIRECT_URIS};
 use crate::registry::{NameRecord, RegistryError};
 use crate::store::{self, Local};
@@ -143,13 +142,6 @@ fn metadata(view: &RegistryView) -> Result<Response<Body>, ApiError> {
     ))
 }
 
-fn registry_key(view: &RegistryView) -> ed25519_dalek::VerifyingKey {
-    match view {
-        RegistryView::Authority(a) => a.public_key(),
-        RegistryView::Mirror(m) => m.registry_key(),
-    }
-}
-
 async fn checkpoint(
     view: &RegistryView,
     req: &Request<Incoming>,
@@ -167,7 +159,10 @@ async fn checkpoint(
         })?;
     // The stored note was signed here or verified on arrival; decode its fields for readers
     // who do not want to parse it. The signature check is cheap and keeps this honest.
-    let signed = SignedCheckpoint::verify(&note, &registry_key(view))?;
+    let signed = match view {
+        RegistryView::Authority(a) => a.verify_note(&note)?,
+        RegistryView::Mirror(m) => m.verify_note(&note)?,
+    };
     // Several Accept headers are one list (RFC 9110 §5.3), so every one counts.
     let wants_note = req
         .headers()
@@ -206,33 +201,53 @@ async fn tile(view: &RegistryView, rest: &[&str]) -> Result<Response<Body>, ApiE
     let bad = || ApiError::not_found();
     let tile = parse_tile_path(rest).ok_or_else(bad)?;
     let full = tile.width() == 256;
-    let body = view
-        .db()
-        .read(move |c| {
-            let size = store::registry::log_size(c)?;
-            // The last entry the tile covers must be in the log (u128: no overflow for any
-            // index a path can name).
-            let end = ((u128::from(tile.level_index()) << 8) + u128::from(tile.width()))
-                << (8 * u32::from(tile.level()));
-            if end > u128::from(size) {
-                return Ok(None);
-            }
-            if tile.is_data() {
-                let from = tile.level_index() << 8;
-                let entries = store::registry::entries(c, from, u64::from(tile.width()))?;
-                let mut out = Vec::new();
-                for e in entries {
-                    out.extend_from_slice(&(e.len() as u16).to_be_bytes());
-                    out.extend_from_slice(&e);
+    // A full hash tile is stored once the log covers it, and never changes: one row read,
+    // without the blocking pool's hand-off when a reader is free.
+    let stored = if full && !tile.is_data() {
+        view.db()
+            .read_now(|c| store::registry::stored_tile(c, &tile))
+            .transpose()
+            .map_err(ApiError::from)?
+            .flatten()
+    } else {
+        None
+    };
+    let body = match stored {
+        Some(data) => data,
+        None => view
+            .db()
+            .read(move |c| {
+                // A full hash tile is stored once the log covers it: found, it is in the log.
+                if full && !tile.is_data() {
+                    if let Some(data) = store::registry::stored_tile(c, &tile)? {
+                        return Ok(Some(data));
+                    }
                 }
-                Ok(Some(out))
-            } else {
-                store::registry::tile(c, &tile).map(Some)
-            }
-        })
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(bad)?;
+                let size = store::registry::log_size(c)?;
+                // The last entry the tile covers must be in the log (u128: no overflow for any
+                // index a path can name).
+                let end = ((u128::from(tile.level_index()) << 8) + u128::from(tile.width()))
+                    << (8 * u32::from(tile.level()));
+                if end > u128::from(size) {
+                    return Ok(None);
+                }
+                if tile.is_data() {
+                    let from = tile.level_index() << 8;
+                    let entries = store::registry::entries(c, from, u64::from(tile.width()))?;
+                    let mut out = Vec::new();
+                    for e in entries {
+                        out.extend_from_slice(&(e.len() as u16).to_be_bytes());
+                        out.extend_from_slice(&e);
+                    }
+                    Ok(Some(out))
+                } else {
+                    store::registry::tile(c, &tile).map(Some)
+                }
+            })
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(bad)?,
+    };
     let mut resp = text(body, "application/octet-stream");
     if full {
         resp.headers_mut().insert(
