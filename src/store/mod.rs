@@ -389,8 +389,9 @@ impl Local {
                 let reader = Connection::open(path)?;
                 reader.busy_timeout(std::time::Duration::from_secs(5))?;
                 reader.pragma_update(None, "query_only", "ON")?;
-                // 16 MiB of pages each: the upper levels of the big tables stay in memory.
-                reader.pragma_update(None, "cache_size", -16_000)?;
+                // 32 MiB of pages each: the upper levels of the big tables (the name map's
+                // subtrees above all) stay in memory.
+                reader.pragma_update(None, "cache_size", -32_000)?;
                 reader.set_prepared_statement_cache_capacity(64);
                 Ok(Mutex::new(reader))
             })

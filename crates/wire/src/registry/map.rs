@@ -133,10 +133,14 @@ fn bit(key: &[u8; 32], i: usize) -> bool {
 fn range(key: &[u8; 32], depth: usize) -> ([u8; 32], [u8; 32]) {
     let mut lo = *key;
     let mut hi = *key;
-    for i in depth..MAX_DEPTH {
-        let mask = 1u8 << (7 - i % 8);
-        lo[i / 8] &= !mask;
-        hi[i / 8] |= mask;
+    let (whole, rest) = (depth / 8, depth % 8);
+    if whole < 32 {
+        // The first `rest` bits of the byte where the prefix ends are kept.
+        let keep = if rest == 0 { 0 } else { 0xFFu8 << (8 - rest) };
+        lo[whole] &= keep;
+        hi[whole] |= !keep;
+        lo[whole + 1..].fill(0);
+        hi[whole + 1..].fill(0xFF);
     }
     (lo, hi)
 }
@@ -658,6 +662,20 @@ mod tests {
         let p = map.prove(&a);
         assert_eq!(p.verify(&map.root(), &a), Ok(Some(v(1))));
         assert!(p.siblings.len() < 8);
+    }
+
+    #[test]
+    fn a_range_keeps_exactly_the_prefix() {
+        let key = [0b1010_1010; 32];
+        for depth in 0..=MAX_DEPTH {
+            let (lo, hi) = range(&key, depth);
+            for i in 0..MAX_DEPTH {
+                let kept = if i < depth { bit(&key, i) } else { false };
+                assert_eq!(bit(&lo, i), kept, "lo, depth {depth}, bit {i}");
+                let kept = if i < depth { bit(&key, i) } else { true };
+                assert_eq!(bit(&hi, i), kept, "hi, depth {depth}, bit {i}");
+            }
+        }
     }
 
     #[test]
