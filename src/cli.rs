@@ -7,10 +7,20 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::config::args::{OutboundArgs, ServeArgs};
 
+/// What `--version` prints: the version, the commit built from, the build date (`build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("GRANT_NODE_COMMIT"),
+    ", built ",
+    env!("GRANT_NODE_BUILD_DATE"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "grant-node",
-    version,
+    version = VERSION,
     about = "A node that records what applications may do for its owners"
 )]
 pub struct Cli {

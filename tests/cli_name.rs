@@ -518,3 +518,47 @@ async fn a_name_is_recovered_from_nothing_but_its_recovery_words() {
     .await;
     assert_eq!(record(&out)["node_uri"], "https://newer.example/");
 }
+
+#[test]
+fn the_version_names_the_commit_and_the_build_date() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_grant-node"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    let rest = line
+        .trim_end()
+        .strip_prefix(concat!(
+            "grant-node ",
+            env!("CARGO_PKG_VERSION"),
+            " (commit "
+        ))
+        .unwrap_or_else(|| panic!("{line}"));
+    let (commit, date) = rest
+        .strip_suffix(')')
+        .and_then(|r| r.split_once(", built "))
+        .unwrap_or_else(|| panic!("{line}"));
+    // Built from a git checkout (CI's clean clone is one): the commit of the source tree.
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        commit,
+        String::from_utf8(head.stdout).unwrap().trim(),
+        "{line}"
+    );
+    let parts: Vec<&str> = date.split('-').collect();
+    assert_eq!(parts.len(), 3, "{line}");
+    assert!(
+        parts[0].len() == 4 && parts[1].len() == 2 && parts[2].len() == 2,
+        "{line}"
+    );
+    assert!(
+        date.chars().all(|c| c.is_ascii_digit() || c == '-'),
+        "{line}"
+    );
+    assert!(date >= "2026-01-01", "{line}");
+}
