@@ -65,7 +65,10 @@ if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
 fi
 
 cargo build --release -p grant-node -p registry-stub --bins
+# The bench tool tests/scale.rs writes 100,000 names with (an unoptimised build signs slowly).
+cargo build --release --example gen_registry
 export GRANT_NODE_BIN="$PWD/target/release/grant-node" REGISTRY_STUB_BIN="$PWD/target/release/registry-stub"
+export GEN_REGISTRY_BIN="$PWD/target/release/examples/gen_registry"
 cargo test --workspace --all-targets
 # The grant, API, controlled-account, crash, transparency and moving suites again, with every node on
 # PostgreSQL (and a registry stub in place of the embedded registry, which PostgreSQL turns
