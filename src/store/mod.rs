@@ -461,8 +461,21 @@ impl Local {
         T: Send + 'static,
         E: Send + 'static + From<StoreError>,
     {
+        self.on_blocking_pool(false, f).await
+    }
+
+    async fn on_blocking_pool<T, E, F>(&self, read_only: bool, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static + From<StoreError>,
+    {
         let db = self.clone();
-        match tokio::task::spawn_blocking(move || f(&mut db.lock())).await {
+        let work = move || {
+            let mut conn = if read_only { db.reader() } else { db.lock() };
+            f(&mut conn)
+        };
+        match tokio::task::spawn_blocking(work).await {
             Ok(result) => result,
             Err(join) => std::panic::resume_unwind(join.into_panic()),
         }
@@ -484,11 +497,7 @@ impl Local {
         T: Send + 'static,
         E: Send + 'static + From<StoreError>,
     {
-        let db = self.clone();
-        match tokio::task::spawn_blocking(move || f(&mut db.reader())).await {
-            Ok(result) => result,
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
-        }
+        self.on_blocking_pool(true, f).await
     }
 }
 
